@@ -1,0 +1,95 @@
+/* handshake.h - the HTTP/1.1 upgrade request (RFC 6455 4.2.1) and responses.
+ *
+ * Sans-I/O: request bytes go in with ws_handshake_execute(); the result says
+ * whether more bytes are needed, the request is a valid WebSocket upgrade, it
+ * is a plain HTTP request (e.g. GET / for a page), or it failed with an HTTP
+ * status. Parsing uses the Node.js http-parser from the system, with our own
+ * per-request limits enforced in its callbacks (http-parser's own limit is
+ * compile-time and process-wide, and it has no header-count limit).
+ *
+ * Ownership: a ws_handshake owns one heap buffer holding the request line and
+ * headers (bounded by the limits) and frees it in ws_handshake_free(); it
+ * lives only until the connection is upgraded or refused, so an open
+ * WebSocket pays nothing for it.
+ */
+#ifndef WS_HANDSHAKE_H
+#define WS_HANDSHAKE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ws_handshake ws_handshake;
+
+typedef struct ws_handshake_limits {
+  uint32_t max_url;          /* bytes in the request target; over -> 414 */
+  uint32_t max_headers;      /* header fields; over -> 431 */
+  uint32_t max_header_bytes; /* request line + all header names and values; over -> 431 */
+} ws_handshake_limits;
+
+/* Defaults: 8 KiB URL, 64 headers, 16 KiB of request head. */
+void ws_handshake_limits_default(ws_handshake_limits *l);
+
+enum ws_handshake_status {
+  WS_HS_NEED_MORE = 0, /* request incomplete: feed more bytes */
+  WS_HS_UPGRADE = 1,   /* complete, valid WebSocket upgrade request */
+  WS_HS_HTTP = 2,      /* complete HTTP request that is not an upgrade attempt
+                          (no Upgrade header): the caller may serve a page, or
+                          answer 426 */
+  WS_HS_FAIL = 3       /* invalid: answer ws_handshake_fail_status() and close */
+};
+
+/* A header field as spans into the request buffer (not NUL-terminated). */
+typedef struct ws_header_span {
+  uint32_t name_off, name_len;
+  uint32_t value_off, value_len;   /* value with surrounding whitespace trimmed */
+} ws_header_span;
+
+/* Allocates a handshake with the given limits (NULL = defaults).
+ * Returns NULL on allocation failure. */
+ws_handshake *ws_handshake_new(const ws_handshake_limits *limits);
+void ws_handshake_free(ws_handshake *hs);
+
+/* Feeds request bytes. Returns the status and sets *consumed to the bytes
+ * used. On WS_HS_UPGRADE / WS_HS_HTTP, bytes past *consumed belong to the
+ * connection that follows (a client's first frames may arrive in the same
+ * read) and must be kept by the caller. Once not NEED_MORE the result is final. */
+int ws_handshake_execute(ws_handshake *hs, const char *data, size_t len, size_t *consumed);
+
+/* After WS_HS_FAIL (or for WS_HS_HTTP, 426): the HTTP status to answer (400,
+ * 404, 405, 414, 426, 431, 505) and a one-line reason (static string). */
+int ws_handshake_fail_status(const ws_handshake *hs);
+const char *ws_handshake_fail_reason(const ws_handshake *hs);
+
+/* Accessors valid after UPGRADE or HTTP until ws_handshake_free(). Returned
+ * pointers point into the handshake's buffer; lengths are explicit. */
+const char *ws_handshake_method(const ws_handshake *hs, size_t *len);
+const char *ws_handshake_target(const ws_handshake *hs, size_t *len); /* path?query as sent */
+const char *ws_handshake_buffer(const ws_handshake *hs, size_t *len);  /* base for spans */
+size_t ws_handshake_header_count(const ws_handshake *hs);
+const ws_header_span *ws_handshake_headers(const ws_handshake *hs);
+/* First header with this name (case-insensitive), value span; NULL if absent. */
+const char *ws_handshake_header(const ws_handshake *hs, const char *name, size_t name_len,
+                                size_t *value_len);
+/* The client's Sec-WebSocket-Key (trimmed), valid after UPGRADE. */
+const char *ws_handshake_key(const ws_handshake *hs, size_t *len);
+unsigned ws_handshake_http_minor(const ws_handshake *hs);
+
+/* Writes the 101 response into out: Upgrade, Connection, Sec-WebSocket-Accept
+ * computed from the key, Sec-WebSocket-Protocol if subprotocol_len > 0, then
+ * extra_headers verbatim (each line ending in CRLF, may be empty), then the
+ * blank line. Returns the length, or 0 if cap is too small. */
+size_t ws_handshake_accept_response(const ws_handshake *hs,
+                                    const char *subprotocol, size_t subprotocol_len,
+                                    const char *extra_headers, size_t extra_len,
+                                    char *out, size_t cap);
+
+/* Writes an error response with the status line for status, Connection:
+ * close, Content-Type text/plain, Content-Length and the body (reason + LF).
+ * For 426, adds Sec-WebSocket-Version: 13 and Upgrade: websocket. extra_headers
+ * as above. Returns the length, or 0 if cap is too small. Needs no handshake:
+ * also used for 503 before any byte is read. */
+size_t ws_handshake_error_response(int status, const char *reason, size_t reason_len,
+                                   const char *extra_headers, size_t extra_len,
+                                   char *out, size_t cap);
+
+#endif
