@@ -40,6 +40,19 @@ def _print_file_name(name: str) -> str | None:
     return out if os.path.isabs(out) and os.path.exists(out) else None
 
 
+def _links_shared(archive: str, symbol: str) -> bool:
+    """True if ``archive`` can go into a shared object (its objects are PIC)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write(f"extern char {symbol}(void);\nvoid *wsuv_probe(void) {{ return (void *){symbol}; }}\n")
+        cmd = [_compiler(), "-shared", "-fPIC", "-o", os.path.join(tmp, "probe.so"), src, archive,
+               "-lpthread", "-ldl", "-lrt"]
+        return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
 def _pkg_config(*args: str) -> str | None:
     try:
         return subprocess.run(
@@ -64,7 +77,8 @@ def _libuv() -> tuple[list[str], list[str], list[str], list[str]]:
     incs = [f[2:] for f in (_pkg_config("--cflags-only-I", "libuv") or "").split()]
     libdir = _pkg_config("--variable=libdir", "libuv") or ""
     static = os.path.join(libdir, "libuv_a.a")
-    if os.path.exists(static) and not os.environ.get("WSUV_SHARED_LIBS"):
+    if (os.path.exists(static) and not os.environ.get("WSUV_SHARED_LIBS")
+            and _links_shared(static, "uv_loop_init")):
         return incs, [static], ["pthread", "dl", "rt"], []
     return incs, [], ["uv"], [libdir] if libdir else []
 
@@ -77,7 +91,8 @@ def _http_parser() -> tuple[list[str], list[str], list[str]]:
             "'libhttp-parser-dev' (apt-get install libhttp-parser-dev)."
         )
     static = _print_file_name("libhttp_parser.a")
-    if static and not os.environ.get("WSUV_SHARED_LIBS"):
+    if (static and not os.environ.get("WSUV_SHARED_LIBS")
+            and _links_shared(static, "http_parser_execute")):
         return [static], [], []
     shared = _print_file_name("libhttp_parser.so")
     if shared is None:

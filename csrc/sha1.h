@@ -36,8 +36,9 @@ void ws_sha1(const void *data, size_t len, uint8_t out[WS_SHA1_DIGEST_LEN]);
  * (and len > 0). */
 size_t ws_base64_encode(const uint8_t *src, size_t len, char *dst, size_t cap);
 
-/* Decodes strict base64 (standard alphabet, padding required, no whitespace).
- * Returns the number of bytes written to dst, or -1 if the input is not
+/* Decodes strict base64 (standard alphabet, padding required, no whitespace,
+ * and the bits the padding discards must be zero, so only the canonical
+ * encoding of a value is accepted: RFC 4648 3.5). Returns the number of bytes written to dst, or -1 if the input is not
  * valid base64 or the result does not fit in cap. */
 long ws_base64_decode(const char *src, size_t len, uint8_t *dst, size_t cap);
 

@@ -1,0 +1,958 @@
+/* server.c - libuv transport. See server.h.
+ *
+ * One read buffer per server, reused for every read (reads are processed
+ * synchronously). Writes go out with uv_try_write first; only what the kernel
+ * did not take is copied into a queued uv_write. Each connection has one
+ * timer, armed for the nearest of its deadlines (handshake, idle, ping, pong,
+ * close, throttle); reads only record a timestamp, and the timer re-arms
+ * itself lazily when it finds the deadline has moved.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "wsframe.h"
+
+#define READ_BUF_SIZE (64 * 1024)
+#define MAX_LISTENERS 8
+
+enum conn_phase {
+  PH_HANDSHAKE = 0, /* reading the upgrade request */
+  PH_OPEN,          /* WebSocket engine running */
+  PH_FLUSHING,      /* closing: writes draining, then shutdown + close */
+  PH_CLOSED         /* uv_close called */
+};
+
+enum decision { DEC_NONE = 0, DEC_ACCEPT, DEC_REJECT, DEC_HTTP };
+
+union stream_handle {
+  uv_handle_t handle;
+  uv_stream_t stream;
+  uv_tcp_t tcp;
+  uv_pipe_t pipe;
+};
+
+struct ws_server_conn {
+  union stream_handle h;
+  uv_timer_t timer;
+  ws_conn ws;
+  ws_server *server;
+  ws_server_conn *prev, *next;
+  ws_handshake *hs;           /* during the handshake only */
+  void *user;
+  uint64_t id;
+  uint64_t started_ms;        /* accept time */
+  uint64_t last_read_ms;
+  uint64_t ping_sent_ms;      /* 0 = no ping outstanding */
+  uint64_t closing_ms;        /* when the close began (0 = not closing) */
+  uint64_t window_ms;         /* throttle window start */
+  uint64_t window_bytes;      /* bytes read in the throttle window */
+  size_t queued;              /* bytes in uv_write requests in flight */
+  uint8_t phase;
+  uint8_t decision;
+  uint8_t opened;             /* on_open was called (so on_close is owed) */
+  uint8_t full;               /* above write_high_water, drain owed */
+  uint8_t app_paused;         /* the application paused reading */
+  uint8_t throttled;          /* reading paused by the read rate limit */
+  uint8_t reading;            /* uv_read_start is in effect */
+  uint8_t handles_open;       /* stream + timer not yet closed */
+  uint8_t is_pipe;
+};
+
+struct ws_server_timer {
+  uv_timer_t timer;
+  ws_server *server;
+  uint64_t id;
+};
+
+typedef struct write_req {
+  uv_write_t req;
+  ws_server_conn *conn;
+  size_t len;
+  char data[];
+} write_req;
+
+struct ws_server {
+  uv_loop_t loop;
+  ws_server_config cfg;
+  ws_server_callbacks cb;
+  void *user;
+  union stream_handle listeners[MAX_LISTENERS];
+  int nlisteners;
+  uv_async_t async;
+  uv_signal_t sigint, sigterm;
+  uv_timer_t shutdown_timer;
+  ws_server_conn *conns;      /* doubly linked list of live connections */
+  size_t nconns;
+  uint64_t next_id;
+  int stopping;               /* 0, 1 graceful, 2 immediate */
+  int finished;               /* handles closed */
+  atomic_int stop_request;    /* 0 none, 1 graceful, 2 immediate (any thread) */
+  char readbuf[READ_BUF_SIZE];
+};
+
+static const ws_conn_callbacks engine_callbacks;
+
+/* ---------- configuration ---------- */
+
+void ws_server_config_default(ws_server_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->backlog = 511;
+  cfg->tcp_nodelay = 1;
+  ws_handshake_limits_default(&cfg->handshake);
+  ws_conn_limits_default(&cfg->limits);
+  cfg->handshake_timeout_ms = 10000;
+  cfg->ping_interval_ms = 20000;
+  cfg->ping_timeout_ms = 20000;
+  cfg->close_timeout_ms = 5000;
+  cfg->shutdown_timeout_ms = 5000;
+  cfg->write_high_water = 1 << 20;
+  cfg->write_limit = 16 << 20;
+  cfg->handle_signals = 1;
+}
+
+const char *ws_server_strerror(int err) { return uv_strerror(err); }
+
+/* ---------- connection teardown ---------- */
+
+static void conn_unlink(ws_server_conn *c) {
+  ws_server *s = c->server;
+  if (c->prev) c->prev->next = c->next;
+  else s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  s->nconns--;
+}
+
+static void maybe_finish_shutdown(ws_server *s);
+
+static void on_conn_handle_closed(uv_handle_t *h) {
+  ws_server_conn *c = h->data;
+  if (--c->handles_open) return;
+  ws_server *s = c->server;
+  ws_conn_free(&c->ws);
+  if (c->hs) ws_handshake_free(c->hs);
+  free(c);
+  if (s->stopping) maybe_finish_shutdown(s);
+}
+
+/* Closes the socket now, whatever is queued. */
+static void conn_destroy(ws_server_conn *c) {
+  if (c->phase == PH_CLOSED) return;
+  int was_open = c->phase == PH_OPEN;
+  c->phase = PH_CLOSED;
+  if (was_open && c->ws.state != WS_CONN_CLOSED)
+    ws_conn_abort(&c->ws, 1006, "connection dropped", 18); /* reports on_close */
+  conn_unlink(c);
+  uv_close(&c->h.handle, on_conn_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+}
+
+static void on_shutdown_done(uv_shutdown_t *req, int status) {
+  (void)status;
+  ws_server_conn *c = req->data;
+  free(req);
+  conn_destroy(c);
+}
+
+static void arm_timer(ws_server_conn *c);
+
+/* Closes after the queued writes are flushed (FIN after our last byte);
+ * close_timeout bounds the wait. */
+static void conn_finish(ws_server_conn *c) {
+  if (c->phase >= PH_FLUSHING) return;
+  c->phase = PH_FLUSHING;
+  c->closing_ms = uv_now(&c->server->loop);
+  if (c->reading) {
+    uv_read_stop(&c->h.stream);
+    c->reading = 0;
+  }
+  uv_shutdown_t *req = malloc(sizeof *req);
+  if (!req || uv_shutdown(req, &c->h.stream, on_shutdown_done) != 0) {
+    free(req);
+    conn_destroy(c);
+    return;
+  }
+  req->data = c;
+  arm_timer(c);
+}
+
+/* ---------- writing ---------- */
+
+static void conn_resume_if_allowed(ws_server_conn *c);
+
+static void on_write_done(uv_write_t *req, int status) {
+  write_req *w = (write_req *)req;
+  ws_server_conn *c = w->conn;
+  c->queued -= w->len;
+  free(w);
+  if (status < 0) {
+    conn_destroy(c);
+    return;
+  }
+  if (c->full && c->queued <= c->server->cfg.write_high_water / 2) {
+    c->full = 0;
+    conn_resume_if_allowed(c);
+    if (c->phase == PH_OPEN && c->opened && c->server->cb.on_drain)
+      c->server->cb.on_drain(c->server, c);
+  }
+}
+
+/* Writes bufs in order; queues what the kernel does not take now. */
+static void conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
+  if (c->phase >= PH_CLOSED) return;
+  size_t total = 0;
+  for (unsigned i = 0; i < n; i++) total += bufs[i].len;
+  if (total == 0) return;
+  size_t done = 0;
+  int r = uv_try_write(&c->h.stream, bufs, n);
+  if (r >= 0) {
+    done = (size_t)r;
+    if (done == total) return;
+  } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
+    conn_destroy(c);
+    return;
+  }
+  size_t rest = total - done;
+  ws_server *s = c->server;
+  if (s->cfg.write_limit && c->queued + rest > s->cfg.write_limit) {
+    /* The peer does not read: drop it rather than buffer without bound. */
+    if (c->phase == PH_OPEN && c->ws.state != WS_CONN_CLOSED)
+      ws_conn_abort(&c->ws, 1006, "write buffer limit exceeded", 27);
+    conn_destroy(c);
+    return;
+  }
+  write_req *w = malloc(sizeof *w + rest);
+  if (!w) {
+    conn_destroy(c);
+    return;
+  }
+  w->conn = c;
+  w->len = rest;
+  char *p = w->data;
+  size_t skip = done;
+  for (unsigned i = 0; i < n; i++) {
+    size_t len = bufs[i].len;
+    if (skip >= len) {
+      skip -= len;
+      continue;
+    }
+    memcpy(p, bufs[i].base + skip, len - skip);
+    p += len - skip;
+    skip = 0;
+  }
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)rest);
+  if (uv_write(&w->req, &c->h.stream, &b, 1, on_write_done) != 0) {
+    free(w);
+    conn_destroy(c);
+    return;
+  }
+  c->queued += rest;
+  if (!c->full && c->queued >= s->cfg.write_high_water) {
+    c->full = 1;
+    /* The built-in echo stops reading a peer that does not read its echoes. */
+    if (s->cfg.echo && c->reading) {
+      uv_read_stop(&c->h.stream);
+      c->reading = 0;
+    }
+  }
+}
+
+static void conn_write_raw(ws_server_conn *c, const char *data, size_t len) {
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  conn_write(c, &b, 1);
+}
+
+/* ---------- engine callbacks ---------- */
+
+static void eng_write(ws_conn *e, const ws_conn_buf *bufs, size_t n) {
+  ws_server_conn *c = e->data;
+  uv_buf_t b[2];
+  unsigned k = 0;
+  for (size_t i = 0; i < n && k < 2; i++) {
+    if (bufs[i].len) b[k++] = uv_buf_init((char *)bufs[i].base, (unsigned)bufs[i].len);
+  }
+  conn_write(c, b, k);
+}
+
+static void eng_message(ws_conn *e, unsigned opcode, const uint8_t *data, size_t len) {
+  ws_server_conn *c = e->data;
+  ws_server *s = c->server;
+  if (s->cfg.echo) {
+    ws_conn_send(e, opcode, data, len);
+    return;
+  }
+  if (s->cb.on_message && c->opened) s->cb.on_message(s, c, opcode, data, len);
+}
+
+static void eng_control(ws_conn *e, unsigned opcode, const uint8_t *data, size_t len) {
+  ws_server_conn *c = e->data;
+  ws_server *s = c->server;
+  if (s->cb.on_control && c->opened) s->cb.on_control(s, c, opcode, data, len);
+}
+
+static void eng_closed(ws_conn *e, unsigned code, const char *reason, size_t reason_len,
+                       int clean) {
+  (void)clean;
+  ws_server_conn *c = e->data;
+  ws_server *s = c->server;
+  if (c->opened) {
+    c->opened = 0;
+    if (s->cb.on_close) s->cb.on_close(s, c, code, reason, reason_len);
+  }
+  if (c->phase == PH_OPEN) conn_finish(c);
+}
+
+static const ws_conn_callbacks engine_callbacks = {eng_write, eng_message, eng_control,
+                                                   eng_closed};
+
+/* ---------- timers ---------- */
+
+static uint64_t min_deadline(uint64_t a, uint64_t b) { return a == 0 ? b : (b && b < a ? b : a); }
+
+static uint64_t conn_deadline(const ws_server_conn *c) {
+  const ws_server_config *cfg = &c->server->cfg;
+  uint64_t d = 0;
+  switch (c->phase) {
+  case PH_HANDSHAKE:
+    if (cfg->handshake_timeout_ms) d = c->started_ms + cfg->handshake_timeout_ms;
+    break;
+  case PH_OPEN:
+    if (c->ws.state == WS_CONN_CLOSING && cfg->close_timeout_ms)
+      d = min_deadline(d, c->closing_ms + cfg->close_timeout_ms);
+    if (cfg->idle_timeout_ms) d = min_deadline(d, c->last_read_ms + cfg->idle_timeout_ms);
+    if (c->ping_sent_ms && cfg->ping_timeout_ms)
+      d = min_deadline(d, c->ping_sent_ms + cfg->ping_timeout_ms);
+    else if (cfg->ping_interval_ms)
+      d = min_deadline(d, c->last_read_ms + cfg->ping_interval_ms);
+    if (c->throttled) d = min_deadline(d, c->window_ms + 1000);
+    break;
+  case PH_FLUSHING:
+    d = c->closing_ms + (cfg->close_timeout_ms ? cfg->close_timeout_ms : 5000);
+    break;
+  default:
+    break;
+  }
+  return d;
+}
+
+static void on_conn_timer(uv_timer_t *t);
+
+static void arm_timer(ws_server_conn *c) {
+  if (c->phase == PH_CLOSED) return;
+  uint64_t d = conn_deadline(c);
+  if (d == 0) {
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  uint64_t now = uv_now(&c->server->loop);
+  uv_timer_start(&c->timer, on_conn_timer, d > now ? d - now : 0, 0);
+}
+
+static void on_conn_timer(uv_timer_t *t) {
+  ws_server_conn *c = t->data;
+  ws_server *s = c->server;
+  const ws_server_config *cfg = &s->cfg;
+  uint64_t now = uv_now(&s->loop);
+  switch (c->phase) {
+  case PH_HANDSHAKE:
+    if (cfg->handshake_timeout_ms && now >= c->started_ms + cfg->handshake_timeout_ms) {
+      conn_destroy(c);
+      return;
+    }
+    break;
+  case PH_OPEN:
+    if (c->ws.state == WS_CONN_CLOSING && cfg->close_timeout_ms &&
+        now >= c->closing_ms + cfg->close_timeout_ms) {
+      ws_conn_abort(&c->ws, 1006, "close handshake timed out", 25);
+      conn_destroy(c);
+      return;
+    }
+    if (c->ping_sent_ms && cfg->ping_timeout_ms && now >= c->ping_sent_ms + cfg->ping_timeout_ms) {
+      ws_conn_abort(&c->ws, 1006, "keepalive ping timed out", 24);
+      conn_destroy(c);
+      return;
+    }
+    if (cfg->idle_timeout_ms && now >= c->last_read_ms + cfg->idle_timeout_ms &&
+        c->ws.state == WS_CONN_OPEN) {
+      ws_conn_close(&c->ws, 1001, "idle timeout", 12);
+      c->closing_ms = now;
+    }
+    if (!c->ping_sent_ms && cfg->ping_interval_ms && c->ws.state == WS_CONN_OPEN &&
+        now >= c->last_read_ms + cfg->ping_interval_ms) {
+      if (ws_conn_ping(&c->ws, (const uint8_t *)"wsuv", 4) == 0) c->ping_sent_ms = now;
+    }
+    if (c->throttled && now >= c->window_ms + 1000) {
+      c->throttled = 0;
+      c->window_ms = now;
+      c->window_bytes = 0;
+      conn_resume_if_allowed(c);
+    }
+    break;
+  case PH_FLUSHING:
+    conn_destroy(c);
+    return;
+  default:
+    return;
+  }
+  arm_timer(c);
+}
+
+/* ---------- reading ---------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  ws_server_conn *c = h->data;
+  buf->base = c->server->readbuf;
+  buf->len = READ_BUF_SIZE;
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_resume_if_allowed(ws_server_conn *c) {
+  if (c->phase != PH_OPEN || c->reading || c->app_paused || c->throttled) return;
+  if (c->full && c->server->cfg.echo) return;
+  if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0) c->reading = 1;
+}
+
+static void start_engine(ws_server_conn *c) {
+  ws_server *s = c->server;
+  ws_conn_init(&c->ws, &engine_callbacks, &s->cfg.limits);
+  c->ws.data = c;
+  c->ws.want_control = s->cfg.want_control ? 1 : 0;
+  c->phase = PH_OPEN;
+  c->last_read_ms = uv_now(&s->loop);
+  ws_handshake_free(c->hs);
+  c->hs = NULL;
+  c->opened = 1;
+  if (s->cb.on_open) s->cb.on_open(s, c);
+  arm_timer(c);
+}
+
+static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
+  ws_server *s = c->server;
+  size_t used = 0;
+  int st = ws_handshake_execute(c->hs, data, len, &used);
+  if (st == WS_HS_NEED_MORE) return;
+  if (st == WS_HS_FAIL) {
+    const char *reason = ws_handshake_fail_reason(c->hs);
+    int status = ws_handshake_fail_status(c->hs);
+    ws_server_conn_reject(c, status, reason, strlen(reason), NULL, 0);
+    return;
+  }
+  if (st == WS_HS_HTTP) {
+    c->decision = DEC_NONE;
+    if (s->cb.on_http) s->cb.on_http(s, c, c->hs);
+    if (c->phase == PH_HANDSHAKE && c->decision == DEC_NONE) {
+      static const char msg[] = "this is a WebSocket server: send an Upgrade request";
+      ws_server_conn_reject(c, 426, msg, sizeof msg - 1, NULL, 0);
+    }
+    return;
+  }
+  /* WS_HS_UPGRADE */
+  c->decision = DEC_NONE;
+  if (s->cb.on_request) s->cb.on_request(s, c, c->hs);
+  if (c->phase != PH_HANDSHAKE) return; /* the app closed it */
+  if (c->decision == DEC_NONE) ws_server_conn_accept(c, NULL, 0, NULL, 0);
+  if (c->decision != DEC_ACCEPT || c->phase != PH_HANDSHAKE) return;
+  start_engine(c);
+  if (used < len && c->phase == PH_OPEN) ws_conn_feed(&c->ws, (uint8_t *)data + used, len - used);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  ws_server_conn *c = st->data;
+  if (nread == 0) return;
+  if (nread < 0) {
+    /* EOF or error: a WebSocket that ends without a close frame is 1006. */
+    if (c->phase == PH_OPEN && c->ws.state != WS_CONN_CLOSED)
+      ws_conn_abort(&c->ws, 1006, "connection closed without a close frame", 39);
+    conn_destroy(c);
+    return;
+  }
+  ws_server *s = c->server;
+  c->last_read_ms = uv_now(&s->loop);
+  c->ping_sent_ms = 0;
+  if (c->phase == PH_HANDSHAKE) {
+    handle_handshake(c, buf->base, (size_t)nread);
+  } else if (c->phase == PH_OPEN) {
+    ws_conn_feed(&c->ws, (uint8_t *)buf->base, (size_t)nread);
+  }
+  if (s->cfg.read_rate && c->phase == PH_OPEN) {
+    uint64_t now = c->last_read_ms;
+    if (now >= c->window_ms + 1000) {
+      c->window_ms = now;
+      c->window_bytes = 0;
+    }
+    c->window_bytes += (uint64_t)nread;
+    if (c->window_bytes >= s->cfg.read_rate && c->reading) {
+      c->throttled = 1;
+      uv_read_stop(&c->h.stream);
+      c->reading = 0;
+      arm_timer(c);
+    }
+  }
+}
+
+/* ---------- accepting ---------- */
+
+static void set_socket_options(ws_server *s, ws_server_conn *c) {
+  if (c->is_pipe) return;
+  if (s->cfg.tcp_nodelay) uv_tcp_nodelay(&c->h.tcp, 1);
+  if (s->cfg.tcp_keepalive > 0) uv_tcp_keepalive(&c->h.tcp, 1, (unsigned)s->cfg.tcp_keepalive);
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  ws_server *s = listener->data;
+  if (status < 0 || s->stopping) return;
+  ws_server_conn *c = calloc(1, sizeof *c);
+  if (!c) return;
+  c->server = s;
+  c->is_pipe = listener->type == UV_NAMED_PIPE;
+  int r = c->is_pipe ? uv_pipe_init(&s->loop, &c->h.pipe, 0) : uv_tcp_init(&s->loop, &c->h.tcp);
+  if (r != 0) {
+    free(c);
+    return;
+  }
+  uv_timer_init(&s->loop, &c->timer);
+  c->h.handle.data = c;
+  c->timer.data = c;
+  c->handles_open = 2;
+  c->id = ++s->next_id;
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  c->phase = PH_HANDSHAKE;
+  if (uv_accept(listener, &c->h.stream) != 0) {
+    conn_destroy(c);
+    return;
+  }
+  set_socket_options(s, c);
+  c->started_ms = uv_now(&s->loop);
+  if (s->cfg.max_connections && s->nconns > s->cfg.max_connections) {
+    static const char msg[] = "too many connections";
+    ws_server_conn_reject(c, 503, msg, sizeof msg - 1, NULL, 0);
+    return;
+  }
+  c->hs = ws_handshake_new(&s->cfg.handshake);
+  if (!c->hs || uv_read_start(&c->h.stream, on_alloc, on_read) != 0) {
+    conn_destroy(c);
+    return;
+  }
+  c->reading = 1;
+  arm_timer(c);
+}
+
+/* ---------- listeners ---------- */
+
+static union stream_handle *new_listener(ws_server *s) {
+  if (s->nlisteners >= MAX_LISTENERS) return NULL;
+  return &s->listeners[s->nlisteners];
+}
+
+static int start_listener(ws_server *s, union stream_handle *l) {
+  l->handle.data = s;
+  int r = uv_listen(&l->stream, s->cfg.backlog, on_connection);
+  if (r != 0) {
+    uv_close(&l->handle, NULL);
+    return r;
+  }
+  s->nlisteners++;
+  return 0;
+}
+
+int ws_server_listen_tcp(ws_server *s, const char *host, int port, int *bound_port) {
+  union stream_handle *l = new_listener(s);
+  if (!l) return UV_ENOBUFS;
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  int r = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+  if (r != 0) r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
+  if (r != 0) return r;
+  r = uv_tcp_init_ex(&s->loop, &l->tcp, ss.ss_family);
+  if (r != 0) return r;
+  if (s->cfg.reuseport) {
+    /* libuv 1.44 has no UV_TCP_REUSEPORT: set it on the socket ourselves. */
+    uv_os_fd_t fd;
+    int one = 1;
+    if (uv_fileno(&l->handle, &fd) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+      uv_close(&l->handle, NULL);
+      return UV_EINVAL;
+    }
+  }
+  r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss, 0);
+  if (r == 0) r = start_listener(s, l);
+  else uv_close(&l->handle, NULL);
+  if (r != 0) return r;
+  if (bound_port) {
+    struct sockaddr_storage got;
+    int n = sizeof got;
+    *bound_port = 0;
+    if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&got, &n) == 0)
+      *bound_port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
+                                                    : ((struct sockaddr_in *)&got)->sin_port);
+  }
+  return 0;
+}
+
+int ws_server_listen_unix(ws_server *s, const char *path) {
+  union stream_handle *l = new_listener(s);
+  if (!l) return UV_ENOBUFS;
+  int r = uv_pipe_init(&s->loop, &l->pipe, 0);
+  if (r != 0) return r;
+  r = uv_pipe_bind(&l->pipe, path);
+  if (r != 0) {
+    uv_close(&l->handle, NULL);
+    return r;
+  }
+  return start_listener(s, l);
+}
+
+int ws_server_listen_fd(ws_server *s, int fd) {
+  union stream_handle *l = new_listener(s);
+  if (!l) return UV_ENOBUFS;
+  struct sockaddr_storage ss;
+  socklen_t n = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &n) != 0) return uv_translate_sys_error(errno);
+  int r;
+  if (ss.ss_family == AF_UNIX) {
+    r = uv_pipe_init(&s->loop, &l->pipe, 0);
+    if (r == 0 && (r = uv_pipe_open(&l->pipe, fd)) != 0) uv_close(&l->handle, NULL);
+  } else {
+    r = uv_tcp_init(&s->loop, &l->tcp);
+    if (r == 0 && (r = uv_tcp_open(&l->tcp, fd)) != 0) uv_close(&l->handle, NULL);
+  }
+  if (r != 0) return r;
+  return start_listener(s, l);
+}
+
+/* ---------- lifecycle ---------- */
+
+static void on_async(uv_async_t *a) {
+  ws_server *s = a->data;
+  int req = atomic_exchange(&s->stop_request, 0);
+  if (req) ws_server_stop(s, req == 1);
+  if (s->cb.on_wakeup && !s->finished) s->cb.on_wakeup(s);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  (void)signum;
+  ws_server *s = h->data;
+  /* The first signal drains gracefully; a second one stops at once. */
+  ws_server_stop(s, s->stopping ? 0 : 1);
+}
+
+static void on_shutdown_timer(uv_timer_t *t) { ws_server_stop(t->data, 0); }
+
+ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks *cb, void *user) {
+  ws_server *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  if (cfg) s->cfg = *cfg;
+  else ws_server_config_default(&s->cfg);
+  if (cb) s->cb = *cb;
+  s->user = user;
+  atomic_init(&s->stop_request, 0);
+  if (uv_loop_init(&s->loop) != 0) {
+    free(s);
+    return NULL;
+  }
+  s->loop.data = s;
+  uv_async_init(&s->loop, &s->async, on_async);
+  s->async.data = s;
+  uv_timer_init(&s->loop, &s->shutdown_timer);
+  s->shutdown_timer.data = s;
+  uv_unref((uv_handle_t *)&s->shutdown_timer);
+  uv_signal_init(&s->loop, &s->sigint);
+  uv_signal_init(&s->loop, &s->sigterm);
+  s->sigint.data = s->sigterm.data = s;
+  return s;
+}
+
+void *ws_server_user(const ws_server *s) { return s->user; }
+
+static void on_app_timer_closed(uv_handle_t *h) { free(h->data); }
+
+static void close_all_walk(uv_handle_t *h, void *arg) {
+  ws_server *s = arg;
+  if (uv_is_closing(h)) return;
+  /* Application timers own their memory: their handle is their first member
+   * and their data points at themselves. */
+  if (h->type == UV_TIMER && h->data == (void *)h && h != (uv_handle_t *)&s->shutdown_timer) {
+    uv_close(h, on_app_timer_closed);
+    return;
+  }
+  uv_close(h, NULL);
+}
+
+static void maybe_finish_shutdown(ws_server *s) {
+  if (s->finished || s->nconns > 0) return;
+  s->finished = 1;
+  uv_walk(&s->loop, close_all_walk, s);
+}
+
+void ws_server_stop(ws_server *s, int graceful) {
+  if (s->finished) return;
+  int first = !s->stopping;
+  if (first || !graceful) s->stopping = graceful ? 1 : 2;
+  if (first) {
+    for (int i = 0; i < s->nlisteners; i++)
+      if (!uv_is_closing(&s->listeners[i].handle)) uv_close(&s->listeners[i].handle, NULL);
+    if (s->cb.on_shutdown) s->cb.on_shutdown(s);
+  }
+  if (graceful && first) {
+    ws_server_conn *c = s->conns, *next;
+    for (; c; c = next) {
+      next = c->next;
+      if (c->phase == PH_HANDSHAKE) conn_destroy(c);
+      else if (c->phase == PH_OPEN && c->ws.state == WS_CONN_OPEN) {
+        ws_conn_close(&c->ws, 1001, "server shutting down", 20);
+        c->closing_ms = uv_now(&s->loop);
+        arm_timer(c);
+      }
+    }
+    if (s->cfg.shutdown_timeout_ms) {
+      uv_ref((uv_handle_t *)&s->shutdown_timer);
+      uv_timer_start(&s->shutdown_timer, on_shutdown_timer, s->cfg.shutdown_timeout_ms, 0);
+    }
+  } else if (!graceful) {
+    ws_server_conn *c = s->conns, *next;
+    for (; c; c = next) {
+      next = c->next;
+      if (c->phase == PH_OPEN && c->ws.state != WS_CONN_CLOSED)
+        ws_conn_abort(&c->ws, 1001, "server stopped", 14);
+      conn_destroy(c);
+    }
+  }
+  maybe_finish_shutdown(s);
+}
+
+int ws_server_run(ws_server *s) {
+  if (s->cfg.handle_signals) {
+    uv_signal_start(&s->sigint, on_signal, SIGINT);
+    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+  }
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+  if (!s->finished) {
+    s->finished = 1;
+    uv_walk(&s->loop, close_all_walk, s);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+  }
+  return 0;
+}
+
+void ws_server_free(ws_server *s) {
+  if (!s) return;
+  if (!s->finished) {
+    s->finished = 1;
+    ws_server_conn *c = s->conns, *next;
+    for (; c; c = next) {
+      next = c->next;
+      c->opened = 0; /* no callbacks while freeing */
+      conn_destroy(c);
+    }
+    uv_walk(&s->loop, close_all_walk, s);
+  }
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&s->loop);
+  free(s);
+}
+
+int ws_server_wakeup(ws_server *s) { return uv_async_send(&s->async); }
+
+int ws_server_request_stop(ws_server *s, int graceful) {
+  int want = graceful ? 1 : 2, cur = atomic_load(&s->stop_request);
+  if (want > cur) atomic_store(&s->stop_request, want);
+  return uv_async_send(&s->async);
+}
+
+size_t ws_server_connection_count(const ws_server *s) { return s->nconns; }
+
+uint64_t ws_server_now(const ws_server *s) { return uv_now(&s->loop); }
+
+/* ---------- application timers ---------- */
+
+static void on_app_timer(uv_timer_t *t) {
+  ws_server_timer *at = t->data;
+  ws_server *s = at->server;
+  uint64_t id = at->id;
+  uv_close((uv_handle_t *)t, on_app_timer_closed);
+  if (s->cb.on_timer) s->cb.on_timer(s, id);
+}
+
+ws_server_timer *ws_server_timer_start(ws_server *s, uint64_t ms, uint64_t id) {
+  if (s->finished) return NULL;
+  ws_server_timer *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->server = s;
+  t->id = id;
+  uv_timer_init(&s->loop, &t->timer);
+  t->timer.data = t;
+  uv_timer_start(&t->timer, on_app_timer, ms, 0);
+  return t;
+}
+
+void ws_server_timer_cancel(ws_server_timer *t) {
+  if (t && !uv_is_closing((uv_handle_t *)&t->timer))
+    uv_close((uv_handle_t *)&t->timer, on_app_timer_closed);
+}
+
+/* ---------- sending ---------- */
+
+static int conn_can_send(const ws_server_conn *c) {
+  return c && c->phase == PH_OPEN && c->ws.state == WS_CONN_OPEN;
+}
+
+int ws_server_conn_send(ws_server_conn *c, unsigned opcode, const char *data, size_t len) {
+  if (!conn_can_send(c)) return -1;
+  return ws_conn_send(&c->ws, opcode, (const uint8_t *)data, len);
+}
+
+int ws_server_conn_ping(ws_server_conn *c, const char *data, size_t len) {
+  if (!conn_can_send(c)) return -1;
+  return ws_conn_ping(&c->ws, (const uint8_t *)data, len);
+}
+
+int ws_server_conn_close(ws_server_conn *c, unsigned code, const char *reason, size_t len) {
+  if (!c || c->phase != PH_OPEN || c->ws.state != WS_CONN_OPEN) return -1;
+  int r = ws_conn_close(&c->ws, code, reason, len);
+  if (r == 0 && c->phase == PH_OPEN) {
+    c->closing_ms = uv_now(&c->server->loop);
+    arm_timer(c);
+  }
+  return r;
+}
+
+static size_t fan_out(ws_server_conn *c, const uv_buf_t *b) {
+  if (!conn_can_send(c)) return 0;
+  conn_write(c, b, b[1].len ? 2 : 1);
+  return 1;
+}
+
+size_t ws_server_broadcast(ws_server *s, unsigned opcode, const char *data, size_t len,
+                           const ws_server_conn *except) {
+  uint8_t hdr[WS_FRAME_MAX_HEADER];
+  size_t hlen = ws_frame_header(hdr, opcode, 1, 0, len, NULL);
+  uv_buf_t b[2] = {uv_buf_init((char *)hdr, (unsigned)hlen),
+                   uv_buf_init((char *)data, (unsigned)len)};
+  size_t sent = 0;
+  ws_server_conn *c = s->conns, *next;
+  for (; c; c = next) {
+    next = c->next; /* a write failure may destroy c */
+    if (c != except) sent += fan_out(c, b);
+  }
+  return sent;
+}
+
+size_t ws_server_send_many(ws_server *s, ws_server_conn *const *conns, size_t n,
+                           unsigned opcode, const char *data, size_t len) {
+  (void)s;
+  uint8_t hdr[WS_FRAME_MAX_HEADER];
+  size_t hlen = ws_frame_header(hdr, opcode, 1, 0, len, NULL);
+  uv_buf_t b[2] = {uv_buf_init((char *)hdr, (unsigned)hlen),
+                   uv_buf_init((char *)data, (unsigned)len)};
+  size_t sent = 0;
+  for (size_t i = 0; i < n; i++) sent += fan_out(conns[i], b);
+  return sent;
+}
+
+/* ---------- per-connection accessors ---------- */
+
+void ws_server_conn_set_user(ws_server_conn *c, void *user) { c->user = user; }
+void *ws_server_conn_user(const ws_server_conn *c) { return c->user; }
+uint64_t ws_server_conn_id(const ws_server_conn *c) { return c->id; }
+
+size_t ws_server_conn_peer(const ws_server_conn *c, char *out, size_t cap) {
+  if (cap == 0) return 0;
+  out[0] = 0;
+  if (c->is_pipe) return (size_t)snprintf(out, cap, "unix");
+  struct sockaddr_storage ss;
+  int n = sizeof ss;
+  if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &n) != 0) return 0;
+  char ip[64];
+  int r;
+  if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    uv_ip6_name(a, ip, sizeof ip);
+    r = snprintf(out, cap, "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    uv_ip4_name(a, ip, sizeof ip);
+    r = snprintf(out, cap, "%s:%u", ip, (unsigned)ntohs(a->sin_port));
+  }
+  return r < 0 ? 0 : ((size_t)r < cap ? (size_t)r : cap - 1);
+}
+
+int ws_server_conn_accept(ws_server_conn *c, const char *subprotocol, size_t subprotocol_len,
+                          const char *headers, size_t headers_len) {
+  if (c->phase != PH_HANDSHAKE || !c->hs || c->decision != DEC_NONE) return -1;
+  size_t cap = 256 + subprotocol_len + headers_len;
+  char stackbuf[1024];
+  char *out = cap <= sizeof stackbuf ? stackbuf : malloc(cap);
+  if (!out) return -1;
+  size_t n = ws_handshake_accept_response(c->hs, subprotocol, subprotocol_len, headers,
+                                          headers_len, out, cap);
+  if (n) {
+    c->decision = DEC_ACCEPT;
+    conn_write_raw(c, out, n);
+  }
+  if (out != stackbuf) free(out);
+  return n ? 0 : -1;
+}
+
+int ws_server_conn_reject(ws_server_conn *c, int status, const char *reason, size_t reason_len,
+                          const char *headers, size_t headers_len) {
+  if (c->phase != PH_HANDSHAKE || c->decision != DEC_NONE) return -1;
+  size_t cap = 512 + reason_len + headers_len;
+  char stackbuf[1024];
+  char *out = cap <= sizeof stackbuf ? stackbuf : malloc(cap);
+  if (!out) return -1;
+  size_t n = ws_handshake_error_response(status, reason, reason_len, headers, headers_len, out,
+                                         cap);
+  c->decision = DEC_REJECT;
+  if (n) conn_write_raw(c, out, n);
+  if (out != stackbuf) free(out);
+  conn_finish(c);
+  return n ? 0 : -1;
+}
+
+int ws_server_conn_http_response(ws_server_conn *c, int status, const char *headers,
+                                 size_t headers_len, const char *body, size_t body_len) {
+  if (c->phase != PH_HANDSHAKE || c->decision != DEC_NONE) return -1;
+  char head[256];
+  int n = snprintf(head, sizeof head,
+                   "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: close\r\n", status,
+                   ws_handshake_status_phrase(status), body_len);
+  if (n <= 0 || (size_t)n >= sizeof head) return -1;
+  uv_buf_t b[4] = {uv_buf_init(head, (unsigned)n), uv_buf_init((char *)headers, (unsigned)headers_len),
+                   uv_buf_init("\r\n", 2), uv_buf_init((char *)body, (unsigned)body_len)};
+  c->decision = DEC_HTTP;
+  conn_write(c, b, 4);
+  conn_finish(c);
+  return 0;
+}
+
+size_t ws_server_conn_buffered(const ws_server_conn *c) { return c->queued; }
+
+void ws_server_conn_pause_reading(ws_server_conn *c) {
+  c->app_paused = 1;
+  if (c->reading && c->phase == PH_OPEN) {
+    uv_read_stop(&c->h.stream);
+    c->reading = 0;
+  }
+}
+
+void ws_server_conn_resume_reading(ws_server_conn *c) {
+  c->app_paused = 0;
+  conn_resume_if_allowed(c);
+}

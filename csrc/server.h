@@ -1,0 +1,149 @@
+/* server.h - the libuv transport: listeners, connections, writes, timers.
+ *
+ * The only layer that knows libuv. A ws_server owns its uv_loop_t, its
+ * listeners and every connection. A connection goes through the opening
+ * handshake (handshake.h), then runs a protocol engine (wsconn.h); the
+ * application sees it through ws_server_callbacks. All ws_server_* functions
+ * must be called on the loop's thread (from inside a callback, or before
+ * ws_server_run), except ws_server_wakeup and ws_server_request_stop, which
+ * any thread may call.
+ *
+ * Lifetimes: a connection's on_close is called exactly once for every
+ * connection that got on_open; after it the application must not use that
+ * ws_server_conn pointer again (the transport may still be flushing it).
+ * A connection that never opened is never reported.
+ */
+#ifndef WS_SERVER_H
+#define WS_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "handshake.h"
+#include "wsconn.h"
+
+typedef struct ws_server ws_server;
+typedef struct ws_server_conn ws_server_conn;
+typedef struct ws_server_timer ws_server_timer;
+
+typedef struct ws_server_config {
+  int backlog;                    /* listen(2) backlog: 511 */
+  int tcp_nodelay;                /* disable Nagle: 1 (small messages go at once) */
+  int tcp_keepalive;              /* TCP keepalive delay in s; 0 = off: 0 */
+  int reuseport;                  /* SO_REUSEPORT on TCP listeners: 0 */
+  uint32_t max_connections;       /* open sockets; beyond -> 503; 0 = none: 0 */
+  ws_handshake_limits handshake;  /* URL/header limits (handshake.h defaults) */
+  ws_conn_limits limits;          /* message size/fragments (wsconn.h defaults) */
+  uint32_t handshake_timeout_ms;  /* request must arrive within: 10000 */
+  uint32_t idle_timeout_ms;       /* close 1001 after no bytes read for: 0 = off */
+  uint32_t ping_interval_ms;      /* ping after this long without reading: 20000 */
+  uint32_t ping_timeout_ms;       /* drop if nothing arrives this long after a ping: 20000 */
+  uint32_t close_timeout_ms;      /* wait for the peer's close / FIN: 5000 */
+  uint32_t shutdown_timeout_ms;   /* graceful shutdown bound: 5000 */
+  size_t write_high_water;        /* buffered bytes that make a conn "full": 1 MiB */
+  size_t write_limit;             /* buffered bytes that close the conn: 16 MiB */
+  uint64_t read_rate;             /* per-connection read limit in bytes/s; 0 = off */
+  int echo;                       /* built-in echo: messages sent back in C */
+  int handle_signals;             /* SIGINT/SIGTERM start a graceful shutdown: 1 */
+  int want_control;               /* report pings/pongs (on_control): 0 */
+} ws_server_config;
+
+void ws_server_config_default(ws_server_config *cfg);
+
+typedef struct ws_server_callbacks {
+  /* A valid upgrade request. Decide before returning with
+   * ws_server_conn_accept or ws_server_conn_reject; no decision = accept. */
+  void (*on_request)(ws_server *s, ws_server_conn *c, const ws_handshake *hs);
+  /* A plain HTTP request (no Upgrade header). Answer with
+   * ws_server_conn_http_response; no answer = 426. */
+  void (*on_http)(ws_server *s, ws_server_conn *c, const ws_handshake *hs);
+  void (*on_open)(ws_server *s, ws_server_conn *c);
+  void (*on_message)(ws_server *s, ws_server_conn *c, unsigned opcode, const uint8_t *data,
+                     size_t len);
+  void (*on_control)(ws_server *s, ws_server_conn *c, unsigned opcode, const uint8_t *data,
+                     size_t len);
+  /* The write buffer went above write_high_water and has now drained. */
+  void (*on_drain)(ws_server *s, ws_server_conn *c);
+  void (*on_close)(ws_server *s, ws_server_conn *c, unsigned code, const char *reason,
+                   size_t reason_len);
+  /* ws_server_wakeup was called (from any thread). */
+  void (*on_wakeup)(ws_server *s);
+  /* An application timer fired; its ws_server_timer is already freed. */
+  void (*on_timer)(ws_server *s, uint64_t id);
+  /* The loop is about to stop (graceful shutdown started): once. */
+  void (*on_shutdown)(ws_server *s);
+} ws_server_callbacks;
+
+/* Allocates a server with its own loop. cb may have NULL members. Returns
+ * NULL on failure. user is for the application. */
+ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks *cb, void *user);
+void *ws_server_user(const ws_server *s);
+/* Frees a server whose ws_server_run has returned (or never ran). */
+void ws_server_free(ws_server *s);
+
+/* Listeners; each returns 0 or a negative libuv error (ws_server_strerror).
+ * host is a numeric IPv4/IPv6 address; *bound_port receives the port
+ * actually bound (useful with port 0). */
+int ws_server_listen_tcp(ws_server *s, const char *host, int port, int *bound_port);
+int ws_server_listen_unix(ws_server *s, const char *path);
+/* An inherited listening socket (TCP or Unix), e.g. from systemd. */
+int ws_server_listen_fd(ws_server *s, int fd);
+const char *ws_server_strerror(int err);
+
+/* Runs the loop until the server stops (ws_server_stop, a signal, or
+ * ws_server_request_stop). Returns 0. */
+int ws_server_run(ws_server *s);
+/* Starts a graceful shutdown (graceful = 1: stop accepting, close 1001 to
+ * all, wait up to shutdown_timeout_ms) or stops now (graceful = 0). */
+void ws_server_stop(ws_server *s, int graceful);
+/* Thread-safe: wake the loop and call on_wakeup. Returns 0 or an error. */
+int ws_server_wakeup(ws_server *s);
+/* Thread-safe: ask for ws_server_stop(s, graceful) on the loop thread. */
+int ws_server_request_stop(ws_server *s, int graceful);
+
+size_t ws_server_connection_count(const ws_server *s);
+/* Milliseconds of the loop clock. */
+uint64_t ws_server_now(const ws_server *s);
+
+/* Application timers: on_timer(id) after ms. Returns NULL on failure. The
+ * handle is valid until on_timer runs or ws_server_timer_cancel. */
+ws_server_timer *ws_server_timer_start(ws_server *s, uint64_t ms, uint64_t id);
+void ws_server_timer_cancel(ws_server_timer *t);
+
+/* Sends one message to every open connection (except `except`, may be NULL);
+ * the frame header is encoded once. Returns the number of connections sent to. */
+size_t ws_server_broadcast(ws_server *s, unsigned opcode, const char *data, size_t len,
+                           const ws_server_conn *except);
+/* Sends one message to conns[0..n) (NULLs and closed ones skipped). */
+size_t ws_server_send_many(ws_server *s, ws_server_conn *const *conns, size_t n,
+                           unsigned opcode, const char *data, size_t len);
+
+/* Per connection. */
+void ws_server_conn_set_user(ws_server_conn *c, void *user);
+void *ws_server_conn_user(const ws_server_conn *c);
+uint64_t ws_server_conn_id(const ws_server_conn *c);
+/* "ip:port" / "[ip6]:port" / "unix" into out (NUL-terminated); returns length. */
+size_t ws_server_conn_peer(const ws_server_conn *c, char *out, size_t cap);
+
+/* During on_request: accept (optionally choosing a subprotocol and adding
+ * header lines, each ending in CRLF) or reject with an HTTP status. */
+int ws_server_conn_accept(ws_server_conn *c, const char *subprotocol, size_t subprotocol_len,
+                          const char *headers, size_t headers_len);
+int ws_server_conn_reject(ws_server_conn *c, int status, const char *reason, size_t reason_len,
+                          const char *headers, size_t headers_len);
+/* During on_http: a full response (Content-Length and Connection: close are
+ * added), then the connection is closed. */
+int ws_server_conn_http_response(ws_server_conn *c, int status, const char *headers,
+                                 size_t headers_len, const char *body, size_t body_len);
+
+/* Messages and control. Each returns 0, or -1 when the connection cannot send
+ * (closing/closed). */
+int ws_server_conn_send(ws_server_conn *c, unsigned opcode, const char *data, size_t len);
+int ws_server_conn_ping(ws_server_conn *c, const char *data, size_t len);
+int ws_server_conn_close(ws_server_conn *c, unsigned code, const char *reason, size_t len);
+/* Bytes written by the application but not yet taken by the kernel. */
+size_t ws_server_conn_buffered(const ws_server_conn *c);
+void ws_server_conn_pause_reading(ws_server_conn *c);
+void ws_server_conn_resume_reading(ws_server_conn *c);
+
+#endif

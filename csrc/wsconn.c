@@ -1,0 +1,342 @@
+/* wsconn.c - one connection's RFC 6455 protocol engine. See wsconn.h.
+ *
+ * The frame parser (wsparser.c) does the framing rules and calls back here
+ * per frame header, payload chunk and frame end; this file adds what spans
+ * frames: message assembly, UTF-8 of text messages, the size and fragment
+ * limits, the answers to control frames and the close handshake.
+ *
+ * States and what moves between them:
+ *
+ *   state    input                          action                      next
+ *   OPEN     peer close (valid)             echo close, closed(clean)   CLOSED
+ *   OPEN     ws_conn_close                  write close                 CLOSING
+ *   CLOSING  peer close (valid)             closed(clean)               CLOSED
+ *   OPEN/CLOSING  protocol error            close frame if none yet,    CLOSED
+ *                                           closed(not clean)
+ *   OPEN/CLOSING  ws_conn_abort             closed(not clean)           CLOSED
+ *   CLOSED   anything                       nothing                     CLOSED
+ *
+ * Parser callbacks return WS_CB_ABORT once the connection is CLOSED, so the
+ * parser stops right after the frame (or byte) that ended it and nothing
+ * later in the buffer is consumed.
+ */
+#include "wsconn.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wsframe.h"
+
+static_assert(sizeof(void *) != 8 || sizeof(ws_conn) == 264,
+              "sizeof(ws_conn) is documented as 264 bytes on LP64");
+
+/* RFC 6455 5.5.1: a close payload is a 2-byte code and at most 123 bytes. */
+#define MAX_CLOSE_REASON (WS_FRAME_MAX_CONTROL - 2)
+/* First assembly buffer; then it doubles. */
+#define MIN_ASSEMBLY 256
+
+/* A non-NULL pointer for empty payloads: callers may hand it to code that
+ * rejects NULL even with a zero length. */
+static const uint8_t empty_payload[1] = {0};
+
+void ws_conn_limits_default(ws_conn_limits *l) {
+  l->max_message_size = (uint64_t)16 << 20;
+  l->max_fragments = 100000;
+}
+
+/* ---- output ---------------------------------------------------------- */
+
+/* One frame, one write call: the header from a stack buffer, then the
+ * payload where it lies (omitted when empty). */
+static void write_frame(ws_conn *c, unsigned opcode, int fin, const uint8_t *data, size_t len) {
+  uint8_t header[WS_FRAME_MAX_HEADER];
+  ws_conn_buf bufs[2];
+  bufs[0].base = header;
+  bufs[0].len = ws_frame_header(header, opcode, fin, 0, len, NULL);
+  bufs[1].base = data;
+  bufs[1].len = len;
+  c->cb->write(c, bufs, len ? 2 : 1);
+}
+
+/* Writes our close frame (never twice); code 0 sends an empty payload. */
+static void write_close(ws_conn *c, unsigned code, const char *reason, size_t reason_len) {
+  uint8_t payload[WS_FRAME_MAX_CONTROL];
+  if (reason_len > MAX_CLOSE_REASON) reason_len = MAX_CLOSE_REASON;
+  size_t n = ws_frame_close_payload(payload, sizeof payload, code, reason, reason_len);
+  c->close_sent = 1;
+  write_frame(c, WS_OP_CLOSE, 1, payload, n);
+}
+
+/* ---- assembly buffer ------------------------------------------------- */
+
+static void release_buffer(ws_conn *c) {
+  free(c->msg);
+  c->msg = NULL;
+  c->msg_len = c->msg_cap = 0;
+}
+
+/* The message in progress is finished (delivered or dropped): forget it and
+ * keep only a small buffer for the next one. */
+static void end_message(ws_conn *c) {
+  c->msg_len = 0;
+  c->msg_frames = 0;
+  c->msg_opcode = 0;
+  if (c->msg_cap > WS_CONN_KEEP_BUFFER) release_buffer(c);
+}
+
+/* Makes room for `need` bytes in all; `known` is the message's final length
+ * when the last frame's header has been seen (else 0). Growth is geometric
+ * but never past the size limit or the known end, so memory follows the
+ * bytes that actually arrived rather than what a header promised. */
+static int reserve(ws_conn *c, size_t need, size_t known) {
+  if (need <= c->msg_cap) return 0;
+  size_t cap = c->msg_cap ? c->msg_cap : MIN_ASSEMBLY;
+  while (cap < need) {
+    if (cap > SIZE_MAX / 2) {
+      cap = need;
+      break;
+    }
+    cap *= 2;
+  }
+  uint64_t limit = c->limits.max_message_size;
+  if (limit && cap > limit) cap = (size_t)limit;
+  if (known && cap > known) cap = known;
+  if (cap < need) cap = need;
+  uint8_t *p = realloc(c->msg, cap);
+  if (!p) return -1;
+  c->msg = p;
+  c->msg_cap = cap;
+  return 0;
+}
+
+/* ---- ending the connection ------------------------------------------- */
+
+static void finish(ws_conn *c, unsigned code, const char *reason, size_t reason_len, int clean) {
+  c->state = WS_CONN_CLOSED;
+  c->inplace = NULL;
+  c->inplace_len = 0;
+  c->cb->closed(c, code, reason ? reason : "", reason ? reason_len : 0, clean);
+}
+
+/* Fails the connection (RFC 6455 7.1.7): our close frame with the code and a
+ * static sentence, unless one was sent already, then closed(clean = 0). */
+static int fail(ws_conn *c, unsigned code, const char *reason) {
+  size_t len = strlen(reason);
+  if (len > MAX_CLOSE_REASON) len = MAX_CLOSE_REASON;
+  if (!c->close_sent) write_close(c, code, reason, len);
+  finish(c, code, reason, len, 0);
+  return WS_CB_ABORT;
+}
+
+/* After a callback into the application: stop parsing if it aborted us. */
+static int go_on(const ws_conn *c) {
+  return c->state == WS_CONN_CLOSED ? WS_CB_ABORT : WS_CB_OK;
+}
+
+/* ---- parser callbacks ------------------------------------------------ */
+
+static int on_header(ws_parser *p) {
+  ws_conn *c = p->data;
+  if (WS_OP_IS_CONTROL(p->opcode)) {
+    c->ctl_len = 0;
+    return WS_CB_OK;
+  }
+  /* The parser has already refused a frame over max_frame_size (set to the
+   * message limit) and out-of-order continuations. */
+  if (p->opcode != WS_OP_CONTINUATION) {
+    c->msg_opcode = p->opcode;
+    c->msg_frames = 1;
+    c->msg_len = 0;
+    ws_utf8_init(&c->utf8);
+  } else if (++c->msg_frames > c->limits.max_fragments && c->limits.max_fragments) {
+    return fail(c, 1009, "message split into too many fragments");
+  }
+  /* msg_len never passes the limit, so the subtraction cannot wrap. */
+  uint64_t limit = c->limits.max_message_size;
+  if (!limit || limit > SIZE_MAX) limit = SIZE_MAX;
+  if (p->length > limit - c->msg_len) return fail(c, 1009, "message larger than the size limit");
+  return WS_CB_OK;
+}
+
+static int on_chunk(ws_parser *p, const char *at, size_t len) {
+  ws_conn *c = p->data;
+  const uint8_t *data = (const uint8_t *)at;
+  if (WS_OP_IS_CONTROL(p->opcode)) {
+    /* The parser bounds a control payload by 125 bytes. */
+    memcpy(c->ctl + c->ctl_len, data, len);
+    c->ctl_len = (uint8_t)(c->ctl_len + len);
+    return WS_CB_OK;
+  }
+  /* Fail fast (RFC 6455 8.1): the first invalid byte ends the connection,
+   * whatever is still to come. */
+  if (c->msg_opcode == WS_OP_TEXT && ws_utf8_feed(&c->utf8, data, len, NULL) != WS_UTF8_OK)
+    return fail(c, 1007, "invalid UTF-8 in a text message");
+  if (p->fin && p->opcode != WS_OP_CONTINUATION && len == p->length) {
+    /* A whole single-frame message in the caller's buffer: no copy. */
+    c->inplace = data;
+    c->inplace_len = len;
+    return WS_CB_OK;
+  }
+  size_t need = c->msg_len + len;
+  size_t known = p->fin ? need + (size_t)p->remaining : 0;
+  if (reserve(c, need, known) != 0) return fail(c, 1011, "out of memory for the message");
+  memcpy(c->msg + c->msg_len, data, len);
+  c->msg_len = need;
+  return WS_CB_OK;
+}
+
+static int deliver_message(ws_conn *c) {
+  unsigned opcode = c->msg_opcode;
+  if (opcode == WS_OP_TEXT && !ws_utf8_complete(&c->utf8))
+    return fail(c, 1007, "text message ends inside a UTF-8 sequence");
+  const uint8_t *data;
+  size_t len;
+  if (c->inplace) {
+    data = c->inplace;
+    len = c->inplace_len;
+    c->inplace = NULL;
+    c->inplace_len = 0;
+  } else {
+    data = c->msg_len ? c->msg : empty_payload;
+    len = c->msg_len;
+  }
+  c->cb->message(c, opcode, data, len);
+  end_message(c);
+  return go_on(c);
+}
+
+static int on_close_frame(ws_conn *c) {
+  size_t n = c->ctl_len;
+  unsigned code = 1005; /* RFC 6455 7.1.5: no status code present */
+  const char *reason = "";
+  size_t reason_len = 0;
+  if (n == 1) return fail(c, 1002, "close frame with a 1-byte payload");
+  if (n >= 2) {
+    code = (unsigned)c->ctl[0] << 8 | c->ctl[1];
+    if (!ws_frame_close_code_valid(code)) return fail(c, 1002, "invalid close code");
+    reason = (const char *)c->ctl + 2;
+    reason_len = n - 2;
+    if (!ws_utf8_valid(c->ctl + 2, reason_len))
+      return fail(c, 1007, "invalid UTF-8 in the close reason");
+  }
+  /* RFC 6455 5.5.1: answer a close with a close, echoing the status code. */
+  if (!c->close_sent) write_close(c, n >= 2 ? code : 0, NULL, 0);
+  finish(c, code, reason, reason_len, 1);
+  return WS_CB_ABORT;
+}
+
+static int on_complete(ws_parser *p) {
+  ws_conn *c = p->data;
+  switch (p->opcode) {
+  case WS_OP_CLOSE:
+    return on_close_frame(c);
+  case WS_OP_PING:
+    /* RFC 6455 5.5.2, 5.5.3: a pong with the same payload, unless our close
+     * frame is out (nothing may follow it). */
+    if (!c->close_sent) write_frame(c, WS_OP_PONG, 1, c->ctl, c->ctl_len);
+    /* fall through */
+  case WS_OP_PONG:
+    if (c->want_control && c->cb->control && c->state != WS_CONN_CLOSED) {
+      c->cb->control(c, p->opcode, c->ctl_len ? c->ctl : empty_payload, c->ctl_len);
+      return go_on(c);
+    }
+    return go_on(c);
+  default:
+    return p->fin ? deliver_message(c) : WS_CB_OK;
+  }
+}
+
+static const ws_settings conn_settings = {on_header, on_chunk, on_complete};
+
+/* ---- API ------------------------------------------------------------- */
+
+void ws_conn_init(ws_conn *c, const ws_conn_callbacks *cb, const ws_conn_limits *limits) {
+  void *data = c->data; /* the transport's, as libuv treats handle->data */
+  memset(c, 0, sizeof *c);
+  c->data = data;
+  c->cb = cb;
+  if (limits) c->limits = *limits;
+  else ws_conn_limits_default(&c->limits);
+  ws_parser_init(&c->parser);
+  c->parser.role = WS_ROLE_SERVER;
+  c->parser.max_frame_size = c->limits.max_message_size;
+  c->parser.data = c;
+  ws_utf8_init(&c->utf8);
+  c->state = WS_CONN_OPEN;
+}
+
+void ws_conn_free(ws_conn *c) {
+  release_buffer(c);
+  c->inplace = NULL;
+  c->inplace_len = 0;
+}
+
+size_t ws_conn_feed(ws_conn *c, uint8_t *data, size_t len) {
+  if (c->state == WS_CONN_CLOSED || len == 0) return 0;
+  c->busy = 1;
+  size_t n = ws_parser_execute(&c->parser, &conn_settings, (char *)data, len);
+  if (c->state != WS_CONN_CLOSED && c->parser.error != WS_PE_OK) {
+    int err = c->parser.error;
+    unsigned code = ws_parser_close_code(err);
+    /* ABORTED only comes from our callbacks, which close first; be safe. */
+    fail(c, code ? code : 1011, ws_parser_strerror(err));
+  }
+  c->busy = 0;
+  if (c->state == WS_CONN_CLOSED) release_buffer(c);
+  return n;
+}
+
+int ws_conn_send(ws_conn *c, unsigned opcode, const uint8_t *data, size_t len) {
+  if (c->close_sent || c->state != WS_CONN_OPEN || c->send_open) return -1;
+  if (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY) return -1;
+  write_frame(c, opcode, 1, data, len);
+  return 0;
+}
+
+int ws_conn_send_frame(ws_conn *c, unsigned opcode, int fin, const uint8_t *data, size_t len) {
+  if (c->close_sent || c->state != WS_CONN_OPEN) return -1;
+  /* RFC 6455 5.4: a message is a first frame, then continuations. */
+  if (opcode == WS_OP_CONTINUATION) {
+    if (!c->send_open) return -1;
+  } else if (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY) {
+    return -1;
+  } else if (c->send_open) {
+    return -1;
+  }
+  c->send_open = fin ? 0 : 1;
+  write_frame(c, opcode, fin, data, len);
+  return 0;
+}
+
+static int send_control(ws_conn *c, unsigned opcode, const uint8_t *data, size_t len) {
+  if (c->close_sent || c->state != WS_CONN_OPEN || len > WS_FRAME_MAX_CONTROL) return -1;
+  write_frame(c, opcode, 1, data, len);
+  return 0;
+}
+
+int ws_conn_ping(ws_conn *c, const uint8_t *data, size_t len) {
+  return send_control(c, WS_OP_PING, data, len);
+}
+
+int ws_conn_pong(ws_conn *c, const uint8_t *data, size_t len) {
+  return send_control(c, WS_OP_PONG, data, len);
+}
+
+int ws_conn_close(ws_conn *c, unsigned code, const char *reason, size_t reason_len) {
+  if (c->close_sent || c->state != WS_CONN_OPEN) return -1;
+  if (code == 0 ? reason_len != 0 : !ws_frame_close_code_valid(code)) return -1;
+  if (reason_len > MAX_CLOSE_REASON) return -1;
+  if (reason_len && !ws_utf8_valid((const uint8_t *)reason, reason_len)) return -1;
+  write_close(c, code, reason, reason_len);
+  c->state = WS_CONN_CLOSING;
+  return 0;
+}
+
+void ws_conn_abort(ws_conn *c, unsigned code, const char *reason, size_t reason_len) {
+  if (c->state == WS_CONN_CLOSED) return;
+  finish(c, code, reason, reason_len, 0);
+  /* Inside a feed the message being delivered may live in the buffer; the
+   * feed releases it on the way out. */
+  if (!c->busy) release_buffer(c);
+}

@@ -1,0 +1,75 @@
+"""Every server option in one table: name, default, and why.
+
+The Python API (``Server(**options)``) and the command line
+(``wsuv-serve --option-name``) are both generated from :data:`OPTIONS`, so an
+option has one name, one default and one sentence of documentation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass(frozen=True)
+class Option:
+    """One server option."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", str, "127.0.0.1", "address to listen on; loopback by default so nothing is "
+           "exposed by accident (use 0.0.0.0 or :: to serve the network)"),
+    Option("port", int, 8080, "TCP port; 0 picks a free one"),
+    Option("unix_path", str, None, "listen on this Unix socket path instead of TCP"),
+    Option("fd", int, None, "serve an inherited listening socket (systemd LISTEN_FDS sets "
+           "this to 3 automatically)"),
+    Option("backlog", int, 511, "listen(2) backlog: pending connections the kernel queues"),
+    Option("tcp_nodelay", bool, True, "disable Nagle's algorithm so small messages leave at once"),
+    Option("tcp_keepalive", int, 0, "TCP keepalive delay in seconds (0 = off); WebSocket pings "
+           "already detect dead peers"),
+    Option("reuseport", bool, False, "set SO_REUSEPORT so several processes can bind one port"),
+    Option("max_connections", int, 0, "open sockets beyond this get 503 (0 = no limit)"),
+    Option("max_url", int, 8 * KiB, "longest request target; longer gets 414"),
+    Option("max_headers", int, 64, "most header fields in the upgrade request; more gets 431"),
+    Option("max_header_bytes", int, 16 * KiB, "largest request head; larger gets 431"),
+    Option("max_message_size", int, 16 * MiB, "largest message (after reassembly); larger is "
+           "closed with 1009"),
+    Option("max_fragments", int, 10000, "most frames in one message: bounds a flood of tiny "
+           "fragments (1009)"),
+    Option("handshake_timeout", float, 10.0, "seconds a client has to send its upgrade request"),
+    Option("idle_timeout", float, 0.0, "close (1001) after this many seconds without a byte "
+           "from the peer (0 = never)"),
+    Option("ping_interval", float, 20.0, "send a ping after this many quiet seconds (0 = never)"),
+    Option("ping_timeout", float, 20.0, "drop a peer that sends nothing this long after a ping"),
+    Option("close_timeout", float, 5.0, "seconds to wait for the peer's close frame or FIN"),
+    Option("shutdown_timeout", float, 5.0, "seconds a graceful shutdown waits for peers"),
+    Option("write_high_water", int, 1 * MiB, "buffered outgoing bytes at which a connection "
+           "counts as full (on_drain fires when it empties)"),
+    Option("write_limit", int, 16 * MiB, "buffered outgoing bytes at which a peer that does not "
+           "read is dropped"),
+    Option("read_rate", int, 0, "per-connection read limit in bytes/s, enforced by pausing "
+           "reads (0 = off)"),
+    Option("handle_signals", bool, True, "SIGINT/SIGTERM start a graceful shutdown; a second "
+           "signal stops at once"),
+    Option("static_dir", str, None, "serve files from this directory to plain HTTP GETs"),
+)
+
+OPTION_NAMES = frozenset(o.name for o in OPTIONS)
+
+
+def resolve(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Defaults overlaid with ``overrides``; unknown names are a TypeError."""
+    unknown = set(overrides) - OPTION_NAMES
+    if unknown:
+        raise TypeError(f"unknown server option(s): {', '.join(sorted(unknown))}")
+    values = {o.name: o.default for o in OPTIONS}
+    values.update(overrides)
+    return values

@@ -1,0 +1,109 @@
+"""The opening handshake as the application sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, unquote, urlsplit
+
+
+class Headers:
+    """Request headers: case-insensitive lookup, order and repeats kept."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self._items = items
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name``, or ``default``."""
+        lname = name.lower()
+        for k, v in self._items:
+            if k.lower() == lname:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``, in order."""
+        lname = name.lower()
+        return [v for k, v in self._items if k.lower() == lname]
+
+    def items(self) -> list[tuple[str, str]]:
+        """All (name, value) pairs as sent."""
+        return list(self._items)
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+@dataclass
+class Request:
+    """An upgrade (or plain HTTP) request: what ``on_connect`` decides on."""
+
+    method: str
+    target: str
+    headers: Headers
+    remote_address: str
+    path: str = field(init=False)
+    query: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.target)
+        self.path = unquote(parts.path) or "/"
+        self.query = parts.query
+
+    @property
+    def query_params(self) -> dict[str, list[str]]:
+        """The query string parsed into lists of values."""
+        return parse_qs(self.query)
+
+    @property
+    def origin(self) -> str | None:
+        """The Origin header (browsers send it; check it against CSRF-style abuse)."""
+        return self.headers.get("origin")
+
+    @property
+    def subprotocols(self) -> list[str]:
+        """Subprotocols the client offers, in its order of preference."""
+        out: list[str] = []
+        for value in self.headers.get_all("sec-websocket-protocol"):
+            out.extend(p.strip() for p in value.split(",") if p.strip())
+        return out
+
+
+class Response:
+    """A rejection or plain HTTP answer: status, headers and body."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes | str = b"",
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        if not 100 <= status <= 599:
+            raise ValueError("HTTP status must be 100..599")
+        self.status = status
+        self.body = body.encode() if isinstance(body, str) else body
+        self.headers = headers or []
+
+    def header_block(self) -> bytes:
+        """Header lines, each ending in CRLF; CR/LF in names or values are refused."""
+        lines = []
+        for name, value in self.headers:
+            if any(c in name + value for c in "\r\n\0") or ":" in name:
+                raise ValueError(f"invalid header {name!r}")
+            lines.append(f"{name}: {value}\r\n")
+        return "".join(lines).encode("latin-1")

@@ -1,0 +1,511 @@
+"""The server: options, the handler protocol, and the C callbacks behind them.
+
+C calls Python once per event the application must see (a request, an open
+connection, a message, a close); pings, pongs and drain only if the handler
+defines them. Each callback finds its Python objects by the C pointer in a
+dict, without a round trip into C.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import mimetypes
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from wsuv._core import ffi, lib
+from wsuv.options import resolve
+from wsuv.page import ECHO_PAGE
+from wsuv.request import Headers, Request, Response
+from wsuv.websocket import WebSocket
+
+log = logging.getLogger("wsuv")
+
+_SERVERS: dict[Any, Server] = {}
+_CONNS: dict[Any, WebSocket] = {}
+
+
+class Accept:
+    """``on_connect`` may return this to choose a subprotocol or add headers."""
+
+    __slots__ = ("subprotocol", "headers")
+
+    def __init__(self, subprotocol: str | None = None,
+                 headers: list[tuple[str, str]] | None = None) -> None:
+        self.subprotocol = subprotocol
+        self.headers = headers or []
+
+
+class Handler:
+    """Base class for applications; override what you need.
+
+    ``on_connect`` returns ``None`` (accept), an :class:`Accept`, or a
+    :class:`~wsuv.request.Response` (reject with that status). An exception in
+    any method is logged with its traceback and closes only that connection
+    (1011; a failing ``on_connect`` answers 500).
+    """
+
+    def on_connect(self, request: Request) -> Accept | Response | None:
+        """Decide on an upgrade request."""
+        return None
+
+    def on_open(self, ws: WebSocket) -> None:
+        """A connection is open."""
+
+    def on_message(self, ws: WebSocket, message: str | bytes) -> None:
+        """A whole message: ``str`` for text, ``bytes`` for binary."""
+
+    def on_close(self, ws: WebSocket, code: int, reason: str) -> None:
+        """The connection is closed; ``code`` 1006 means it dropped without a close frame."""
+
+
+_OPTIONAL = ("on_ping", "on_pong", "on_drain", "on_http")
+
+
+class TimerHandle:
+    """Returned by :meth:`Server.call_later`; :meth:`cancel` stops it."""
+
+    __slots__ = ("_server", "_id")
+
+    def __init__(self, server: Server, timer_id: int) -> None:
+        self._server = server
+        self._id = timer_id
+
+    def cancel(self) -> None:
+        """Cancel the call if it has not run yet."""
+        self._server._cancel_timer(self._id)
+
+
+class Server:
+    """A WebSocket server on its own libuv loop.
+
+    ``handler`` is an object with the :class:`Handler` methods; ``None`` runs
+    the built-in echo entirely in C. Options are listed in
+    :mod:`wsuv.options` (README has the table). :meth:`run` blocks the calling
+    thread; everything else except :meth:`stop` and
+    :meth:`call_soon_threadsafe` must be called from that thread (or from
+    handler methods, which run on it).
+    """
+
+    def __init__(self, handler: Any = None, **options: Any) -> None:
+        self.options = opts = resolve(options)
+        self.handler = handler
+        self._thread_id = threading.get_ident()
+        self._pending: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = (
+            collections.deque())
+        self._timers: dict[int, tuple[Any, Callable[..., Any], tuple[Any, ...]]] = {}
+        self._next_timer = 0
+        self._listening = False
+        self._ran = False
+        self.addresses: list[str] = []
+        self.port: int | None = None
+        static = opts["static_dir"]
+        self._static = Path(static).resolve() if static else None
+        want = {name: callable(getattr(handler, name, None)) for name in _OPTIONAL}
+        self._want = want
+
+        cfg = ffi.new("ws_server_config *")
+        lib.ws_server_config_default(cfg)
+        cfg.backlog = opts["backlog"]
+        cfg.tcp_nodelay = int(bool(opts["tcp_nodelay"]))
+        cfg.tcp_keepalive = opts["tcp_keepalive"]
+        cfg.reuseport = int(bool(opts["reuseport"]))
+        cfg.max_connections = opts["max_connections"]
+        cfg.handshake.max_url = opts["max_url"]
+        cfg.handshake.max_headers = opts["max_headers"]
+        cfg.handshake.max_header_bytes = opts["max_header_bytes"]
+        cfg.limits.max_message_size = opts["max_message_size"]
+        cfg.limits.max_fragments = opts["max_fragments"]
+        cfg.handshake_timeout_ms = _ms(opts["handshake_timeout"])
+        cfg.idle_timeout_ms = _ms(opts["idle_timeout"])
+        cfg.ping_interval_ms = _ms(opts["ping_interval"])
+        cfg.ping_timeout_ms = _ms(opts["ping_timeout"])
+        cfg.close_timeout_ms = _ms(opts["close_timeout"])
+        cfg.shutdown_timeout_ms = _ms(opts["shutdown_timeout"])
+        cfg.write_high_water = opts["write_high_water"]
+        cfg.write_limit = opts["write_limit"]
+        cfg.read_rate = opts["read_rate"]
+        cfg.echo = int(handler is None)
+        cfg.handle_signals = int(bool(opts["handle_signals"]))
+        cfg.want_control = int(want["on_ping"] or want["on_pong"])
+
+        cb = ffi.new("ws_server_callbacks *")
+        cb.on_http = lib.wsuv_on_http
+        cb.on_wakeup = lib.wsuv_on_wakeup
+        cb.on_timer = lib.wsuv_on_timer
+        cb.on_shutdown = lib.wsuv_on_shutdown
+        if handler is not None:
+            cb.on_request = lib.wsuv_on_request
+            cb.on_open = lib.wsuv_on_open
+            cb.on_message = lib.wsuv_on_message
+            cb.on_close = lib.wsuv_on_close
+            if cfg.want_control:
+                cb.on_control = lib.wsuv_on_control
+            if want["on_drain"]:
+                cb.on_drain = lib.wsuv_on_drain
+        self._s = lib.ws_server_new(cfg, cb, ffi.NULL)
+        if self._s == ffi.NULL:
+            raise MemoryError("ws_server_new failed")
+        _SERVERS[self._s] = self
+        self._on_message = getattr(handler, "on_message", None)
+
+    # -- listening ---------------------------------------------------------------
+    def listen(self) -> list[str]:
+        """Bind the listeners now (``run`` does it if you don't). Returns URLs."""
+        if self._listening:
+            return self.addresses
+        opts = self.options
+        if opts["fd"] is not None:
+            _check(lib.ws_server_listen_fd(self._s, opts["fd"]), f"fd {opts['fd']}")
+            self.addresses.append(f"fd://{opts['fd']}")
+        elif opts["unix_path"]:
+            path = opts["unix_path"]
+            _check(lib.ws_server_listen_unix(self._s, path.encode()), path)
+            self.addresses.append(f"unix:{path}")
+        else:
+            port = opts["port"]
+            hosts = _numeric_hosts(opts["host"], port)
+            bound = ffi.new("int *")
+            for host in hosts:
+                _check(lib.ws_server_listen_tcp(self._s, host.encode(), port, bound),
+                       f"{host}:{port}")
+                port = port or bound[0]
+                shown = f"[{host}]" if ":" in host else host
+                self.addresses.append(f"ws://{shown}:{bound[0]}/")
+            self.port = port
+        self._listening = True
+        return self.addresses
+
+    # -- running ------------------------------------------------------------------
+    def run(self) -> None:
+        """Serve until stopped (a signal, :meth:`stop`); then free the loop."""
+        if self._ran:
+            raise RuntimeError("a Server runs once; make a new one")
+        self._ran = True
+        self.listen()
+        self._thread_id = threading.get_ident()
+        main = threading.current_thread() is threading.main_thread()
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if (
+            main and self.options["handle_signals"]) else {}
+        try:
+            lib.ws_server_run(self._s)
+        finally:
+            for sig, old in saved.items():
+                if old is not None:
+                    signal.signal(sig, old)
+            for c in [c for c, ws in _CONNS.items() if ws._server is self]:
+                _CONNS.pop(c, None)
+            _SERVERS.pop(self._s, None)
+            lib.ws_server_free(self._s)
+            self._s = ffi.NULL
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop from any thread: gracefully (close 1001 to all) or at once."""
+        if self._s != ffi.NULL:
+            lib.ws_server_request_stop(self._s, int(graceful))
+
+    def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop thread, soon; callable from any thread."""
+        self._pending.append((fn, args))
+        if self._s != ffi.NULL:
+            lib.ws_server_wakeup(self._s)
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> TimerHandle:
+        """Run ``fn(*args)`` on the loop thread after ``delay`` seconds."""
+        self._next_timer += 1
+        tid = self._next_timer
+        if threading.get_ident() != self._thread_id:
+            self.call_soon_threadsafe(self._start_timer, tid, delay, fn, args)
+        else:
+            self._start_timer(tid, delay, fn, args)
+        return TimerHandle(self, tid)
+
+    def _start_timer(self, tid: int, delay: float, fn: Callable[..., Any],
+                     args: tuple[Any, ...]) -> None:
+        t = lib.ws_server_timer_start(self._s, _ms(delay), tid)
+        if t != ffi.NULL:
+            self._timers[tid] = (t, fn, args)
+
+    def _cancel_timer(self, tid: int) -> None:
+        if threading.get_ident() != self._thread_id:
+            self.call_soon_threadsafe(self._cancel_timer, tid)
+            return
+        entry = self._timers.pop(tid, None)
+        if entry is not None:
+            lib.ws_server_timer_cancel(entry[0])
+
+    # -- many connections ---------------------------------------------------------
+    @property
+    def connections(self) -> list[WebSocket]:
+        """Open connections of this server."""
+        return [ws for ws in _CONNS.values() if ws._server is self]
+
+    def broadcast(self, message: str | bytes, exclude: WebSocket | None = None) -> int:
+        """Send one message to every open connection; the frame is built once, in C.
+
+        Returns how many connections it was written to.
+        """
+        if isinstance(message, str):
+            data, op = message.encode(), 1
+        else:
+            data, op = bytes(message), 2
+        skip = exclude._c if exclude is not None and exclude._c is not None else ffi.NULL
+        return int(lib.ws_server_broadcast(self._s, op, data, len(data), skip))
+
+    def send_many(self, sockets: list[WebSocket], message: str | bytes) -> int:
+        """Send one message to the given connections in one C call."""
+        if isinstance(message, str):
+            data, op = message.encode(), 1
+        else:
+            data, op = bytes(message), 2
+        conns = [ws._c for ws in sockets if ws._c is not None]
+        arr = ffi.new("ws_server_conn *[]", conns)
+        return int(lib.ws_server_send_many(self._s, arr, len(conns), op, data, len(data)))
+
+    # -- HTTP ---------------------------------------------------------------------
+    def _http_response(self, request: Request) -> Response | None:
+        if self._want["on_http"]:
+            resp: Response | None = self.handler.on_http(request)
+            if resp is not None:
+                return resp
+        if request.method not in ("GET", "HEAD"):
+            return None
+        if self._static is not None:
+            return _static_file(self._static, request.path)
+        if self.handler is None and request.path in ("/", "/index.html"):
+            return Response(200, ECHO_PAGE, [("Content-Type", "text/html; charset=utf-8")])
+        return None
+
+
+def serve(handler: Any = None, **options: Any) -> None:
+    """Run a server until it is stopped (Ctrl-C / SIGTERM drain it gracefully)."""
+    server = Server(handler, **options)
+    for url in server.listen():
+        log.info("wsuv listening on %s", url)
+    server.run()
+
+
+# -- helpers -----------------------------------------------------------------------
+
+def _ms(seconds: float) -> int:
+    return max(0, round(float(seconds) * 1000))
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        msg = ffi.string(lib.ws_server_strerror(rc)).decode()
+        raise OSError(-rc, f"cannot listen on {what}: {msg}")
+
+
+def _numeric_hosts(host: str, port: int) -> list[str]:
+    """Numeric addresses for host (a name may give IPv4 and IPv6)."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                               flags=socket.AI_PASSIVE)
+    seen: list[str] = []
+    for _family, _type, _proto, _canon, addr in infos:
+        ip = str(addr[0])
+        if ip not in seen:
+            seen.append(ip)
+    return seen
+
+
+def _static_file(root: Path, path: str) -> Response:
+    """A file under root, never outside it (no traversal, no symlink escape)."""
+    rel = path.lstrip("/") or "index.html"
+    if "\0" in rel:
+        return Response(400, "bad path\n")
+    target = (root / rel).resolve()
+    if target.is_dir():
+        target = (target / "index.html").resolve()
+    if root != target and root not in target.parents:
+        return Response(404, "not found\n")
+    try:
+        body = target.read_bytes()
+    except OSError:
+        return Response(404, "not found\n")
+    ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    return Response(200, body, [("Content-Type", ctype)])
+
+
+def _request(c: Any, hs: Any) -> Request:
+    n = ffi.new("size_t *")
+    method = ffi.unpack(lib.ws_handshake_method(hs, n), n[0]).decode("latin-1")
+    target = ffi.unpack(lib.ws_handshake_target(hs, n), n[0]).decode("latin-1")
+    raw = ffi.unpack(lib.ws_handshake_buffer(hs, n), n[0])
+    count = lib.ws_handshake_header_count(hs)
+    words = ffi.unpack(ffi.cast("uint32_t *", lib.ws_handshake_headers(hs)), 4 * count)
+    items = []
+    for k in range(0, 4 * count, 4):
+        no, nl, vo, vl = words[k], words[k + 1], words[k + 2], words[k + 3]
+        items.append((raw[no:no + nl].decode("latin-1"), raw[vo:vo + vl].decode("latin-1")))
+    peer = ffi.new("char[80]")
+    plen = lib.ws_server_conn_peer(c, peer, 80)
+    return Request(method, target, Headers(items), ffi.unpack(peer, plen).decode())
+
+
+def _respond(c: Any, resp: Response) -> None:
+    try:
+        headers = resp.header_block()
+    except ValueError:
+        log.exception("invalid response headers")
+        resp, headers = Response(500, "internal server error\n"), b""
+    if 200 <= resp.status < 300 or resp.status in (301, 302, 304):
+        lib.ws_server_conn_http_response(c, resp.status, headers, len(headers), resp.body,
+                                         len(resp.body))
+    else:
+        reason = resp.body.rstrip(b"\n") or b""
+        lib.ws_server_conn_reject(c, resp.status, reason, len(reason), headers, len(headers))
+
+
+# -- C callbacks ---------------------------------------------------------------------
+
+@ffi.def_extern()  # type: ignore[misc]
+def wsuv_on_request(s: Any, c: Any, hs: Any) -> None:
+    srv = _SERVERS[s]
+    try:
+        request = _request(c, hs)
+        decision = srv.handler.on_connect(request) if hasattr(srv.handler, "on_connect") else None
+    except Exception:
+        log.exception("on_connect failed; answering 500")
+        msg = b"internal server error"
+        lib.ws_server_conn_reject(c, 500, msg, len(msg), b"", 0)
+        return
+    if isinstance(decision, Response):
+        _respond(c, decision)
+        return
+    subprotocol = None
+    headers = b""
+    if isinstance(decision, Accept):
+        subprotocol = decision.subprotocol
+        headers = Response(101, b"", decision.headers).header_block()
+        if subprotocol is not None and subprotocol not in request.subprotocols:
+            log.error("on_connect chose subprotocol %r the client did not offer", subprotocol)
+            msg = b"internal server error"
+            lib.ws_server_conn_reject(c, 500, msg, len(msg), b"", 0)
+            return
+    sp = subprotocol.encode() if subprotocol else b""
+    lib.ws_server_conn_accept(c, sp, len(sp), headers, len(headers))
+    _CONNS[c] = WebSocket(c, srv, request, subprotocol)
+
+
+@ffi.def_extern()  # type: ignore[misc]
+def wsuv_on_http(s: Any, c: Any, hs: Any) -> None:
+    srv = _SERVERS[s]
+    try:
+        resp = srv._http_response(_request(c, hs))
+    except Exception:
+        log.exception("HTTP handler failed")
+        resp = Response(500, "internal server error\n")
+    if resp is not None:
+        _respond(c, resp)
+
+
+def _failed(ws: WebSocket, what: str) -> None:
+    log.exception("%s raised; closing %r with 1011", what, ws)
+    if ws._c is not None:
+        msg = b"internal error"
+        lib.ws_server_conn_close(ws._c, 1011, msg, len(msg))
+
+
+@ffi.def_extern()  # type: ignore[misc]
+def wsuv_on_open(s: Any, c: Any) -> None:
+    ws = _CONNS.get(c)
+    if ws is None:
+        return
+    try:
+        ws._server.handler.on_open(ws)
+    except Exception:
+        _failed(ws, "on_open")
+
+
+@ffi.def_extern()  # type: ignore[misc]
+def wsuv_on_message(s: Any, c: Any, opcode: int, data: Any, length: int) -> None:
+    ws = _CONNS[c]
+    try:
+        if opcode == 1:
+            ws._server._on_message(ws, str(ffi.buffer(data, length), "utf-8"))
+        else:
+            ws._server._on_message(ws, ffi.buffer(data, length)[:])
+    except Exception:
+        _failed(ws, "on_message")
+
+
+@ffi.def_extern()  # type: ignore[misc]
+def wsuv_on_control(s: Any, c: Any, opcode: int, data: Any, length: int) -> None:
+    ws = _CONNS.get(c)
+    if ws is None:
+        return
+    name = "on_ping" if opcode == 9 else "on_pong"
+    method = getattr(ws._server.handler, name, None)
+    if method is None:
+        return
+    try:
+        method(ws, ffi.buffer(data, length)[:])
+    except Exception:
+        _failed(ws, name)
+
+
+@ffi.def_extern()  # type: ignore[misc]
+def wsuv_on_drain(s: Any, c: Any) -> None:
+    ws = _CONNS.get(c)
+    if ws is None:
+        return
+    try:
+        ws._server.handler.on_drain(ws)
+    except Exception:
+        _failed(ws, "on_drain")
+
+
+@ffi.def_extern()  # type: ignore[misc]
+def wsuv_on_close(s: Any, c: Any, code: int, reason: Any, length: int) -> None:
+    ws = _CONNS.pop(c, None)
+    if ws is None:
+        return
+    ws._c = None
+    ws.close_code = code
+    ws.close_reason = ffi.unpack(reason, length).decode("utf-8", "replace")
+    try:
+        ws._server.handler.on_close(ws, code, ws.close_reason)
+    except Exception:
+        log.exception("on_close raised for %r", ws)
+
+
+@ffi.def_extern()  # type: ignore[misc]
+def wsuv_on_wakeup(s: Any) -> None:
+    srv = _SERVERS.get(s)
+    if srv is None:
+        return
+    pending = srv._pending
+    for _ in range(len(pending)):
+        fn, args = pending.popleft()
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("callback %r raised", fn)
+
+
+@ffi.def_extern()  # type: ignore[misc]
+def wsuv_on_timer(s: Any, timer_id: int) -> None:
+    srv = _SERVERS.get(s)
+    entry = srv._timers.pop(timer_id, None) if srv is not None else None
+    if entry is None:
+        return
+    _t, fn, args = entry
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("timer callback %r raised", fn)
+
+
+@ffi.def_extern()  # type: ignore[misc]
+def wsuv_on_shutdown(s: Any) -> None:
+    srv = _SERVERS.get(s)
+    if srv is not None:
+        log.info("wsuv shutting down")
+        srv._timers.clear()
+

@@ -1,0 +1,150 @@
+"""The application's handle on one open WebSocket connection."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from wsuv._core import ffi, lib
+from wsuv.exceptions import WsuvError
+from wsuv.request import Headers, Request
+
+if TYPE_CHECKING:
+    from wsuv.server import Server
+
+Message = str | bytes | bytearray | memoryview
+
+
+class ConnectionClosed(WsuvError):
+    """The connection is closed (or closing): nothing more can be sent."""
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        super().__init__(f"connection closed (code {code}): {reason}" if reason else
+                         f"connection closed (code {code})")
+        self.code = code
+        self.reason = reason
+
+
+class WebSocket:
+    """One open connection. Methods must be called on the server's loop thread;
+    from any other thread, :meth:`send`, :meth:`ping` and :meth:`close` hand
+    themselves over to the loop (``Server.call_soon_threadsafe``).
+
+    ``state`` is free for the application (per-connection state).
+    """
+
+    __slots__ = ("_c", "_server", "request", "subprotocol", "close_code", "close_reason",
+                 "state", "__weakref__")
+
+    def __init__(self, c: Any, server: Server, request: Request, subprotocol: str | None) -> None:
+        self._c = c
+        self._server = server
+        self.request = request
+        self.subprotocol = subprotocol
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.state: Any = None
+
+    # -- what the request said ------------------------------------------------
+    @property
+    def path(self) -> str:
+        """Request path, percent-decoded."""
+        return self.request.path
+
+    @property
+    def query(self) -> str:
+        """Raw query string (without '?')."""
+        return self.request.query
+
+    @property
+    def headers(self) -> Headers:
+        """The upgrade request's headers."""
+        return self.request.headers
+
+    @property
+    def remote_address(self) -> str:
+        """Peer as "ip:port" ("[ip6]:port", or "unix")."""
+        return self.request.remote_address
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection can no longer send."""
+        return self._c is None
+
+    @property
+    def id(self) -> int:
+        """A number unique among this server's connections."""
+        return int(lib.ws_server_conn_id(self._c)) if self._c is not None else -1
+
+    # -- sending ---------------------------------------------------------------
+    def _off_loop(self) -> bool:
+        return threading.get_ident() != self._server._thread_id
+
+    def send(self, message: Message) -> None:
+        """Send a text (``str``) or binary (bytes-like) message."""
+        if self._off_loop():
+            self._server.call_soon_threadsafe(self._send_quiet, message)
+            return
+        c = self._c
+        if c is None:
+            raise ConnectionClosed(self.close_code, self.close_reason)
+        if isinstance(message, str):
+            data = message.encode()
+            rc = lib.ws_server_conn_send(c, 1, data, len(data))
+        elif isinstance(message, bytes):
+            rc = lib.ws_server_conn_send(c, 2, message, len(message))
+        else:
+            buf = ffi.from_buffer(message)
+            rc = lib.ws_server_conn_send(c, 2, buf, len(buf))
+        if rc < 0:
+            raise ConnectionClosed(self.close_code, self.close_reason or "closing")
+
+    def _send_quiet(self, message: Message) -> None:
+        if self._c is not None:
+            try:
+                self.send(message)
+            except ConnectionClosed:
+                pass
+
+    def ping(self, data: bytes = b"") -> None:
+        """Send a ping (at most 125 bytes of payload); the pong goes to ``on_pong``."""
+        if len(data) > 125:
+            raise ValueError("ping payload is limited to 125 bytes")
+        if self._off_loop():
+            self._server.call_soon_threadsafe(self.ping, data)
+            return
+        if self._c is None or lib.ws_server_conn_ping(self._c, data, len(data)) < 0:
+            raise ConnectionClosed(self.close_code, self.close_reason or "closing")
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the close handshake; ``on_close`` follows when it completes."""
+        raw = reason.encode()
+        if len(raw) > 123:
+            raise ValueError("close reason is limited to 123 bytes of UTF-8")
+        if not (code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999):
+            raise ValueError(f"close code {code} may not be sent (RFC 6455 7.4)")
+        if self._off_loop():
+            self._server.call_soon_threadsafe(self.close, code, reason)
+            return
+        if self._c is not None:
+            lib.ws_server_conn_close(self._c, code, raw, len(raw))
+
+    # -- flow control ------------------------------------------------------------
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes sent but not yet taken by the kernel."""
+        return int(lib.ws_server_conn_buffered(self._c)) if self._c is not None else 0
+
+    def pause_reading(self) -> None:
+        """Stop reading from this peer (TCP backpressure reaches it)."""
+        if self._c is not None:
+            lib.ws_server_conn_pause_reading(self._c)
+
+    def resume_reading(self) -> None:
+        """Undo :meth:`pause_reading`."""
+        if self._c is not None:
+            lib.ws_server_conn_resume_reading(self._c)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._c is None else "open"
+        return f"<WebSocket {self.remote_address} {self.path!r} {state}>"
