@@ -5,7 +5,10 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PKGS := build-essential pkg-config libuv1-dev libhttp-parser-dev nodejs npm
+APT_PKGS := build-essential pkg-config libuv1-dev libhttp-parser-dev
+# Commands that may come from a package of another name (e.g. nodesource's
+# nodejs ships npm): installed from Debian only when the command is missing.
+APT_CMDS := node:nodejs npm:npm
 CSRC := $(wildcard csrc/*.c csrc/*.h csrc/ffi/*.cdef) build_ffi.py setup.py pyproject.toml
 CORE := $(VENV)/.core-built
 PYTEST_ARGS ?=
@@ -18,6 +21,7 @@ all: build
 deps: $(VENV)/.deps
 $(VENV)/.deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for pair in $(APT_CMDS); do command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

@@ -517,6 +517,14 @@ static size_t ws_handshake_out_len(const ws_handshake_out *o) {
 const char *ws_handshake_status_phrase(int status) {
   switch (status) {
     case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 401: return "Unauthorized";
+    case 408: return "Request Timeout";
+    case 429: return "Too Many Requests";
     case 400: return "Bad Request";
     case 403: return "Forbidden";
     case 404: return "Not Found";
@@ -529,6 +537,10 @@ const char *ws_handshake_status_phrase(int status) {
     case 505: return "HTTP Version Not Supported";
     default: break;
   }
+  if (status >= 200 && status < 300)
+    return "OK";
+  if (status >= 300 && status < 400)
+    return "Redirect";
   if (status >= 400 && status < 500)
     return "Client Error";
   if (status >= 500 && status < 600)

@@ -101,7 +101,7 @@ static int reserve(ws_conn *c, size_t need, size_t known) {
   }
   uint64_t limit = c->limits.max_message_size;
   if (limit && cap > limit) cap = (size_t)limit;
-  if (known && cap > known) cap = known;
+  if (known && cap > known && known >= MIN_ASSEMBLY) cap = known;
   if (cap < need) cap = need;
   uint8_t *p = realloc(c->msg, cap);
   if (!p) return -1;
@@ -112,7 +112,10 @@ static int reserve(ws_conn *c, size_t need, size_t known) {
 
 /* ---- ending the connection ------------------------------------------- */
 
+/* Reports closed, once: the transport may already have aborted from inside
+ * the write of our close frame. */
 static void finish(ws_conn *c, unsigned code, const char *reason, size_t reason_len, int clean) {
+  if (c->state == WS_CONN_CLOSED) return;
   c->state = WS_CONN_CLOSED;
   c->inplace = NULL;
   c->inplace_len = 0;
@@ -237,10 +240,8 @@ static int on_complete(ws_parser *p) {
     if (!c->close_sent) write_frame(c, WS_OP_PONG, 1, c->ctl, c->ctl_len);
     /* fall through */
   case WS_OP_PONG:
-    if (c->want_control && c->cb->control && c->state != WS_CONN_CLOSED) {
+    if (c->want_control && c->cb->control && c->state != WS_CONN_CLOSED)
       c->cb->control(c, p->opcode, c->ctl_len ? c->ctl : empty_payload, c->ctl_len);
-      return go_on(c);
-    }
     return go_on(c);
   default:
     return p->fin ? deliver_message(c) : WS_CB_OK;
@@ -328,8 +329,9 @@ int ws_conn_close(ws_conn *c, unsigned code, const char *reason, size_t reason_l
   if (code == 0 ? reason_len != 0 : !ws_frame_close_code_valid(code)) return -1;
   if (reason_len > MAX_CLOSE_REASON) return -1;
   if (reason_len && !ws_utf8_valid((const uint8_t *)reason, reason_len)) return -1;
-  write_close(c, code, reason, reason_len);
+  /* CLOSING first: the transport may abort from inside the write. */
   c->state = WS_CONN_CLOSING;
+  write_close(c, code, reason, reason_len);
   return 0;
 }
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wsuv._core import ffi, lib
 
+from wsuv._core import ffi, lib
 from wsuv.frames import Frame, FrameParser, encode_frame
 
 MASK = b"\x37\xfa\x21\x3d"
@@ -128,6 +128,7 @@ class Conn:
         self.close_written = False
         self.closed: tuple[int, bytes, bool] | None = None
         self.on_message: Callable[[Conn, int, bytes], None] | None = None
+        self.on_write: Callable[[Conn, bytes], None] | None = None
         self.inplace: list[bool] = []
         self._span = (0, 0)
 
@@ -148,6 +149,8 @@ class Conn:
         if header[0] & 0x0F == CLOSE:
             self.close_written = True
         self.events.append(("write", header + payload))
+        if self.on_write is not None:
+            self.on_write(self, header + payload)
 
     def _message(self, opcode: int, data: Any, length: int) -> None:
         self._check_alive("message")
@@ -788,6 +791,39 @@ def test_close_from_the_message_callback_keeps_delivering() -> None:
     assert h.messages() == [(TEXT, b"one"), (TEXT, b"two")]
     assert h.closed == (1000, b"", True)
     assert [close_payload(f) for f in h.out_frames()] == [(1000, b"")]
+
+
+def _abort_on_write(conn: Conn, data: bytes) -> None:
+    # A transport whose socket write failed gives up at once.
+    lib.ws_conn_abort(conn.c, 1006, b"write failed", 12)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(frame(PING, b"p"), id="pong"),
+        pytest.param(close_frame(1000), id="close-echo"),
+        pytest.param(frame(TEXT, b"\xff"), id="fail-close"),
+        pytest.param(encode_frame(TEXT, b"unmasked"), id="parser-error"),
+    ],
+)
+def test_abort_from_inside_a_write(data: bytes) -> None:
+    h = Conn(want_control=True)
+    h.on_write = _abort_on_write
+    later = frame(TEXT, b"later") + frame(PING, b"later")
+    h.feed(data + later)
+    assert h.closed == (1006, b"write failed", False)
+    assert h.kinds() == ["write", "closed"]
+    assert h.state == lib.WS_CONN_CLOSED
+
+
+def test_abort_from_inside_our_close_write() -> None:
+    h = Conn()
+    h.on_write = _abort_on_write
+    assert lib.ws_conn_close(h.c, 1000, ffi.NULL, 0) == 0
+    assert h.kinds() == ["write", "closed"]
+    assert h.state == lib.WS_CONN_CLOSED
+    assert h.feed(close_frame(1000)) == 0
 
 
 # ---- sending --------------------------------------------------------------

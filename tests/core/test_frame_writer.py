@@ -12,8 +12,8 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wsuv._core import ffi, lib
 
+from wsuv._core import ffi, lib
 from wsuv.frames import Frame, FrameChunk, FrameHeader, FrameParser, Opcode, StreamingFrameParser
 from wsuv.frames import encode_frame as encode
 
