@@ -47,7 +47,8 @@ def _links_shared(archive: str, symbol: str) -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "probe.c")
         with open(src, "w") as f:
-            f.write(f"extern char {symbol}(void);\nvoid *wsuv_probe(void) {{ return (void *){symbol}; }}\n")
+            f.write(f"extern char {symbol}(void);\n"
+                    f"void *wsuv_probe(void) {{ return (void *){symbol}; }}\n")
         cmd = [_compiler(), "-shared", "-fPIC", "-o", os.path.join(tmp, "probe.so"), src, archive,
                "-lpthread", "-ldl", "-lrt"]
         return subprocess.run(cmd, capture_output=True).returncode == 0

@@ -70,7 +70,7 @@ FrameEvent = FrameHeader | FrameChunk | FrameEnd
 
 def _role(role: Role) -> int:
     try:
-        return _ROLES[role]
+        return int(_ROLES[role])
     except KeyError:
         raise ValueError(f"role must be 'server', 'client' or 'any', not {role!r}") from None
 
@@ -214,7 +214,7 @@ class StreamingFrameParser(_Base):
             del cbuf
             if c.parser.error:
                 raise self._error(list(events))
-            if pos >= end:
+            if pos >= end and n < _BATCH:
                 return events
             start = pos
 
@@ -243,7 +243,7 @@ def encode_frame(
     key = ffi.NULL if mask is None else ffi.from_buffer("uint8_t[]", mask)
     hlen = lib.ws_frame_header(header, opcode, fin, 0x40 if rsv1 else 0, n, key)
     if mask is None:
-        return ffi.buffer(header, hlen)[:] + bytes(payload)
+        return bytes(ffi.buffer(header, hlen)) + bytes(payload)
     out = bytearray(ffi.buffer(header, hlen))
     out += payload
     body = ffi.from_buffer("uint8_t[]", out)

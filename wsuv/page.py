@@ -15,7 +15,10 @@ const status = document.getElementById('status');
 const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/';
 const ws = new WebSocket(url);
 ws.onopen = () => { status.textContent = 'open'; ws.send('hello wsuv'); log('> hello wsuv'); };
-ws.onmessage = (e) => { log('< ' + e.data); if (e.data === 'hello wsuv') status.textContent = 'echo ok'; };
+ws.onmessage = (e) => {
+  log('< ' + e.data);
+  if (e.data === 'hello wsuv') status.textContent = 'echo ok';
+};
 ws.onclose = (e) => { status.textContent = 'closed (' + e.code + ')'; };
 ws.onerror = () => { status.textContent = 'error'; };
 document.getElementById('f').onsubmit = (e) => {

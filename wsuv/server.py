@@ -16,7 +16,7 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from wsuv._core import ffi, lib
 from wsuv.options import resolve
@@ -152,7 +152,8 @@ class Server:
         if self._s == ffi.NULL:
             raise MemoryError("ws_server_new failed")
         _SERVERS[self._s] = self
-        self._on_message = getattr(handler, "on_message", None)
+        self._on_message: Callable[[WebSocket, str | bytes], Any] = getattr(
+            handler, "on_message", _ignore)
 
     # -- listening ---------------------------------------------------------------
     def listen(self) -> list[str]:
@@ -292,6 +293,10 @@ def serve(handler: Any = None, **options: Any) -> None:
 
 # -- helpers -----------------------------------------------------------------------
 
+def _ignore(*_args: Any) -> None:
+    """Stands in for a handler method the application did not define."""
+
+
 def _ms(seconds: float) -> int:
     return max(0, round(float(seconds) * 1000))
 
@@ -364,7 +369,16 @@ def _respond(c: Any, resp: Response) -> None:
 
 # -- C callbacks ---------------------------------------------------------------------
 
-@ffi.def_extern()  # type: ignore[misc]
+_F = TypeVar("_F", bound=Callable[..., None])
+
+
+def _extern(fn: _F) -> _F:
+    """Register fn as the C-callable ``extern "Python"`` function of its name."""
+    ffi.def_extern(name=fn.__name__)(fn)
+    return fn
+
+
+@_extern
 def wsuv_on_request(s: Any, c: Any, hs: Any) -> None:
     srv = _SERVERS[s]
     try:
@@ -393,7 +407,7 @@ def wsuv_on_request(s: Any, c: Any, hs: Any) -> None:
     _CONNS[c] = WebSocket(c, srv, request, subprotocol)
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@_extern
 def wsuv_on_http(s: Any, c: Any, hs: Any) -> None:
     srv = _SERVERS[s]
     try:
@@ -412,7 +426,7 @@ def _failed(ws: WebSocket, what: str) -> None:
         lib.ws_server_conn_close(ws._c, 1011, msg, len(msg))
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@_extern
 def wsuv_on_open(s: Any, c: Any) -> None:
     ws = _CONNS.get(c)
     if ws is None:
@@ -423,7 +437,7 @@ def wsuv_on_open(s: Any, c: Any) -> None:
         _failed(ws, "on_open")
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@_extern
 def wsuv_on_message(s: Any, c: Any, opcode: int, data: Any, length: int) -> None:
     ws = _CONNS[c]
     try:
@@ -435,7 +449,7 @@ def wsuv_on_message(s: Any, c: Any, opcode: int, data: Any, length: int) -> None
         _failed(ws, "on_message")
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@_extern
 def wsuv_on_control(s: Any, c: Any, opcode: int, data: Any, length: int) -> None:
     ws = _CONNS.get(c)
     if ws is None:
@@ -450,7 +464,7 @@ def wsuv_on_control(s: Any, c: Any, opcode: int, data: Any, length: int) -> None
         _failed(ws, name)
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@_extern
 def wsuv_on_drain(s: Any, c: Any) -> None:
     ws = _CONNS.get(c)
     if ws is None:
@@ -461,7 +475,7 @@ def wsuv_on_drain(s: Any, c: Any) -> None:
         _failed(ws, "on_drain")
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@_extern
 def wsuv_on_close(s: Any, c: Any, code: int, reason: Any, length: int) -> None:
     ws = _CONNS.pop(c, None)
     if ws is None:
@@ -475,7 +489,7 @@ def wsuv_on_close(s: Any, c: Any, code: int, reason: Any, length: int) -> None:
         log.exception("on_close raised for %r", ws)
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@_extern
 def wsuv_on_wakeup(s: Any) -> None:
     srv = _SERVERS.get(s)
     if srv is None:
@@ -489,7 +503,7 @@ def wsuv_on_wakeup(s: Any) -> None:
             log.exception("callback %r raised", fn)
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@_extern
 def wsuv_on_timer(s: Any, timer_id: int) -> None:
     srv = _SERVERS.get(s)
     entry = srv._timers.pop(timer_id, None) if srv is not None else None
@@ -502,7 +516,7 @@ def wsuv_on_timer(s: Any, timer_id: int) -> None:
         log.exception("timer callback %r raised", fn)
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@_extern
 def wsuv_on_shutdown(s: Any) -> None:
     srv = _SERVERS.get(s)
     if srv is not None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from wsuv._core import ffi, lib
 
 NEED_MORE, UPGRADE, HTTP, FAIL = (

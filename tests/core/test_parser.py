@@ -309,9 +309,6 @@ def test_frame_parser_batch_edges():
         assert FrameParser(role="client").feed(wire) == frames
 
 
-@pytest.mark.xfail(strict=True, reason="BUG frames.py: StreamingFrameParser.feed returns when "
-                   "pos >= end although the C run paused on a full record array; a FrameEnd "
-                   "that the input completed is held back until the next feed")
 def test_streaming_parser_batch_edges():
     for wire, frames in _batch_edge_streams():
         # fold_events fails if the feed leaves the last frame without its end.

@@ -10,8 +10,8 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from wsuv._core import ffi, lib
 
+from wsuv._core import ffi, lib
 from wsuv.accept import accept_key
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

@@ -9,8 +9,8 @@ import codecs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from wsuv._core import ffi, lib
 
+from wsuv._core import ffi, lib
 from wsuv.utf8 import Utf8Validator, is_valid_utf8
 
 # ---- reference: RFC 3629 section 4, one row per line of the ABNF ----------
