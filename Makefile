@@ -13,7 +13,7 @@ CSRC := $(wildcard csrc/*.c csrc/*.h csrc/ffi/*.cdef) build_ffi.py setup.py pypr
 CORE := $(VENV)/.core-built
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv build test serve bench asan lint typecheck clean ctest
+.PHONY: all deps venv build test serve bench bench-parser asan lint clean
 
 all: build
 
@@ -60,8 +60,17 @@ lint: venv
 serve: build
 	$(VENV)/bin/wsuv-serve $(ARGS)
 
-bench: build
-	$(PY) benchmarks/run.py $(ARGS)
+# Benchmarks print ratios against peers measured in the same run.
+bench: bench-parser
+
+build/parser_bench: benchmarks/parser_bench.c csrc/wsparser.c csrc/wsframe.c csrc/wsparser.h csrc/wsframe.h
+	@mkdir -p build
+	$(CC) -O3 -std=c11 -Wall -Wextra -Werror -Icsrc -o $@ benchmarks/parser_bench.c csrc/wsparser.c csrc/wsframe.c
+
+bench-parser: build build/parser_bench
+	$(PY) -m pip install -q wsproto websockets
+	./build/parser_bench
+	$(PY) benchmarks/bench_parser.py $(ARGS)
 
 # The whole suite against an ASan+UBSan build of the extension.
 asan: venv

@@ -68,6 +68,35 @@ class FrameEnd(NamedTuple):
 FrameEvent = FrameHeader | FrameChunk | FrameEnd
 
 
+_HEADS: dict[int, tuple[int, bool, bool, bool, bool]] = {}
+_SNAPSHOT_MAX = 64 * 1024  # below this, slicing one bytes copy beats a memoryview per frame
+_new_tuple = tuple.__new__
+
+
+def _head(info: int) -> tuple[int, bool, bool, bool, bool]:
+    """(opcode, fin, rsv1, rsv2, rsv3) of a record's info word, cached."""
+    head = _HEADS.get(info)
+    if head is None:
+        head = ((info >> 16) & 0xF, bool(info & 0x100), bool(info & 0x4000),
+                bool(info & 0x2000), bool(info & 0x1000))
+        _HEADS[info] = head
+    return head
+
+
+def _collect_frames(frames: list[Frame], words: list[int], buf: bytearray) -> None:
+    """Turn FRAME records into Frame tuples with payloads copied out of buf."""
+    src: bytes | memoryview = bytes(buf) if len(buf) <= _SNAPSHOT_MAX else memoryview(buf)
+    for k in range(0, len(words), 3):
+        off, length = words[k + 1], words[k + 2]
+        op, fin, r1, r2, r3 = _HEADS.get(words[k]) or _head(words[k])
+        payload = src[off:off + length]
+        if not isinstance(payload, bytes):
+            payload = bytes(payload)
+        frames.append(_new_tuple(Frame, (op, payload, fin, r1, r2, r3)))
+    if isinstance(src, memoryview):
+        src.release()
+
+
 def _role(role: Role) -> int:
     try:
         return int(_ROLES[role])
@@ -137,21 +166,7 @@ class FrameParser(_Base):
             pos = lib.ws_collect_run(c, cbuf, start, end, out, _BATCH)
             n = c.count
             if n:
-                words = ffi.unpack(out, n * 3)
-                view = memoryview(buf)
-                for k in range(0, n * 3, 3):
-                    info, off, length = words[k], words[k + 1], words[k + 2]
-                    frames.append(
-                        Frame(
-                            (info >> 16) & 0xF,
-                            bytes(view[off : off + length]),
-                            bool(info & 0x100),
-                            bool(info & 0x4000),
-                            bool(info & 0x2000),
-                            bool(info & 0x1000),
-                        )
-                    )
-                view.release()
+                _collect_frames(frames, ffi.unpack(out, n * 3), buf)
             del cbuf
             if c.parser.error:
                 self._buf = bytearray()
