@@ -956,3 +956,5 @@ void ws_server_conn_resume_reading(ws_server_conn *c) {
   c->app_paused = 0;
   conn_resume_if_allowed(c);
 }
+
+size_t ws_server_conn_size(void) { return sizeof(ws_server_conn); }

@@ -146,4 +146,7 @@ size_t ws_server_conn_buffered(const ws_server_conn *c);
 void ws_server_conn_pause_reading(ws_server_conn *c);
 void ws_server_conn_resume_reading(ws_server_conn *c);
 
+/* sizeof(struct ws_server_conn): the C memory one open connection costs. */
+size_t ws_server_conn_size(void);
+
 #endif

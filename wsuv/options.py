@@ -42,7 +42,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_header_bytes", int, 16 * KiB, "largest request head; larger gets 431"),
     Option("max_message_size", int, 16 * MiB, "largest message (after reassembly); larger is "
            "closed with 1009"),
-    Option("max_fragments", int, 10000, "most frames in one message: bounds a flood of tiny "
+    Option("max_fragments", int, 100000, "most frames in one message: bounds a flood of tiny "
            "fragments (1009)"),
     Option("handshake_timeout", float, 10.0, "seconds a client has to send its upgrade request"),
     Option("idle_timeout", float, 0.0, "close (1001) after this many seconds without a byte "

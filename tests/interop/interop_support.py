@@ -63,17 +63,32 @@ _TEXT_UNITS = ["a", "Z", " ", "é", "ß", "€", "中", "😀", "\u0000", "\U001
 
 def text_payload(size: int, seed: int = 0) -> str:
     """A str whose UTF-8 encoding is exactly ``size`` bytes, with 1- to 4-byte
-    characters mixed in so that frame and read boundaries split them."""
+    characters mixed in so that frame and read boundaries split them.
+
+    Large payloads are stitched from randomly chosen pre-built blocks of
+    varying length (building megabytes one character at a time is slow)."""
     rng = random.Random(size * 104729 + seed)
+
+    def chars(nbytes: int) -> list[str]:
+        out: list[str] = []
+        while nbytes > 0:
+            ch = rng.choice(_TEXT_UNITS)
+            if len(ch.encode()) > nbytes:
+                ch = "x"
+            out.append(ch)
+            nbytes -= len(ch.encode())
+        return out
+
     parts: list[str] = []
     left = size
-    while left > 0:
-        ch = rng.choice(_TEXT_UNITS)
-        n = len(ch.encode())
-        if n > left:
-            ch, n = "x", 1
-        parts.append(ch)
-        left -= n
+    if size > 16 * KiB:
+        blocks = ["".join(chars(rng.randrange(1000, 4000))) for _ in range(64)]
+        sizes = [len(b.encode()) for b in blocks]
+        while left > 4000:
+            k = rng.randrange(len(blocks))
+            parts.append(blocks[k])
+            left -= sizes[k]
+    parts.extend(chars(left))
     text = "".join(parts)
     assert len(text.encode()) == size
     return text

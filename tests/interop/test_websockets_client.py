@@ -162,14 +162,11 @@ def test_server_close(py_echo: EchoTarget, code: int, reason: str) -> None:
 
 def test_abrupt_client_close_is_1006(py_echo: EchoTarget) -> None:
     assert py_echo.handler is not None
-    ws = client(py_echo.url)
-    try:
+    with client(py_echo.url) as ws:
         roundtrip(ws, "hi")
-        ws.socket.shutdown(socket.SHUT_RDWR)  # FIN, no close frame
+        ws.socket.shutdown(socket.SHUT_RDWR)  # FIN both ways, no close frame
         closed = py_echo.handler.wait_closed()
         assert closed.code == 1006
-    finally:
-        ws.close_socket()
 
 
 # -- handshake ---------------------------------------------------------------------
