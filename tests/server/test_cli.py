@@ -1,0 +1,222 @@
+"""wsuv-serve as a real subprocess: options, --fd, workers, daemon, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect
+
+SERVE = [sys.executable, "-m", "wsuv.cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port} after {timeout} s")
+
+
+def _echo(port: int, text: str = "hi") -> str:
+    with connect(f"ws://127.0.0.1:{port}/", open_timeout=5) as ws:
+        ws.send(text)
+        reply = ws.recv(timeout=5)
+    assert isinstance(reply, str)
+    return reply
+
+
+@contextmanager
+def serve(*args: str, **popen: object) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([*SERVE, *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)  # type: ignore[call-overload]
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def test_help_lists_every_option_with_default() -> None:
+    from wsuv.options import OPTIONS
+
+    out = subprocess.run([*SERVE, "--help"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0
+    text = " ".join(out.stdout.split())
+    for opt in OPTIONS:
+        assert "--" + opt.name.replace("_", "-") in text
+    assert "default:" in text
+
+
+def test_version() -> None:
+    import wsuv
+
+    out = subprocess.run([*SERVE, "--version"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and wsuv.__version__ in out.stdout
+
+
+def test_echo_start_line_and_sigterm_exits_zero() -> None:
+    port = _free_port()
+    with serve("--port", str(port), "--log-level", "info") as proc:
+        _wait_port(port)
+        assert _echo(port, "héllo") == "héllo"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert proc.stdout is not None
+        log = proc.stdout.read().decode()
+    assert f"listening on ws://127.0.0.1:{port}/" in log
+
+
+def test_sigterm_closes_clients_with_1001() -> None:
+    port = _free_port()
+    with serve("--port", str(port)) as proc:
+        _wait_port(port)
+        with connect(f"ws://127.0.0.1:{port}/", open_timeout=5) as ws:
+            ws.send("x")
+            assert ws.recv(timeout=5) == "x"
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(Exception):
+                ws.recv(timeout=10)
+            assert ws.close_code == 1001
+        assert proc.wait(15) == 0
+
+
+def test_python_app_from_module(tmp_path: Path) -> None:
+    (tmp_path / "upper_app.py").write_text(
+        "import wsuv\n"
+        "class Upper(wsuv.Handler):\n"
+        "    def on_message(self, ws, message):\n"
+        "        ws.send(message.upper())\n"
+    )
+    port = _free_port()
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    with serve("upper_app:Upper", "--port", str(port), cwd=str(tmp_path), env=env) as proc:
+        _wait_port(port)
+        assert _echo(port, "abc") == "ABC"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 0
+
+
+def test_bad_app_spec_is_a_clear_error() -> None:
+    out = subprocess.run([*SERVE, "no_such_module:app"], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode != 0
+    assert "cannot load" in out.stderr
+
+
+def test_inherited_fd() -> None:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    port = sock.getsockname()[1]
+    fd = sock.fileno()
+    with serve("--fd", str(fd), pass_fds=(fd,)) as proc:
+        _wait_port(port)
+        assert _echo(port) == "hi"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    sock.close()
+
+
+def test_workers_share_one_socket_and_restart() -> None:
+    port = _free_port()
+    with serve("--port", str(port), "--workers", "2", "--log-level", "info") as proc:
+        _wait_port(port)
+        for _ in range(10):
+            assert _echo(port) == "hi"
+        kids = _children(proc.pid)
+        assert len(kids) == 2
+        os.kill(kids[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            now = _children(proc.pid)
+            if len(now) == 2 and kids[0] not in now:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("killed worker was not replaced")
+        assert _echo(port) == "hi"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                         text=True, timeout=10)
+    return [int(x) for x in out.stdout.split()]
+
+
+def test_daemon_with_pidfile(tmp_path: Path) -> None:
+    port = _free_port()
+    pidfile = tmp_path / "wsuv.pid"
+    logfile = tmp_path / "wsuv.log"
+    out = subprocess.run([*SERVE, "--port", str(port), "--daemon", "--pidfile", str(pidfile),
+                          "--log-file", str(logfile)], capture_output=True, timeout=30)
+    assert out.returncode == 0
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(pidfile.read_text())
+    try:
+        _wait_port(port)
+        assert _echo(port) == "hi"
+        # Double fork: a new session, and not its leader (it cannot regain a terminal).
+        assert os.getsid(pid) != os.getsid(0)
+        assert os.getsid(pid) != pid
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pidfile.exists()
+    assert "listening on" in logfile.read_text()
+
+
+def test_static_dir_serves_files_without_traversal(tmp_path: Path) -> None:
+    (tmp_path / "pub").mkdir()
+    (tmp_path / "pub" / "a.txt").write_text("public")
+    (tmp_path / "secret.txt").write_text("secret")
+    port = _free_port()
+    with serve("--port", str(port), "--static-dir", str(tmp_path / "pub")) as proc:
+        _wait_port(port)
+        assert b"public" in _http_get(port, "/a.txt")
+        for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/..%2fsecret.txt"):
+            reply = _http_get(port, path)
+            assert b"secret" not in reply
+            assert reply.startswith(b"HTTP/1.1 404") or reply.startswith(b"HTTP/1.1 400")
+        assert _echo(port) == "hi"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+
+
+def _http_get(port: int, path: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        chunks = []
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks)
