@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 SERVE = [sys.executable, "-m", "wsuv.cli"]
@@ -95,7 +96,7 @@ def test_sigterm_closes_clients_with_1001() -> None:
             ws.send("x")
             assert ws.recv(timeout=5) == "x"
             proc.send_signal(signal.SIGTERM)
-            with pytest.raises(Exception):
+            with pytest.raises(ConnectionClosed):
                 ws.recv(timeout=10)
             assert ws.close_code == 1001
         assert proc.wait(15) == 0
