@@ -345,3 +345,23 @@ def short_tmpdir() -> str:
     import tempfile
 
     return tempfile.mkdtemp(prefix="wsuv-", dir="/tmp" if os.path.isdir("/tmp") else None)
+
+
+def run_isolated(module_file: str, func: str, timeout: float = 5.0) -> None:
+    """Run ``func()`` of the test module in a fresh interpreter, killed after
+    ``timeout``: for scenarios that can wedge the server's loop thread (a known
+    bug must not spin a CPU for the rest of the run). Fails with the child's
+    output if it fails or times out."""
+    import subprocess
+    import sys
+
+    path = Path(module_file).resolve()
+    code = (f"import sys; sys.path.insert(0, {str(path.parent)!r}); "
+            f"import {path.stem} as m; m.{func}()")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=timeout, cwd=str(path.parent))
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"{func} did not finish within {timeout} s "
+                             f"(server loop wedged?)\n{exc.stderr or ''}") from None
+    assert proc.returncode == 0, f"{func} failed:\n{proc.stdout}\n{proc.stderr[-3000:]}"

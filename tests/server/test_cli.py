@@ -163,9 +163,19 @@ def test_workers_share_one_socket_and_restart() -> None:
 
 
 def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
-                         text=True, timeout=10)
-    return [int(x) for x in out.stdout.split()]
+    """Live child pids of pid, read from /proc (no subprocess: robust under ASan)."""
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.append(int(entry.name))
+    return kids
 
 
 def test_daemon_with_pidfile(tmp_path: Path) -> None:
