@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import struct
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
@@ -47,21 +47,45 @@ class Headers:
         return f"Headers({self._items!r})"
 
 
-@dataclass
 class Request:
-    """An upgrade (or plain HTTP) request: what ``on_connect`` decides on."""
+    """An upgrade (or plain HTTP) request: what ``on_connect`` decides on.
 
-    method: str
-    target: str
-    headers: Headers
-    remote_address: str
-    path: str = field(init=False)
-    query: str = field(init=False)
+    Headers are kept as the raw request head and parsed on first use, so an
+    open connection that never looks at them costs a few hundred bytes.
+    """
 
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.target)
-        self.path = unquote(parts.path) or "/"
-        self.query = parts.query
+    __slots__ = ("method", "target", "remote_address", "_raw", "_spans", "_headers")
+
+    def __init__(self, method: str, target: str, headers: Headers | None = None,
+                 remote_address: str = "", *, raw: bytes = b"", spans: bytes = b"") -> None:
+        self.method = method
+        self.target = target
+        self.remote_address = remote_address
+        self._raw = raw
+        self._spans = spans
+        self._headers = headers
+
+    @property
+    def headers(self) -> Headers:
+        """The request's header fields, in order."""
+        if self._headers is None:
+            raw = self._raw
+            self._headers = Headers([
+                (raw[no:no + nl].decode("latin-1"), raw[vo:vo + vl].decode("latin-1"))
+                for no, nl, vo, vl in struct.iter_unpack("=4I", self._spans)
+            ])
+            self._raw = self._spans = b""
+        return self._headers
+
+    @property
+    def path(self) -> str:
+        """Request path, percent-decoded ("/" if empty)."""
+        return unquote(urlsplit(self.target).path) or "/"
+
+    @property
+    def query(self) -> str:
+        """Raw query string, without the "?"."""
+        return urlsplit(self.target).query
 
     @property
     def query_params(self) -> dict[str, list[str]]:
@@ -70,7 +94,7 @@ class Request:
 
     @property
     def origin(self) -> str | None:
-        """The Origin header (browsers send it; check it against CSRF-style abuse)."""
+        """The Origin header (browsers send it; check it against cross-site abuse)."""
         return self.headers.get("origin")
 
     @property
@@ -80,6 +104,9 @@ class Request:
         for value in self.headers.get_all("sec-websocket-protocol"):
             out.extend(p.strip() for p in value.split(",") if p.strip())
         return out
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target!r} from {self.remote_address}>"
 
 
 class Response:

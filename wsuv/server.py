@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from wsuv._core import ffi, lib
 from wsuv.options import resolve
 from wsuv.page import ECHO_PAGE
-from wsuv.request import Headers, Request, Response
+from wsuv.request import Request, Response
 from wsuv.websocket import WebSocket
 
 log = logging.getLogger("wsuv")
@@ -343,14 +343,10 @@ def _request(c: Any, hs: Any) -> Request:
     target = ffi.unpack(lib.ws_handshake_target(hs, n), n[0]).decode("latin-1")
     raw = ffi.unpack(lib.ws_handshake_buffer(hs, n), n[0])
     count = lib.ws_handshake_header_count(hs)
-    words = ffi.unpack(ffi.cast("uint32_t *", lib.ws_handshake_headers(hs)), 4 * count)
-    items = []
-    for k in range(0, 4 * count, 4):
-        no, nl, vo, vl = words[k], words[k + 1], words[k + 2], words[k + 3]
-        items.append((raw[no:no + nl].decode("latin-1"), raw[vo:vo + vl].decode("latin-1")))
+    spans = bytes(ffi.buffer(lib.ws_handshake_headers(hs), 16 * count)) if count else b""
     peer = ffi.new("char[80]")
     plen = lib.ws_server_conn_peer(c, peer, 80)
-    return Request(method, target, Headers(items), ffi.unpack(peer, plen).decode())
+    return Request(method, target, None, ffi.unpack(peer, plen).decode(), raw=raw, spans=spans)
 
 
 def _respond(c: Any, resp: Response) -> None:
