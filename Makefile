@@ -75,7 +75,7 @@ bench-parser: build build/parser_bench
 # The whole suite against an ASan+UBSan build of the extension.
 asan: venv
 	WSUV_SANITIZE=address,undefined WSUV_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
-	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	WSUV_SANITIZE=address,undefined ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	  rm -f $(CORE); exit $$rc
 
