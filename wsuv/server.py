@@ -101,6 +101,7 @@ class Server:
         self._timers: dict[int, tuple[Any, Callable[..., Any], tuple[Any, ...]]] = {}
         self._next_timer = 0
         self._listening = False
+        self._opening: WebSocket | None = None
         self._ran = False
         self.addresses: list[str] = []
         self.port: int | None = None
@@ -400,7 +401,10 @@ def wsuv_on_request(s: Any, c: Any, hs: Any) -> None:
             return
     sp = subprotocol.encode() if subprotocol else b""
     lib.ws_server_conn_accept(c, sp, len(sp), headers, len(headers))
-    _CONNS[c] = WebSocket(c, srv, request, subprotocol)
+    # Registered only in on_open: C calls it right after this returns, or
+    # never (the peer vanished while we answered), and then nothing may keep
+    # the pointer.
+    srv._opening = WebSocket(c, srv, request, subprotocol)
 
 
 @_extern
@@ -424,9 +428,11 @@ def _failed(ws: WebSocket, what: str) -> None:
 
 @_extern
 def wsuv_on_open(s: Any, c: Any) -> None:
-    ws = _CONNS.get(c)
-    if ws is None:
+    srv = _SERVERS[s]
+    ws, srv._opening = srv._opening, None
+    if ws is None or ws._c != c:
         return
+    _CONNS[c] = ws
     try:
         ws._server.handler.on_open(ws)
     except Exception:

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 
 from wsuv.request import Request, Response
 from wsuv.server import Accept, Handler, Server
-from wsuv.websocket import WebSocket
+from wsuv.websocket import ConnectionClosed, WebSocket
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -120,13 +120,19 @@ class EchoHandler(Handler):
     - ``/reject?status=N``: answer the upgrade with ``Response(N)``
     - ``/subprotocol?choose=P``: accept with ``Accept(subprotocol=P)``
     - ``/server-close?code=C&reason=R``: the server closes right after open
+    - ``/close-on-message?code=C&reason=R``: the server closes on the first message
     - anything else: echo every message back unchanged
+
+    Messages that arrive after the server started closing are counted in
+    ``late_messages`` (RFC 6455 lets them arrive; they cannot be answered).
     """
 
     def __init__(self) -> None:
         self.closed: queue.Queue[Closed] = queue.Queue()
         self.opened: queue.Queue[str] = queue.Queue()
         self.errors: list[str] = []
+        self.late_messages = 0
+        self.seen_after_close: list[tuple[bool, str]] = []  # (ws.closed, send outcome)
 
     def on_connect(self, request: Request) -> Accept | Response | None:
         params = parse_qs(request.query)
@@ -139,12 +145,29 @@ class EchoHandler(Handler):
     def on_open(self, ws: WebSocket) -> None:
         self.opened.put(ws.path)
         if ws.path == "/server-close":
-            params = parse_qs(ws.query)
-            ws.close(int(params["code"][0]), params.get("reason", [""])[0])
+            self._close(ws)
+
+    @staticmethod
+    def _close(ws: WebSocket) -> None:
+        params = parse_qs(ws.query)
+        ws.close(int(params["code"][0]), params.get("reason", [""])[0])
+        ws.state = "closing"
 
     def on_message(self, ws: WebSocket, message: str | bytes) -> None:
         if not isinstance(message, (str, bytes)):
             self.errors.append(f"on_message got {type(message).__name__}")
+        if ws.state == "closing":
+            self.late_messages += 1
+            return
+        if ws.path == "/close-on-message":
+            self._close(ws)
+            try:
+                ws.send("after close")
+                outcome = "sent"
+            except ConnectionClosed:
+                outcome = "ConnectionClosed"
+            self.seen_after_close.append((ws.closed, outcome))
+            return
         ws.send(message)
 
     def on_close(self, ws: WebSocket, code: int, reason: str) -> None:
