@@ -813,6 +813,8 @@ static int conn_can_send(const ws_server_conn *c) {
   return c && c->phase == PH_OPEN && c->ws.state == WS_CONN_OPEN;
 }
 
+int ws_server_conn_can_send(const ws_server_conn *c) { return conn_can_send(c); }
+
 int ws_server_conn_send(ws_server_conn *c, unsigned opcode, const char *data, size_t len) {
   if (!conn_can_send(c)) return -1;
   return ws_conn_send(&c->ws, opcode, (const uint8_t *)data, len);

@@ -143,6 +143,8 @@ int ws_server_conn_ping(ws_server_conn *c, const char *data, size_t len);
 int ws_server_conn_close(ws_server_conn *c, unsigned code, const char *reason, size_t len);
 /* Bytes written by the application but not yet taken by the kernel. */
 size_t ws_server_conn_buffered(const ws_server_conn *c);
+/* 1 while messages can be sent (open, no close frame sent or received). */
+int ws_server_conn_can_send(const ws_server_conn *c);
 void ws_server_conn_pause_reading(ws_server_conn *c);
 void ws_server_conn_resume_reading(ws_server_conn *c);
 

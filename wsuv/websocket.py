@@ -68,8 +68,8 @@ class WebSocket:
 
     @property
     def closed(self) -> bool:
-        """True once the connection can no longer send."""
-        return self._c is None
+        """True once the connection can no longer send (closing counts)."""
+        return self._c is None or not lib.ws_server_conn_can_send(self._c)
 
     @property
     def id(self) -> int:

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import faulthandler
 from collections.abc import Iterator
 
 import pytest
 from interop_support import EchoTarget, echo_target
+
+WATCHDOG_SECONDS = 120
+
+
+@pytest.fixture(autouse=True)
+def _watchdog() -> Iterator[None]:
+    """Every client call here has its own timeout; this is the backstop for a
+    blocking call that has none (a send to a peer that stopped reading): dump
+    every thread's stack and exit rather than hang CI."""
+    faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture(params=["c", "python"])

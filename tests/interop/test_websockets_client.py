@@ -14,6 +14,7 @@ from interop_support import (
     TIMEOUT,
     EchoTarget,
     describe,
+    echo_target,
     payload,
     text_payload,
 )
@@ -191,3 +192,19 @@ def test_rejected_handshake(py_echo: EchoTarget, status: int) -> None:
     # The server keeps serving.
     with client(py_echo.url) as ws:
         roundtrip(ws, "after a rejection")
+
+
+@pytest.mark.parametrize("server", ["c", "python"])
+def test_graceful_stop_sends_1001(server: str) -> None:
+    """Server.stop() (what SIGTERM does) closes every client with 1001."""
+    with echo_target(server) as target, client(target.url) as ws1, client(target.url) as ws2:
+        roundtrip(ws1, "one")
+        roundtrip(ws2, "two")
+        target.server.stop(graceful=True)
+        for ws in (ws1, ws2):
+            with pytest.raises(ConnectionClosed) as info:
+                ws.recv(timeout=TIMEOUT)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+        if target.handler is not None:
+            codes = [target.handler.wait_closed().code for _ in range(2)]
+            assert codes == [1001, 1001]
