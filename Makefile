@@ -81,3 +81,19 @@ asan: venv
 
 clean:
 	rm -rf build wsuv/_core.c wsuv/_core*.so wsuv/*.o $(CORE)
+
+# wsuv against peer servers (websockets, picows, aiohttp, Node ws, socketify) under
+# build/loadgen (C on libuv, wsuv's own frame code); writes benchmarks/RESULTS.md.
+# Options: make bench-servers ARGS="--quick --servers wsuv-c,picows-uvloop --scenarios k16"
+.PHONY: bench-servers
+bench-servers: build node_modules/.installed
+	@mkdir -p build
+	gcc -O3 -std=gnu11 -Wall -Wextra -Icsrc -o build/loadgen benchmarks/loadgen.c \
+	  csrc/wsparser.c csrc/wsframe.c csrc/sha1.c $$(pkg-config --cflags --libs libuv)
+	@test -x benchmarks/.venv/bin/python || $(PYTHON) -m venv benchmarks/.venv
+	@cmp -s benchmarks/requirements-peers.txt benchmarks/.venv/.requirements || { \
+	  benchmarks/.venv/bin/pip install -q --upgrade pip && \
+	  benchmarks/.venv/bin/pip install -q -r benchmarks/requirements-peers.txt && \
+	  { benchmarks/.venv/bin/pip install -q socketify || echo "socketify did not install: it will be skipped"; } && \
+	  cp benchmarks/requirements-peers.txt benchmarks/.venv/.requirements; }
+	$(PY) benchmarks/bench_servers.py $(ARGS)

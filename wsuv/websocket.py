@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from wsuv.server import Server
 
 Message = str | bytes | bytearray | memoryview
+_get_ident = threading.get_ident
+_send = lib.ws_server_conn_send
 
 
 class ConnectionClosed(WsuvError):
@@ -78,24 +80,29 @@ class WebSocket:
 
     # -- sending ---------------------------------------------------------------
     def _off_loop(self) -> bool:
-        return threading.get_ident() != self._server._thread_id
+        return _get_ident() != self._server._thread_id
 
     def send(self, message: Message) -> None:
         """Send a text (``str``) or binary (bytes-like) message."""
-        if self._off_loop():
+        if _get_ident() != self._server._thread_id:
             self._server.call_soon_threadsafe(self._send_quiet, message)
             return
         c = self._c
         if c is None:
             raise ConnectionClosed(self.close_code, self.close_reason)
-        if isinstance(message, str):
+        # One C call: the header is built in C and header + payload leave in
+        # one writev; the payload is not copied unless the kernel refuses it.
+        if type(message) is str:
             data = message.encode()
-            rc = lib.ws_server_conn_send(c, 1, data, len(data))
-        elif isinstance(message, bytes):
-            rc = lib.ws_server_conn_send(c, 2, message, len(message))
+            rc = _send(c, 1, data, len(data))
+        elif type(message) is bytes:
+            rc = _send(c, 2, message, len(message))
+        elif isinstance(message, str):
+            data = message.encode()
+            rc = _send(c, 1, data, len(data))
         else:
             buf = ffi.from_buffer(message)
-            rc = lib.ws_server_conn_send(c, 2, buf, len(buf))
+            rc = _send(c, 2, buf, len(buf))
         if rc < 0:
             raise ConnectionClosed(self.close_code, self.close_reason or "closing")
 

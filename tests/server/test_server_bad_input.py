@@ -441,6 +441,7 @@ class FloodHandler(EchoHandler):
         self.send_errors = 0
         self.flood_ws = None
         self.flood_closed = threading.Event()
+        self.flood_sent = threading.Event()  # on_open's sending loop is over
 
     def on_open(self, ws) -> None:  # type: ignore[no-untyped-def]
         super().on_open(ws)
@@ -454,6 +455,7 @@ class FloodHandler(EchoHandler):
             except Exception:
                 self.send_errors += 1
         self.buffered_after_open = ws.buffered_amount
+        self.flood_sent.set()
 
     def on_drain(self, ws) -> None:  # type: ignore[no-untyped-def]
         self.drains += 1
@@ -497,6 +499,7 @@ def test_slow_reader_over_write_limit_is_dropped_1006() -> None:
         sock, _reader = open_raw(server, "/flood", rcvbuf=4096)
         with sock:
             assert handler.flood_closed.wait(TIMEOUT)
+            assert handler.flood_sent.wait(TIMEOUT)
             codes = [c for p, c, _ in handler.closed if p == "/flood"]
             assert codes == [1006]
             assert handler.send_errors > 0  # later sends saw the closed connection
