@@ -161,6 +161,22 @@ class Server:
         """Bind the listeners now (``run`` does it if you don't). Returns URLs."""
         if self._listening:
             return self.addresses
+        try:
+            self._bind()
+        except OSError:
+            self.close()
+            raise
+        self._listening = True
+        return self.addresses
+
+    def close(self) -> None:
+        """Free a server that will not run (``run`` frees its own at the end)."""
+        if self._s != ffi.NULL and not self._ran:
+            _SERVERS.pop(self._s, None)
+            lib.ws_server_free(self._s)
+            self._s = ffi.NULL
+
+    def _bind(self) -> None:
         opts = self.options
         if opts["fd"] is not None:
             _check(lib.ws_server_listen_fd(self._s, opts["fd"]), f"fd {opts['fd']}")
@@ -180,14 +196,12 @@ class Server:
                 shown = f"[{host}]" if ":" in host else host
                 self.addresses.append(f"ws://{shown}:{bound[0]}/")
             self.port = port
-        self._listening = True
-        return self.addresses
 
     # -- running ------------------------------------------------------------------
     def run(self) -> None:
         """Serve until stopped (a signal, :meth:`stop`); then free the loop."""
-        if self._ran:
-            raise RuntimeError("a Server runs once; make a new one")
+        if self._ran or self._s == ffi.NULL:
+            raise RuntimeError("a Server runs once (and not after close); make a new one")
         self._ran = True
         self.listen()
         self._thread_id = threading.get_ident()
