@@ -330,10 +330,13 @@ static uint64_t conn_deadline(const ws_server_conn *c) {
   case PH_OPEN:
     if (c->ws.state == WS_CONN_CLOSING && cfg->close_timeout_ms)
       d = min_deadline(d, c->closing_ms + cfg->close_timeout_ms);
-    if (cfg->idle_timeout_ms) d = min_deadline(d, c->last_read_ms + cfg->idle_timeout_ms);
+    /* Idle and ping deadlines act only while open: once closing, the close
+     * timeout rules (and a past idle deadline must not re-fire forever). */
+    if (c->ws.state == WS_CONN_OPEN && cfg->idle_timeout_ms)
+      d = min_deadline(d, c->last_read_ms + cfg->idle_timeout_ms);
     if (c->ping_sent_ms && cfg->ping_timeout_ms)
       d = min_deadline(d, c->ping_sent_ms + cfg->ping_timeout_ms);
-    else if (cfg->ping_interval_ms)
+    else if (c->ws.state == WS_CONN_OPEN && cfg->ping_interval_ms)
       d = min_deadline(d, c->last_read_ms + cfg->ping_interval_ms);
     if (c->throttled) d = min_deadline(d, c->window_ms + 1000);
     break;

@@ -235,9 +235,11 @@ static int on_complete(ws_parser *p) {
   case WS_OP_CLOSE:
     return on_close_frame(c);
   case WS_OP_PING:
-    /* RFC 6455 5.5.2, 5.5.3: a pong with the same payload, unless our close
-     * frame is out (nothing may follow it). */
-    if (!c->close_sent) write_frame(c, WS_OP_PONG, 1, c->ctl, c->ctl_len);
+    /* RFC 6455 5.5.2: a pong with the same payload "unless it already
+     * received a Close frame" -- which ends the connection here. While we
+     * wait for the peer's close after sending ours (CLOSING) pings are still
+     * answered: 5.5.1 forbids only data frames after our close. */
+    if (c->state != WS_CONN_CLOSED) write_frame(c, WS_OP_PONG, 1, c->ctl, c->ctl_len);
     /* fall through */
   case WS_OP_PONG:
     if (c->want_control && c->cb->control && c->state != WS_CONN_CLOSED)

@@ -183,8 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         filename=None if args.daemon else args.log_file,
     )
     if args.pidfile:
-        with open(args.pidfile, "w") as f:
+        # Written whole, then renamed: a reader never sees an empty file.
+        tmp = f"{args.pidfile}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
             f.write(f"{os.getpid()}\n")
+        os.replace(tmp, args.pidfile)
     app = load_app(args.app) if args.app else None
     try:
         if args.workers > 1:

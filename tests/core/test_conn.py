@@ -140,9 +140,12 @@ class Conn:
 
     def _write(self, pieces: list[bytes]) -> None:
         self._check_alive("write")
-        if self.close_written:
-            self.errors.append("write after our close frame")
         header = pieces[0]
+        # After our close frame only pongs may follow (RFC 6455 5.5.1 forbids
+        # data frames; 5.5.2 still requires answering pings until the peer's
+        # close arrives).
+        if self.close_written and header[0] & 0x0F != PONG:
+            self.errors.append("frame other than a pong after our close frame")
         payload = b"".join(pieces[1:])
         if len(pieces) not in (1, 2) or (len(pieces) == 2) != bool(payload):
             self.errors.append(f"write with {len(pieces)} pieces for {len(payload)} bytes")
@@ -544,19 +547,20 @@ def test_we_close_first_then_peer_answers() -> None:
     assert lib.ws_conn_close(h.c, 1001, b"going away", 10) == 0
     assert h.state == lib.WS_CONN_CLOSING
     assert [close_payload(f) for f in h.out_frames()] == [(1001, b"going away")]
-    # The peer sent these before it saw our close: still delivered, but no pong.
+    # The peer sent these before it saw our close: still delivered, and the
+    # ping still answered (5.5.2: only a *received* close ends that duty).
     h.feed(frame(TEXT, b"in flight") + frame(PING, b"p"))
     assert h.messages() == [(TEXT, b"in flight")]
     assert h.controls() == [(PING, b"p")]
-    assert len(h.out_frames()) == 1
-    # Nothing may follow our close frame.
+    assert len(h.out_frames()) == 2
+    # The application may send nothing more after our close frame.
     assert lib.ws_conn_send(h.c, TEXT, b"x", 1) == -1
     assert lib.ws_conn_ping(h.c, b"", 0) == -1
     assert lib.ws_conn_pong(h.c, b"", 0) == -1
     assert lib.ws_conn_close(h.c, 1000, ffi.NULL, 0) == -1
     h.feed(close_frame(1001, b"ack"))
     assert h.closed == (1001, b"ack", True)
-    assert len(h.out_frames()) == 1
+    assert len(h.out_frames()) == 2
 
 
 def test_we_close_without_code_peer_answers_without_code() -> None:
@@ -923,7 +927,10 @@ def _check_run(h: Conn, pieces: list[bytes]) -> None:
         assert h.events[-1][0] == "closed"
     frames = h.out_frames()
     opcodes = [f.opcode for f in frames]
-    assert CLOSE not in opcodes[:-1]
+    # One close frame at most, and only pongs after it.
+    assert opcodes.count(CLOSE) <= 1
+    if CLOSE in opcodes:
+        assert set(opcodes[opcodes.index(CLOSE) + 1:]) <= {PONG}
     assert all(op in (PONG, CLOSE) for op in opcodes)
     lib.ws_conn_abort(h.c, 1006, ffi.NULL, 0)
     assert [e[0] for e in h.events].count("closed") == 1

@@ -347,7 +347,7 @@ def short_tmpdir() -> str:
     return tempfile.mkdtemp(prefix="wsuv-", dir="/tmp" if os.path.isdir("/tmp") else None)
 
 
-def run_isolated(module_file: str, func: str, timeout: float = 5.0) -> None:
+def run_isolated(module_file: str, func: str, timeout: float = 4.0) -> None:
     """Run ``func()`` of the test module in a fresh interpreter, killed after
     ``timeout``: for scenarios that can wedge the server's loop thread (a known
     bug must not spin a CPU for the rest of the run). Fails with the child's

@@ -34,6 +34,7 @@ from srvkit import (
 from websockets.sync.client import connect as ws_connect
 
 from wsuv.request import Response
+from wsuv.server import Accept
 
 # -- plain HTTP ---------------------------------------------------------------------
 
@@ -406,6 +407,39 @@ def test_on_connect_response_403() -> None:
         with pytest.raises(websockets.exceptions.InvalidStatus) as info:
             ws_connect(url(server, "/forbidden"), open_timeout=TIMEOUT)
         assert info.value.response.status_code == 403
+        assert_serves(server)
+
+
+class Deciding(EchoHandler):
+    def on_connect(self, request):  # type: ignore[no-untyped-def]
+        if request.path == "/big":
+            return Accept(headers=[(f"X-Big-{i}", "v" * 100) for i in range(30)])
+        if request.path == "/redirect":
+            return Response(302, "", [("Location", "/elsewhere")])
+        if request.path == "/auth":
+            return Response(401, "r" * 5000, [("WWW-Authenticate", "Basic")])
+        if request.path == "/bad-header":
+            return Response(400, "x", [("X-Evil", "a\r\nSet-Cookie: y")])
+        return None
+
+
+def test_on_connect_decisions_with_headers() -> None:
+    with running_server(Deciding()) as server:
+        with raw_connect(server) as sock:  # a 101 larger than the stack buffer
+            sock.sendall(upgrade_request("/big"))
+            resp = read_response(sock)
+            assert resp.status == 101
+            assert [resp.headers[f"x-big-{i}"] for i in range(30)] == ["v" * 100] * 30
+            reader = FrameReader(sock, resp.rest)
+            echo_raw(sock, reader)
+        resp = http_exchange(server, upgrade_request("/redirect"))
+        assert (resp.status, resp.headers["location"]) == (302, "/elsewhere")
+        resp = http_exchange(server, upgrade_request("/auth"))
+        assert (resp.status, resp.headers["www-authenticate"]) == (401, "Basic")
+        assert resp.body == b"r" * 5000 + b"\n"
+        # Header injection is refused: 500, and no injected header.
+        resp = http_exchange(server, upgrade_request("/bad-header"))
+        assert resp.status == 500 and "set-cookie" not in resp.headers
         assert_serves(server)
 
 
