@@ -97,3 +97,70 @@ bench-servers: build node_modules/.installed
 	  { benchmarks/.venv/bin/pip install -q socketify || echo "socketify did not install: it will be skipped"; } && \
 	  cp benchmarks/requirements-peers.txt benchmarks/.venv/.requirements; }
 	$(PY) benchmarks/bench_servers.py $(ARGS)
+
+# ---- Fuzzing (fuzz/) and the valgrind run of the C engine (tests/c/) ----
+# `make fuzz` replays fuzz/regressions/, then runs every libFuzzer harness and
+# the atheris harness for FUZZ_SECONDS each (as many at once as CPUs);
+# `make fuzz-ci` does the same for 20 s each. `make memcheck` runs
+# tests/c/engine_stress.c (STRESS_CONNS simulated connections) under valgrind.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_CFLAGS ?= -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc
+FUZZ_APT_PKGS ?= clang libclang-rt-14-dev
+FUZZ_COMMON := fuzz/fuzz_common.h fuzz/ref_ws.h
+FUZZ_BINS := build/fuzz/fuzz_frame_parser build/fuzz/fuzz_utf8 build/fuzz/fuzz_handshake build/fuzz/fuzz_wsconn
+STRESS_CONNS ?= 10000
+
+.PHONY: fuzz fuzz-ci fuzz-build fuzz-deps memcheck
+
+# clang with libFuzzer (and valgrind for memcheck): installed when missing and root.
+fuzz-deps: | $(VENV)/.deps
+	@missing=""; command -v $(FUZZ_CC) >/dev/null 2>&1 || missing="$(FUZZ_APT_PKGS)"; \
+	if [ -z "$$missing" ] && ! echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n){return 0;}' | \
+	   $(FUZZ_CC) -fsanitize=fuzzer -x c - -o /dev/null >/dev/null 2>&1; then missing="$(FUZZ_APT_PKGS)"; fi; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing: $$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing: $$missing (run: sudo apt-get install $$missing)"; exit 1; fi; \
+	fi
+
+build/fuzz/fuzz_frame_parser: fuzz/fuzz_frame_parser.c $(FUZZ_COMMON) csrc/wsparser.c csrc/wsframe.c csrc/wsparser.h csrc/wsframe.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_frame_parser.c csrc/wsparser.c csrc/wsframe.c
+
+build/fuzz/fuzz_utf8: fuzz/fuzz_utf8.c $(FUZZ_COMMON) csrc/utf8.c csrc/utf8.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_utf8.c csrc/utf8.c
+
+build/fuzz/fuzz_handshake: fuzz/fuzz_handshake.c $(FUZZ_COMMON) csrc/handshake.c csrc/sha1.c csrc/handshake.h csrc/sha1.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_handshake.c csrc/handshake.c csrc/sha1.c -lhttp_parser
+
+build/fuzz/fuzz_wsconn: fuzz/fuzz_wsconn.c $(FUZZ_COMMON) csrc/wsconn.c csrc/wsparser.c csrc/wsframe.c csrc/utf8.c csrc/wsconn.h csrc/wsparser.h csrc/wsframe.h csrc/utf8.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_wsconn.c csrc/wsconn.c csrc/wsparser.c csrc/wsframe.c csrc/utf8.c
+
+$(FUZZ_BINS): | fuzz-deps
+
+$(VENV)/.atheris: $(VENV)/.installed
+	$(PY) -m pip install -q atheris
+	@touch $@
+
+fuzz-build: $(FUZZ_BINS) build $(VENV)/.atheris
+
+fuzz: fuzz-build
+	FUZZ_PYTHON=$(PY) bash fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-ci: fuzz-build
+	FUZZ_PYTHON=$(PY) bash fuzz/run.sh 20
+
+build/tests/engine_stress: tests/c/engine_stress.c $(filter-out csrc/server.c,$(wildcard csrc/*.c)) $(wildcard csrc/*.h)
+	@mkdir -p build/tests
+	$(CC) -std=c11 -g -O1 -Wall -Wextra -Icsrc -o $@ tests/c/engine_stress.c $(filter-out csrc/server.c,$(wildcard csrc/*.c)) -lhttp_parser
+
+memcheck: build/tests/engine_stress | $(VENV)/.deps
+	@command -v valgrind >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; } || \
+	  { echo "missing: valgrind (run: sudo apt-get install valgrind)"; exit 1; }
+	valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=1 \
+	  ./build/tests/engine_stress $(STRESS_CONNS)

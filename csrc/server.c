@@ -24,6 +24,12 @@
 #include "wsframe.h"
 
 #define READ_BUF_SIZE (64 * 1024)
+/* Writes made while a connection's read is processed are gathered here and
+ * leave in one syscall at the end of the read: with many small messages per
+ * read (pipelined clients), that is one writev instead of one per message. */
+#define CORK_SIZE (64 * 1024)
+/* Larger pieces are not copied: the cork is flushed and they go vectored. */
+#define CORK_MAX_PIECE (8 * 1024)
 #define MAX_LISTENERS 8
 
 enum conn_phase {
@@ -98,7 +104,10 @@ struct ws_server {
   int stopping;               /* 0, 1 graceful, 2 immediate */
   int finished;               /* handles closed */
   atomic_int stop_request;    /* 0 none, 1 graceful, 2 immediate (any thread) */
+  ws_server_conn *cork_conn;  /* the connection whose read is being processed */
+  size_t cork_len;            /* bytes gathered in corkbuf for it */
   char readbuf[READ_BUF_SIZE];
+  char corkbuf[CORK_SIZE];
 };
 
 static const ws_conn_callbacks engine_callbacks;
@@ -151,6 +160,7 @@ static void conn_destroy(ws_server_conn *c) {
   if (c->phase == PH_CLOSED) return;
   int was_open = c->phase == PH_OPEN;
   c->phase = PH_CLOSED;
+  if (c->server->cork_conn == c) c->server->cork_len = 0; /* nowhere to send it */
   if (was_open && c->ws.state != WS_CONN_CLOSED)
     ws_conn_abort(&c->ws, 1006, "connection dropped", 18); /* reports on_close */
   conn_unlink(c);
@@ -166,11 +176,14 @@ static void on_shutdown_done(uv_shutdown_t *req, int status) {
 }
 
 static void arm_timer(ws_server_conn *c);
+static void cork_flush(ws_server *s);
 
 /* Closes after the queued writes are flushed (FIN after our last byte);
  * close_timeout bounds the wait. */
 static void conn_finish(ws_server_conn *c) {
   if (c->phase >= PH_FLUSHING) return;
+  if (c->server->cork_conn == c) cork_flush(c->server); /* before the FIN */
+  if (c->phase >= PH_FLUSHING) return;                  /* the flush failed */
   c->phase = PH_FLUSHING;
   c->closing_ms = uv_now(&c->server->loop);
   if (c->reading) {
@@ -209,7 +222,7 @@ static void on_write_done(uv_write_t *req, int status) {
 }
 
 /* Writes bufs in order; queues what the kernel does not take now. */
-static void conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
+static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
   if (c->phase >= PH_CLOSED) return;
   size_t total = 0;
   for (unsigned i = 0; i < n; i++) total += bufs[i].len;
@@ -266,6 +279,34 @@ static void conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
       c->reading = 0;
     }
   }
+}
+
+/* Sends what the cork holds (before anything that must follow it). */
+static void cork_flush(ws_server *s) {
+  if (s->cork_len == 0) return;
+  ws_server_conn *c = s->cork_conn;
+  uv_buf_t b = uv_buf_init(s->corkbuf, (unsigned)s->cork_len);
+  s->cork_len = 0;
+  conn_write_now(c, &b, 1);
+}
+
+/* Writes bufs in order: gathered in the cork while this connection's read is
+ * being processed (small pieces), else at once. */
+static void conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
+  ws_server *s = c->server;
+  if (c == s->cork_conn && c->phase < PH_CLOSED) {
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++) total += bufs[i].len;
+    if (total <= CORK_MAX_PIECE && s->cork_len + total <= CORK_SIZE) {
+      for (unsigned i = 0; i < n; i++) {
+        memcpy(s->corkbuf + s->cork_len, bufs[i].base, bufs[i].len);
+        s->cork_len += bufs[i].len;
+      }
+      return;
+    }
+    cork_flush(s);
+  }
+  conn_write_now(c, bufs, n);
 }
 
 static void conn_write_raw(ws_server_conn *c, const char *data, size_t len) {
@@ -485,11 +526,14 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   ws_server *s = c->server;
   c->last_read_ms = uv_now(&s->loop);
   c->ping_sent_ms = 0;
+  s->cork_conn = c;
   if (c->phase == PH_HANDSHAKE) {
     handle_handshake(c, buf->base, (size_t)nread);
   } else if (c->phase == PH_OPEN) {
     ws_conn_feed(&c->ws, (uint8_t *)buf->base, (size_t)nread);
   }
+  cork_flush(s);
+  s->cork_conn = NULL;
   if (s->cfg.read_rate && c->phase == PH_OPEN) {
     uint64_t now = c->last_read_ms;
     if (now >= c->window_ms + 1000) {
