@@ -30,6 +30,13 @@
 #define CORK_SIZE (64 * 1024)
 /* Larger pieces are not copied: the cork is flushed and they go vectored. */
 #define CORK_MAX_PIECE (8 * 1024)
+/* Message batching (on_batch): small messages from one read are gathered
+ * (copied into an arena) and handed over in one call; larger ones, and any
+ * other event, flush the batch first so the application sees the order the
+ * peer sent. */
+#define BATCH_MAX_MESSAGE (16 * 1024)
+#define BATCH_MAX_ENTRIES 512
+#define BATCH_ARENA (256 * 1024)
 #define MAX_LISTENERS 8
 
 enum conn_phase {
@@ -104,6 +111,9 @@ struct ws_server {
   int stopping;               /* 0, 1 graceful, 2 immediate */
   int finished;               /* handles closed */
   atomic_int stop_request;    /* 0 none, 1 graceful, 2 immediate (any thread) */
+  uint64_t *batch;            /* BATCH_MAX_ENTRIES * WS_SERVER_BATCH_WORDS (owned) */
+  uint8_t *arena;             /* BATCH_ARENA bytes of message payloads (owned) */
+  size_t batch_n, arena_len;
   ws_server_conn *cork_conn;  /* the connection whose read is being processed */
   size_t cork_len;            /* bytes gathered in corkbuf for it */
   char readbuf[READ_BUF_SIZE];
@@ -326,6 +336,15 @@ static void eng_write(ws_conn *e, const ws_conn_buf *bufs, size_t n) {
   conn_write(c, b, k);
 }
 
+/* Hands the gathered messages to the application (before any other event). */
+static void batch_flush(ws_server *s) {
+  size_t n = s->batch_n;
+  if (n == 0) return;
+  s->batch_n = 0;
+  s->arena_len = 0;
+  s->cb.on_batch(s, s->batch, n, s->arena);
+}
+
 static void eng_message(ws_conn *e, unsigned opcode, const uint8_t *data, size_t len) {
   ws_server_conn *c = e->data;
   ws_server *s = c->server;
@@ -333,13 +352,30 @@ static void eng_message(ws_conn *e, unsigned opcode, const uint8_t *data, size_t
     ws_conn_send(e, opcode, data, len);
     return;
   }
-  if (s->cb.on_message && c->opened) s->cb.on_message(s, c, opcode, data, len);
+  if (!c->opened) return;
+  if (s->batch && len <= BATCH_MAX_MESSAGE) {
+    if (s->batch_n == BATCH_MAX_ENTRIES || s->arena_len + len > BATCH_ARENA) batch_flush(s);
+    uint64_t *w = s->batch + s->batch_n * WS_SERVER_BATCH_WORDS;
+    w[0] = (uint64_t)(uintptr_t)c;
+    w[1] = opcode;
+    w[2] = s->arena_len;
+    w[3] = len;
+    if (len) memcpy(s->arena + s->arena_len, data, len);
+    s->arena_len += len;
+    s->batch_n++;
+    return;
+  }
+  if (s->batch) batch_flush(s);
+  if (s->cb.on_message) s->cb.on_message(s, c, opcode, data, len);
 }
 
 static void eng_control(ws_conn *e, unsigned opcode, const uint8_t *data, size_t len) {
   ws_server_conn *c = e->data;
   ws_server *s = c->server;
-  if (s->cb.on_control && c->opened) s->cb.on_control(s, c, opcode, data, len);
+  if (s->cb.on_control && c->opened) {
+    if (s->batch) batch_flush(s);
+    s->cb.on_control(s, c, opcode, data, len);
+  }
 }
 
 static void eng_closed(ws_conn *e, unsigned code, const char *reason, size_t reason_len,
@@ -349,13 +385,20 @@ static void eng_closed(ws_conn *e, unsigned code, const char *reason, size_t rea
   ws_server *s = c->server;
   if (c->opened) {
     c->opened = 0;
+    if (s->batch) batch_flush(s);
     if (s->cb.on_close) s->cb.on_close(s, c, code, reason, reason_len);
   }
   if (c->phase == PH_OPEN) conn_finish(c);
 }
 
+/* The engine is about to write a pong or close: deliver held messages first. */
+static void eng_flush(ws_conn *e) {
+  ws_server_conn *c = e->data;
+  if (c->server->batch_n) batch_flush(c->server);
+}
+
 static const ws_conn_callbacks engine_callbacks = {eng_write, eng_message, eng_control,
-                                                   eng_closed};
+                                                   eng_closed, eng_flush};
 
 /* ---------- timers ---------- */
 
@@ -532,6 +575,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   } else if (c->phase == PH_OPEN) {
     ws_conn_feed(&c->ws, (uint8_t *)buf->base, (size_t)nread);
   }
+  if (s->batch) batch_flush(s); /* the handlers' replies join the cork */
   cork_flush(s);
   s->cork_conn = NULL;
   if (s->cfg.read_rate && c->phase == PH_OPEN) {
@@ -709,6 +753,16 @@ ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks 
   else ws_server_config_default(&s->cfg);
   if (cb) s->cb = *cb;
   s->user = user;
+  if (s->cb.on_batch && !s->cfg.echo) {
+    s->batch = malloc(BATCH_MAX_ENTRIES * WS_SERVER_BATCH_WORDS * sizeof *s->batch);
+    s->arena = malloc(BATCH_ARENA);
+    if (!s->batch || !s->arena) {
+      free(s->batch);
+      free(s->arena);
+      free(s);
+      return NULL;
+    }
+  }
   atomic_init(&s->stop_request, 0);
   if (uv_loop_init(&s->loop) != 0) {
     free(s);
@@ -812,6 +866,8 @@ void ws_server_free(ws_server *s) {
   }
   uv_run(&s->loop, UV_RUN_DEFAULT);
   uv_loop_close(&s->loop);
+  free(s->batch);
+  free(s->arena);
   free(s);
 }
 

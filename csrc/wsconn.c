@@ -122,11 +122,21 @@ static void finish(ws_conn *c, unsigned code, const char *reason, size_t reason_
   c->cb->closed(c, code, reason ? reason : "", reason ? reason_len : 0, clean);
 }
 
+/* Before a frame of the engine's own (pong, close): a transport that delays
+ * message delivery (batching) delivers now, so the application's replies to
+ * earlier messages go out first. The application may close or abort from
+ * there: callers re-check the state afterwards. */
+static void pre_own_write(ws_conn *c) {
+  if (c->cb->flush) c->cb->flush(c);
+}
+
 /* Fails the connection (RFC 6455 7.1.7): our close frame with the code and a
  * static sentence, unless one was sent already, then closed(clean = 0). */
 static int fail(ws_conn *c, unsigned code, const char *reason) {
   size_t len = strlen(reason);
   if (len > MAX_CLOSE_REASON) len = MAX_CLOSE_REASON;
+  pre_own_write(c);
+  if (c->state == WS_CONN_CLOSED) return WS_CB_ABORT;
   if (!c->close_sent) write_close(c, code, reason, len);
   finish(c, code, reason, len, 0);
   return WS_CB_ABORT;
@@ -224,6 +234,8 @@ static int on_close_frame(ws_conn *c) {
       return fail(c, 1007, "invalid UTF-8 in the close reason");
   }
   /* RFC 6455 5.5.1: answer a close with a close, echoing the status code. */
+  pre_own_write(c);
+  if (c->state == WS_CONN_CLOSED) return WS_CB_ABORT;
   if (!c->close_sent) write_close(c, n >= 2 ? code : 0, NULL, 0);
   finish(c, code, reason, reason_len, 1);
   return WS_CB_ABORT;
@@ -239,6 +251,7 @@ static int on_complete(ws_parser *p) {
      * received a Close frame" -- which ends the connection here. While we
      * wait for the peer's close after sending ours (CLOSING) pings are still
      * answered: 5.5.1 forbids only data frames after our close. */
+    pre_own_write(c);
     if (c->state != WS_CONN_CLOSED) write_frame(c, WS_OP_PONG, 1, c->ctl, c->ctl_len);
     /* fall through */
   case WS_OP_PONG:

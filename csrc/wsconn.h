@@ -67,6 +67,11 @@ typedef struct ws_conn_callbacks {
    * the code the peer sent (1005 if its close frame had none), or the code
    * we sent when we failed the connection. reason is valid during the call. */
   void (*closed)(ws_conn *c, unsigned code, const char *reason, size_t reason_len, int clean);
+  /* Optional: the engine is about to write a frame of its own (pong or
+   * close). A transport that delays message delivery (batches) delivers what
+   * it holds now, so replies to earlier messages precede that frame. The
+   * application may send, close or abort from here. */
+  void (*flush)(ws_conn *c);
 } ws_conn_callbacks;
 
 typedef struct ws_conn_limits {
