@@ -477,23 +477,21 @@ def wsuv_on_message(s: Any, c: Any, opcode: int, data: Any, length: int) -> None
 def wsuv_on_batch(s: Any, entries: Any, n: int, arena: Any) -> None:
     """Small messages from one read, in order: one C->Python crossing for all."""
     words = ffi.unpack(entries, 4 * n)
-    end = words[-2] + words[-1]
-    view = memoryview(ffi.buffer(arena, end))
+    # One copy of the arena, then a slice per message: cheaper than a
+    # memoryview slice per message for the small messages batched here.
+    snap = ffi.buffer(arena, words[-2] + words[-1])[:]
     conns = _CONNS
     on_message = _SERVERS[s]._on_message
-    try:
-        for k in range(0, 4 * n, 4):
-            ws = conns.get(words[k])
-            if ws is None:
-                continue
-            off = words[k + 2]
-            chunk = view[off:off + words[k + 3]]
-            try:
-                on_message(ws, str(chunk, "utf-8") if words[k + 1] == 1 else bytes(chunk))
-            except Exception:
-                _failed(ws, "on_message")
-    finally:
-        view.release()
+    for k in range(0, 4 * n, 4):
+        ws = conns.get(words[k])
+        if ws is None:
+            continue
+        off = words[k + 2]
+        chunk = snap[off:off + words[k + 3]]
+        try:
+            on_message(ws, chunk.decode() if words[k + 1] == 1 else chunk)
+        except Exception:
+            _failed(ws, "on_message")
 
 
 @_extern
