@@ -18,7 +18,7 @@
  * program checks every message delivered against what was sent, the close
  * code and cleanliness, that closed is reported once, that the server's
  * output parses (role CLIENT) with the echoes and pongs in it and nothing
- * after its close frame; the same stream also goes through ws_collect the way
+ * but pongs after its close frame; the same stream also goes through ws_collect the way
  * the Python FrameParser drives it. Exit status 0 when everything matched.
  *
  * Usage: engine_stress [connections (10000)] [seed (1)]
@@ -140,6 +140,7 @@ typedef struct app {
   int closing;          /* the server sent its close: no more echoes */
   size_t msgs;
   unsigned long pings;
+  unsigned long flushes;
   int abort_in_message; /* abort from inside the n-th message callback */
 } app;
 
@@ -183,7 +184,16 @@ static void a_closed(ws_conn *c, unsigned code, const char *r, size_t rn, int cl
   a->clean = clean;
 }
 
-static const ws_conn_callbacks app_cb = {a_write, a_message, a_control, a_closed};
+/* The engine is about to write a pong or close of its own. */
+static void a_flush(ws_conn *c) {
+  app *a = c->data;
+  EXPECT(!a->closed, "flush after closed");
+  a->flushes++;
+}
+
+static const ws_conn_callbacks app_cb = {.write = a_write, .message = a_message,
+                                         .control = a_control, .closed = a_closed,
+                                         .flush = a_flush};
 
 /* ---- parsing the server's output as a client ------------------------------ */
 
@@ -196,7 +206,8 @@ typedef struct out_parse {
 
 static int o_header(ws_parser *p) {
   out_parse *o = p->data;
-  if (o->closes) o->after_close++;
+  /* After our close frame only pongs may follow (RFC 6455 5.5.1). */
+  if (o->closes && p->opcode != WS_OP_PONG) o->after_close++;
   o->op = p->opcode;
   o->cur.len = 0;
   return WS_CB_OK;
