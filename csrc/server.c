@@ -24,12 +24,19 @@
 #include "wsframe.h"
 
 #define READ_BUF_SIZE (64 * 1024)
-/* Writes made while a connection's read is processed are gathered here and
- * leave in one syscall at the end of the read: with many small messages per
- * read (pipelined clients), that is one writev instead of one per message. */
+/* The cork: small writes made while the application or the engine runs (a
+ * read being processed, a timer, a wakeup) are gathered per connection and
+ * leave in one writev per connection when that callback ends. Pipelined
+ * replies to one peer, and several broadcasts to many peers, then cost one
+ * syscall per connection instead of one per message. A broadcast copies its
+ * frame into the cork once and points every connection's entry at it. */
 #define CORK_SIZE (64 * 1024)
+#define CORK_ENTRIES 8192
 /* Larger pieces are not copied: the cork is flushed and they go vectored. */
 #define CORK_MAX_PIECE (8 * 1024)
+/* iovecs per writev when a connection's entries are flushed. */
+#define CORK_IOV 64
+#define CORK_NONE UINT32_MAX
 /* Message batching (on_batch): small messages from one read are gathered
  * (copied into an arena) and handed over in one call; larger ones, and any
  * other event, flush the batch first so the application sees the order the
@@ -80,7 +87,16 @@ struct ws_server_conn {
   uint8_t reading;            /* uv_read_start is in effect */
   uint8_t handles_open;       /* stream + timer not yet closed */
   uint8_t is_pipe;
+  uint8_t corked;             /* has entries in the server's cork */
+  uint8_t doomed;             /* a write failed during a cork flush: destroy after it */
+  uint32_t cork_head, cork_tail; /* its entries, chained through cork_entry.next */
 };
+
+typedef struct cork_entry {
+  ws_server_conn *conn;
+  uint32_t off, len;          /* bytes in corkbuf */
+  uint32_t next;              /* the connection's next entry, or CORK_NONE */
+} cork_entry;
 
 struct ws_server_timer {
   uv_timer_t timer;
@@ -114,8 +130,12 @@ struct ws_server {
   uint64_t *batch;            /* BATCH_MAX_ENTRIES * WS_SERVER_BATCH_WORDS (owned) */
   uint8_t *arena;             /* BATCH_ARENA bytes of message payloads (owned) */
   size_t batch_n, arena_len;
-  ws_server_conn *cork_conn;  /* the connection whose read is being processed */
-  size_t cork_len;            /* bytes gathered in corkbuf for it */
+  int corking;                /* > 0 while writes are gathered (nesting depth) */
+  int flushing;               /* a cork flush is running: no callbacks into the app */
+  size_t cork_len, cork_n;    /* bytes in corkbuf, entries in cork_entries */
+  ws_server_conn **cork_conns; /* connections with entries, in first-write order (owned) */
+  size_t cork_nconns, cork_conns_cap;
+  cork_entry cork_entries[CORK_ENTRIES];
   char readbuf[READ_BUF_SIZE];
   char corkbuf[CORK_SIZE];
 };
@@ -169,8 +189,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
 static void conn_destroy(ws_server_conn *c) {
   if (c->phase == PH_CLOSED) return;
   int was_open = c->phase == PH_OPEN;
-  c->phase = PH_CLOSED;
-  if (c->server->cork_conn == c) c->server->cork_len = 0; /* nowhere to send it */
+  c->phase = PH_CLOSED; /* its cork entries are skipped at the flush */
   if (was_open && c->ws.state != WS_CONN_CLOSED)
     ws_conn_abort(&c->ws, 1006, "connection dropped", 18); /* reports on_close */
   conn_unlink(c);
@@ -187,13 +206,15 @@ static void on_shutdown_done(uv_shutdown_t *req, int status) {
 
 static void arm_timer(ws_server_conn *c);
 static void cork_flush(ws_server *s);
+static void cork_begin(ws_server *s);
+static void cork_end(ws_server *s);
 
 /* Closes after the queued writes are flushed (FIN after our last byte);
  * close_timeout bounds the wait. */
 static void conn_finish(ws_server_conn *c) {
   if (c->phase >= PH_FLUSHING) return;
-  if (c->server->cork_conn == c) cork_flush(c->server); /* before the FIN */
-  if (c->phase >= PH_FLUSHING) return;                  /* the flush failed */
+  if (c->corked) cork_flush(c->server); /* its bytes go before the FIN */
+  if (c->phase >= PH_FLUSHING) return;  /* the flush failed */
   c->phase = PH_FLUSHING;
   c->closing_ms = uv_now(&c->server->loop);
   if (c->reading) {
@@ -226,9 +247,24 @@ static void on_write_done(uv_write_t *req, int status) {
   if (c->full && c->queued <= c->server->cfg.write_high_water / 2) {
     c->full = 0;
     conn_resume_if_allowed(c);
-    if (c->phase == PH_OPEN && c->opened && c->server->cb.on_drain)
+    if (c->phase == PH_OPEN && c->opened && c->server->cb.on_drain) {
+      cork_begin(c->server);
       c->server->cb.on_drain(c->server, c);
+      cork_end(c->server);
+    }
   }
+}
+
+/* A write failed: drop the connection, or mark it while a cork flush runs
+ * (destroying reports on_close, and the application must not run then). */
+static void conn_write_failed(ws_server_conn *c, const char *why, size_t why_len) {
+  if (c->server->flushing) {
+    c->doomed = 1;
+    return;
+  }
+  if (why && c->phase == PH_OPEN && c->ws.state != WS_CONN_CLOSED)
+    ws_conn_abort(&c->ws, 1006, why, why_len);
+  conn_destroy(c);
 }
 
 /* Writes bufs in order; queues what the kernel does not take now. */
@@ -243,21 +279,19 @@ static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) 
     done = (size_t)r;
     if (done == total) return;
   } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
-    conn_destroy(c);
+    conn_write_failed(c, NULL, 0);
     return;
   }
   size_t rest = total - done;
   ws_server *s = c->server;
   if (s->cfg.write_limit && c->queued + rest > s->cfg.write_limit) {
     /* The peer does not read: drop it rather than buffer without bound. */
-    if (c->phase == PH_OPEN && c->ws.state != WS_CONN_CLOSED)
-      ws_conn_abort(&c->ws, 1006, "write buffer limit exceeded", 27);
-    conn_destroy(c);
+    conn_write_failed(c, "write buffer limit exceeded", 27);
     return;
   }
   write_req *w = malloc(sizeof *w + rest);
   if (!w) {
-    conn_destroy(c);
+    conn_write_failed(c, NULL, 0);
     return;
   }
   w->conn = c;
@@ -277,7 +311,7 @@ static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) 
   uv_buf_t b = uv_buf_init(w->data, (unsigned)rest);
   if (uv_write(&w->req, &c->h.stream, &b, 1, on_write_done) != 0) {
     free(w);
-    conn_destroy(c);
+    conn_write_failed(c, NULL, 0);
     return;
   }
   c->queued += rest;
@@ -291,28 +325,98 @@ static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) 
   }
 }
 
-/* Sends what the cork holds (before anything that must follow it). */
+/* Sends everything the cork holds: one writev (of up to CORK_IOV pieces) per
+ * connection, in the order the connections were first written to. */
 static void cork_flush(ws_server *s) {
-  if (s->cork_len == 0) return;
-  ws_server_conn *c = s->cork_conn;
-  uv_buf_t b = uv_buf_init(s->corkbuf, (unsigned)s->cork_len);
-  s->cork_len = 0;
-  conn_write_now(c, &b, 1);
+  if (s->cork_n == 0 || s->flushing) return;
+  s->flushing = 1;
+  uv_buf_t iov[CORK_IOV];
+  for (size_t i = 0; i < s->cork_nconns; i++) {
+    ws_server_conn *c = s->cork_conns[i];
+    unsigned k = 0;
+    for (uint32_t e = c->cork_head; e != CORK_NONE; e = s->cork_entries[e].next) {
+      const cork_entry *ce = &s->cork_entries[e];
+      iov[k++] = uv_buf_init(s->corkbuf + ce->off, ce->len);
+      if (k == CORK_IOV) {
+        conn_write_now(c, iov, k);
+        k = 0;
+      }
+    }
+    if (k) conn_write_now(c, iov, k);
+    c->corked = 0;
+  }
+  size_t nconns = s->cork_nconns;
+  s->cork_n = s->cork_len = s->cork_nconns = 0;
+  s->flushing = 0;
+  /* Now the application may hear of connections whose writes failed. The
+   * list is walked from a copy: destroying one may write to others. */
+  for (size_t i = 0; i < nconns; i++) {
+    ws_server_conn *c = s->cork_conns[i];
+    if (!c->doomed) continue;
+    c->doomed = 0;
+    conn_write_failed(c, "write failed", 12);
+  }
 }
 
-/* Writes bufs in order: gathered in the cork while this connection's read is
- * being processed (small pieces), else at once. */
+static void cork_begin(ws_server *s) { s->corking++; }
+
+static void cork_end(ws_server *s) {
+  if (--s->corking == 0) cork_flush(s);
+}
+
+/* Copies bufs into the cork; returns the offset, or UINT32_MAX if full. */
+static uint32_t cork_put(ws_server *s, const uv_buf_t *bufs, unsigned n, size_t total) {
+  if (s->cork_len + total > CORK_SIZE || s->cork_n == CORK_ENTRIES) return UINT32_MAX;
+  uint32_t off = (uint32_t)s->cork_len;
+  for (unsigned i = 0; i < n; i++) {
+    if (bufs[i].len) memcpy(s->corkbuf + s->cork_len, bufs[i].base, bufs[i].len);
+    s->cork_len += bufs[i].len;
+  }
+  return off;
+}
+
+/* Appends an entry for c; 0, or -1 if the cork has no room (flush first). */
+static int cork_add(ws_server *s, ws_server_conn *c, uint32_t off, size_t len) {
+  if (s->cork_n == CORK_ENTRIES) return -1;
+  if (!c->corked) {
+    if (s->cork_nconns == s->cork_conns_cap) {
+      size_t cap = s->cork_conns_cap ? s->cork_conns_cap * 2 : 64;
+      ws_server_conn **p = realloc(s->cork_conns, cap * sizeof *p);
+      if (!p) return -1;
+      s->cork_conns = p;
+      s->cork_conns_cap = cap;
+    }
+    s->cork_conns[s->cork_nconns++] = c;
+  }
+  uint32_t idx = (uint32_t)s->cork_n++;
+  cork_entry *e = &s->cork_entries[idx];
+  e->conn = c;
+  e->off = off;
+  e->len = (uint32_t)len;
+  e->next = CORK_NONE;
+  if (c->corked) s->cork_entries[c->cork_tail].next = idx;
+  else c->cork_head = idx;
+  c->cork_tail = idx;
+  c->corked = 1;
+  return 0;
+}
+
+/* Writes bufs in order: into the cork while corking (small pieces), else at
+ * once (after what the cork holds, so the order on every connection holds). */
 static void conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
   ws_server *s = c->server;
-  if (c == s->cork_conn && c->phase < PH_CLOSED) {
+  if (c->phase >= PH_CLOSED) return;
+  if (s->corking && !s->flushing) {
     size_t total = 0;
     for (unsigned i = 0; i < n; i++) total += bufs[i].len;
-    if (total <= CORK_MAX_PIECE && s->cork_len + total <= CORK_SIZE) {
-      for (unsigned i = 0; i < n; i++) {
-        memcpy(s->corkbuf + s->cork_len, bufs[i].base, bufs[i].len);
-        s->cork_len += bufs[i].len;
+    if (total == 0) return;
+    if (total <= CORK_MAX_PIECE) {
+      uint32_t off = cork_put(s, bufs, n, total);
+      if (off == UINT32_MAX) {
+        cork_flush(s);
+        off = cork_put(s, bufs, n, total);
       }
-      return;
+      if (off != UINT32_MAX && cork_add(s, c, off, total) == 0) return;
     }
     cork_flush(s);
   }
@@ -569,15 +673,14 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   ws_server *s = c->server;
   c->last_read_ms = uv_now(&s->loop);
   c->ping_sent_ms = 0;
-  s->cork_conn = c;
+  cork_begin(s);
   if (c->phase == PH_HANDSHAKE) {
     handle_handshake(c, buf->base, (size_t)nread);
   } else if (c->phase == PH_OPEN) {
     ws_conn_feed(&c->ws, (uint8_t *)buf->base, (size_t)nread);
   }
   if (s->batch) batch_flush(s); /* the handlers' replies join the cork */
-  cork_flush(s);
-  s->cork_conn = NULL;
+  cork_end(s);
   if (s->cfg.read_rate && c->phase == PH_OPEN) {
     uint64_t now = c->last_read_ms;
     if (now >= c->window_ms + 1000) {
@@ -734,7 +837,11 @@ static void on_async(uv_async_t *a) {
   ws_server *s = a->data;
   int req = atomic_exchange(&s->stop_request, 0);
   if (req) ws_server_stop(s, req == 1);
-  if (s->cb.on_wakeup && !s->finished) s->cb.on_wakeup(s);
+  if (s->cb.on_wakeup && !s->finished) {
+    cork_begin(s);
+    s->cb.on_wakeup(s);
+    cork_end(s);
+  }
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -868,6 +975,7 @@ void ws_server_free(ws_server *s) {
   uv_loop_close(&s->loop);
   free(s->batch);
   free(s->arena);
+  free(s->cork_conns);
   free(s);
 }
 
@@ -890,7 +998,11 @@ static void on_app_timer(uv_timer_t *t) {
   ws_server *s = at->server;
   uint64_t id = at->id;
   uv_close((uv_handle_t *)t, on_app_timer_closed);
-  if (s->cb.on_timer) s->cb.on_timer(s, id);
+  if (s->cb.on_timer) {
+    cork_begin(s);
+    s->cb.on_timer(s, id);
+    cork_end(s);
+  }
 }
 
 ws_server_timer *ws_server_timer_start(ws_server *s, uint64_t ms, uint64_t id) {
@@ -938,8 +1050,19 @@ int ws_server_conn_close(ws_server_conn *c, unsigned code, const char *reason, s
   return r;
 }
 
-static size_t fan_out(ws_server_conn *c, const uv_buf_t *b) {
+/* Sends one encoded frame (b[0] header, b[1] payload) to a connection. While
+ * corking, small frames are copied into the cork once (*off) and every
+ * connection's entry points at that copy. */
+static size_t fan_out(ws_server *s, ws_server_conn *c, const uv_buf_t *b, uint32_t *off) {
   if (!conn_can_send(c)) return 0;
+  size_t total = b[0].len + b[1].len;
+  if (s->corking && !s->flushing && total <= CORK_MAX_PIECE) {
+    if (*off == UINT32_MAX) *off = cork_put(s, b, 2, total);
+    if (*off != UINT32_MAX && cork_add(s, c, *off, total) == 0) return 1;
+    cork_flush(s); /* full: start a fresh cork with this frame */
+    *off = cork_put(s, b, 2, total);
+    if (*off != UINT32_MAX && cork_add(s, c, *off, total) == 0) return 1;
+  }
   conn_write(c, b, b[1].len ? 2 : 1);
   return 1;
 }
@@ -951,23 +1074,28 @@ size_t ws_server_broadcast(ws_server *s, unsigned opcode, const char *data, size
   uv_buf_t b[2] = {uv_buf_init((char *)hdr, (unsigned)hlen),
                    uv_buf_init((char *)data, (unsigned)len)};
   size_t sent = 0;
+  uint32_t off = UINT32_MAX;
+  cork_begin(s); /* the frames leave together, one writev per connection */
   ws_server_conn *c = s->conns, *next;
   for (; c; c = next) {
     next = c->next; /* a write failure may destroy c */
-    if (c != except) sent += fan_out(c, b);
+    if (c != except) sent += fan_out(s, c, b, &off);
   }
+  cork_end(s);
   return sent;
 }
 
 size_t ws_server_send_many(ws_server *s, ws_server_conn *const *conns, size_t n,
                            unsigned opcode, const char *data, size_t len) {
-  (void)s;
   uint8_t hdr[WS_FRAME_MAX_HEADER];
   size_t hlen = ws_frame_header(hdr, opcode, 1, 0, len, NULL);
   uv_buf_t b[2] = {uv_buf_init((char *)hdr, (unsigned)hlen),
                    uv_buf_init((char *)data, (unsigned)len)};
   size_t sent = 0;
-  for (size_t i = 0; i < n; i++) sent += fan_out(conns[i], b);
+  uint32_t off = UINT32_MAX;
+  cork_begin(s);
+  for (size_t i = 0; i < n; i++) sent += fan_out(s, conns[i], b, &off);
+  cork_end(s);
   return sent;
 }
 
