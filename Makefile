@@ -61,7 +61,7 @@ serve: build
 	$(VENV)/bin/wsuv-serve $(ARGS)
 
 # Benchmarks print ratios against peers measured in the same run.
-bench: bench-parser
+bench: bench-parser bench-servers
 
 build/parser_bench: benchmarks/parser_bench.c csrc/wsparser.c csrc/wsframe.c csrc/wsparser.h csrc/wsframe.h
 	@mkdir -p build

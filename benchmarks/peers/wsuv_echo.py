@@ -1,0 +1,56 @@
+"""wsuv with a Python handler: echo, broadcast through server.broadcast, or
+broadcast as a Python loop of ws.send (for comparison with the peers' loops).
+
+Runs in the project's venv (wsuv built in place). The built-in C echo is not
+here: it is ``python -m wsuv.cli --port P`` with no app.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import wsuv
+
+
+class Echo(wsuv.Handler):
+    def on_message(self, ws: Any, message: str | bytes) -> None:
+        ws.send(message)
+
+
+class Broadcast(wsuv.Handler):
+    server: Any = None
+
+    def on_message(self, ws: Any, message: str | bytes) -> None:
+        self.server.broadcast(message)  # frame built once, fan-out in C
+
+
+class LoopBroadcast(wsuv.Handler):
+    def __init__(self) -> None:
+        self.clients: set[Any] = set()
+
+    def on_open(self, ws: Any) -> None:
+        self.clients.add(ws)
+
+    def on_close(self, ws: Any, code: int, reason: str) -> None:
+        self.clients.discard(ws)
+
+    def on_message(self, ws: Any, message: str | bytes) -> None:
+        for c in self.clients:
+            c.send(message)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--mode", choices=["echo", "broadcast", "broadcast-loop"], default="echo")
+    args = p.parse_args()
+    handler: Any = {"echo": Echo, "broadcast": Broadcast, "broadcast-loop": LoopBroadcast}[
+        args.mode]()
+    server = wsuv.Server(handler, host="127.0.0.1", port=args.port)
+    handler.server = server
+    server.run()
+
+
+if __name__ == "__main__":
+    main()
