@@ -11,12 +11,14 @@ import importlib
 import logging
 import os
 import signal
-import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsuv import __version__
+
+if TYPE_CHECKING:
+    import socket
 from wsuv.options import OPTIONS
 
 log = logging.getLogger("wsuv")
@@ -93,6 +95,8 @@ def _daemonize(log_file: str | None) -> None:
 
 def _shared_socket(opts: dict[str, Any]) -> socket.socket:
     """The listening socket workers inherit (TCP or Unix)."""
+    import socket
+
     if opts["unix_path"]:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.bind(opts["unix_path"])

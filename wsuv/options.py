@@ -7,15 +7,13 @@ option has one name, one default and one sentence of documentation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 KiB = 1024
 MiB = 1024 * KiB
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     """One server option."""
 
     name: str

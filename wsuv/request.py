@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from urllib.parse import parse_qs, unquote, urlsplit
 
 
 class Headers:
@@ -77,19 +76,24 @@ class Request:
             self._raw = self._spans = b""
         return self._headers
 
+    # urllib.parse is imported on first use: an idle wsuv-serve stays small.
     @property
     def path(self) -> str:
         """Request path, percent-decoded ("/" if empty)."""
-        return unquote(urlsplit(self.target).path) or "/"
+        from urllib.parse import unquote
+
+        return unquote(self.target.partition("?")[0].partition("#")[0]) or "/"
 
     @property
     def query(self) -> str:
         """Raw query string, without the "?"."""
-        return urlsplit(self.target).query
+        return self.target.partition("?")[2].partition("#")[0]
 
     @property
     def query_params(self) -> dict[str, list[str]]:
         """The query string parsed into lists of values."""
+        from urllib.parse import parse_qs
+
         return parse_qs(self.query)
 
     @property

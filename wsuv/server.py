@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import collections
 import logging
-import mimetypes
+import os
 import signal
-import socket
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from wsuv._core import ffi, lib
@@ -113,7 +111,7 @@ class Server:
         self.addresses: list[str] = []
         self.port: int | None = None
         static = opts["static_dir"]
-        self._static = Path(static).resolve() if static else None
+        self._static = os.path.realpath(static) if static else None
         want = {name: callable(getattr(handler, name, None)) for name in _OPTIONAL}
         self._want = want
 
@@ -332,6 +330,8 @@ def _check(rc: int, what: str) -> None:
 
 def _numeric_hosts(host: str, port: int) -> list[str]:
     """Numeric addresses for host (a name may give IPv4 and IPv6)."""
+    import socket
+
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                flags=socket.AI_PASSIVE)
     seen: list[str] = []
@@ -342,21 +342,24 @@ def _numeric_hosts(host: str, port: int) -> list[str]:
     return seen
 
 
-def _static_file(root: Path, path: str) -> Response:
+def _static_file(root: str, path: str) -> Response:
     """A file under root, never outside it (no traversal, no symlink escape)."""
+    import mimetypes
+
     rel = path.lstrip("/") or "index.html"
     if "\0" in rel:
         return Response(400, "bad path\n")
-    target = (root / rel).resolve()
-    if target.is_dir():
-        target = (target / "index.html").resolve()
-    if root != target and root not in target.parents:
+    target = os.path.realpath(os.path.join(root, rel))
+    if os.path.isdir(target):
+        target = os.path.realpath(os.path.join(target, "index.html"))
+    if target != root and not target.startswith(root.rstrip(os.sep) + os.sep):
         return Response(404, "not found\n")
     try:
-        body = target.read_bytes()
+        with open(target, "rb") as f:
+            body = f.read()
     except OSError:
         return Response(404, "not found\n")
-    ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    ctype = mimetypes.guess_type(target)[0] or "application/octet-stream"
     return Response(200, body, [("Content-Type", ctype)])
 
 
