@@ -17,6 +17,7 @@ Role = Literal["server", "client", "any"]
 _ROLES = {"server": lib.WS_ROLE_SERVER, "client": lib.WS_ROLE_CLIENT, "any": lib.WS_ROLE_ANY}
 _BATCH = 256  # records read back per C call
 _MAX_LENGTH = (1 << 63) - 1
+_KNOWN_OPCODES = frozenset((0x0, 0x1, 0x2, 0x8, 0x9, 0xA))
 
 
 class Opcode(IntEnum):
@@ -247,8 +248,11 @@ def encode_frame(
     Control frames must be final and at most 125 bytes (RFC 6455 5.5); this
     raises ``ValueError`` rather than write a frame no peer may accept.
     """
-    if not 0 <= opcode <= 0xF:
-        raise ValueError("opcode must be 0..15")
+    if opcode not in _KNOWN_OPCODES:
+        raise ValueError(f"opcode {opcode} is reserved (RFC 6455 5.2: 0-2 and 8-10 exist)")
+    if rsv1 and (opcode == 0 or opcode & 0x8):
+        raise ValueError("RSV1 marks a message's first frame (RFC 7692): not on "
+                         "continuation or control frames")
     n = len(payload) if not isinstance(payload, memoryview) else payload.nbytes
     if opcode & 0x8 and (n > 125 or not fin):
         raise ValueError("control frames must be final and at most 125 bytes")

@@ -291,3 +291,17 @@ def test_close_payload():
     assert lib.ws_frame_close_payload(out, 4, 1000, b"bye", 3) == 0  # over cap
     assert lib.ws_frame_close_payload(out, 2, 1001, ffi.NULL, 0) == 2
     assert ffi.buffer(out, 2)[:] == b"\x03\xe9"
+
+
+@pytest.mark.parametrize("opcode", [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF, 16, -1])
+def test_encode_frame_refuses_reserved_opcodes(opcode: int) -> None:
+    with pytest.raises(ValueError, match="reserved"):
+        encode(opcode, b"x")
+
+
+@pytest.mark.parametrize("opcode", [0x0, 0x8, 0x9, 0xA])
+def test_encode_frame_refuses_rsv1_where_no_extension_allows_it(opcode: int) -> None:
+    payload = b"\x03\xe8" if opcode == 0x8 else b""
+    with pytest.raises(ValueError, match="RSV1"):
+        encode(opcode, payload, rsv1=True)
+    assert encode(0x1, b"x", rsv1=True)[0] == 0xC1  # a message's first frame may
