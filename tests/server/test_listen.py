@@ -52,3 +52,15 @@ def test_unknown_option_is_a_type_error() -> None:
 
     with pytest.raises(TypeError, match="unknown server option"):
         Server(None, no_such_option=1)
+
+
+def test_connection_context_size_is_what_the_docs_say() -> None:
+    """docs/ARCHITECTURE.md states the per-connection C context; keep it true."""
+    from pathlib import Path
+
+    from wsuv._core import lib
+
+    size = int(lib.ws_server_conn_size())
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md").read_text()
+    assert f"`ws_server_conn` ({size} bytes" in doc
+    assert size <= 1024
