@@ -39,6 +39,14 @@ def chromium() -> str:
                 "(the Makefile's APT_PKGS has it)")
 
 
+def browser_env() -> dict[str, str]:
+    """Our environment minus the sanitizer runtime `make asan` preloads: the
+    browser is a peer under test, not code to sanitize (and will not start
+    with libasan preloaded)."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+
+
 def dump_dom(chromium: str, url: str, budget_ms: int = 5000) -> str:
     with tempfile.TemporaryDirectory(prefix="wsuv-chromium-",
                                      ignore_cleanup_errors=True) as profile:
@@ -51,7 +59,8 @@ def dump_dom(chromium: str, url: str, budget_ms: int = 5000) -> str:
         ]
         # Its own process group, so a timeout takes the renderer and helpers too.
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                env=browser_env())
         try:
             out, err = proc.communicate(timeout=CHROMIUM_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -77,7 +86,7 @@ def launch_devtools(chromium: str, profile: str) -> tuple[subprocess.Popen[Any],
          "--disable-sync", "--disable-extensions", "--no-proxy-server",
          f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        start_new_session=True, env=browser_env())
     port_file = Path(profile) / "DevToolsActivePort"
     deadline = time.monotonic() + 20
     while not (port_file.is_file() and len(port_file.read_text().split()) >= 2):
