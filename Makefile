@@ -43,7 +43,7 @@ $(VENV)/.installed: $(VENV)/bin/python pyproject.toml
 # Rebuild the extension in place whenever the C sources change.
 build: $(CORE)
 $(CORE): $(VENV)/.installed $(CSRC)
-	$(PY) setup.py -q build_ext --inplace
+	$(PY) setup.py -q build_ext --inplace --force
 	@touch $@
 
 node_modules/.installed: package.json
@@ -77,7 +77,7 @@ asan: venv
 	WSUV_SANITIZE=address,undefined WSUV_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
 	WSUV_SANITIZE=address,undefined ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
-	  rm -f $(CORE); exit $$rc
+	  rm -f $(CORE); $(MAKE) --no-print-directory build >/dev/null; exit $$rc
 
 clean:
 	rm -rf build wsuv/_core.c wsuv/_core*.so wsuv/*.o $(CORE)
