@@ -1067,12 +1067,19 @@ static size_t fan_out(ws_server *s, ws_server_conn *c, const uv_buf_t *b, uint32
   return 1;
 }
 
+/* One unmasked final frame as header + payload pieces; hdr is the caller's. */
+static void frame_bufs(uv_buf_t b[2], uint8_t hdr[WS_FRAME_MAX_HEADER], unsigned opcode,
+                       const char *data, size_t len) {
+  size_t hlen = ws_frame_header(hdr, opcode, 1, 0, len, NULL);
+  b[0] = uv_buf_init((char *)hdr, (unsigned)hlen);
+  b[1] = uv_buf_init((char *)data, (unsigned)len);
+}
+
 size_t ws_server_broadcast(ws_server *s, unsigned opcode, const char *data, size_t len,
                            const ws_server_conn *except) {
   uint8_t hdr[WS_FRAME_MAX_HEADER];
-  size_t hlen = ws_frame_header(hdr, opcode, 1, 0, len, NULL);
-  uv_buf_t b[2] = {uv_buf_init((char *)hdr, (unsigned)hlen),
-                   uv_buf_init((char *)data, (unsigned)len)};
+  uv_buf_t b[2];
+  frame_bufs(b, hdr, opcode, data, len);
   size_t sent = 0;
   uint32_t off = UINT32_MAX;
   cork_begin(s); /* the frames leave together, one writev per connection */
@@ -1088,9 +1095,8 @@ size_t ws_server_broadcast(ws_server *s, unsigned opcode, const char *data, size
 size_t ws_server_send_many(ws_server *s, ws_server_conn *const *conns, size_t n,
                            unsigned opcode, const char *data, size_t len) {
   uint8_t hdr[WS_FRAME_MAX_HEADER];
-  size_t hlen = ws_frame_header(hdr, opcode, 1, 0, len, NULL);
-  uv_buf_t b[2] = {uv_buf_init((char *)hdr, (unsigned)hlen),
-                   uv_buf_init((char *)data, (unsigned)len)};
+  uv_buf_t b[2];
+  frame_bufs(b, hdr, opcode, data, len);
   size_t sent = 0;
   uint32_t off = UINT32_MAX;
   cork_begin(s);
