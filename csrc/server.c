@@ -88,7 +88,7 @@ struct ws_server_conn {
   uint8_t handles_open;       /* stream + timer not yet closed */
   uint8_t is_pipe;
   uint8_t corked;             /* has entries in the server's cork */
-  uint8_t doomed;             /* a write failed during a cork flush: destroy after it */
+  uint8_t doomed;             /* a write failed during a cork flush (enum doom): destroy after it */
   uint32_t cork_head, cork_tail; /* its entries, chained through cork_entry.next */
 };
 
@@ -255,15 +255,23 @@ static void on_write_done(uv_write_t *req, int status) {
   }
 }
 
+/* Why a write failed, kept while a cork flush defers the consequences. */
+enum doom { DOOM_NONE = 0, DOOM_WRITE_ERROR, DOOM_WRITE_LIMIT };
+
+static const char *doom_reason(int doom) {
+  return doom == DOOM_WRITE_LIMIT ? "write buffer limit exceeded" : "write failed";
+}
+
 /* A write failed: drop the connection, or mark it while a cork flush runs
  * (destroying reports on_close, and the application must not run then). */
-static void conn_write_failed(ws_server_conn *c, const char *why, size_t why_len) {
+static void conn_write_failed(ws_server_conn *c, int doom) {
   if (c->server->flushing) {
-    c->doomed = 1;
+    if (!c->doomed) c->doomed = (uint8_t)doom;
     return;
   }
-  if (why && c->phase == PH_OPEN && c->ws.state != WS_CONN_CLOSED)
-    ws_conn_abort(&c->ws, 1006, why, why_len);
+  const char *why = doom_reason(doom);
+  if (c->phase == PH_OPEN && c->ws.state != WS_CONN_CLOSED)
+    ws_conn_abort(&c->ws, 1006, why, strlen(why));
   conn_destroy(c);
 }
 
@@ -279,19 +287,19 @@ static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) 
     done = (size_t)r;
     if (done == total) return;
   } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
-    conn_write_failed(c, NULL, 0);
+    conn_write_failed(c, DOOM_WRITE_ERROR);
     return;
   }
   size_t rest = total - done;
   ws_server *s = c->server;
   if (s->cfg.write_limit && c->queued + rest > s->cfg.write_limit) {
     /* The peer does not read: drop it rather than buffer without bound. */
-    conn_write_failed(c, "write buffer limit exceeded", 27);
+    conn_write_failed(c, DOOM_WRITE_LIMIT);
     return;
   }
   write_req *w = malloc(sizeof *w + rest);
   if (!w) {
-    conn_write_failed(c, NULL, 0);
+    conn_write_failed(c, DOOM_WRITE_ERROR);
     return;
   }
   w->conn = c;
@@ -311,7 +319,7 @@ static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) 
   uv_buf_t b = uv_buf_init(w->data, (unsigned)rest);
   if (uv_write(&w->req, &c->h.stream, &b, 1, on_write_done) != 0) {
     free(w);
-    conn_write_failed(c, NULL, 0);
+    conn_write_failed(c, DOOM_WRITE_ERROR);
     return;
   }
   c->queued += rest;
@@ -352,9 +360,10 @@ static void cork_flush(ws_server *s) {
    * list is walked from a copy: destroying one may write to others. */
   for (size_t i = 0; i < nconns; i++) {
     ws_server_conn *c = s->cork_conns[i];
-    if (!c->doomed) continue;
-    c->doomed = 0;
-    conn_write_failed(c, "write failed", 12);
+    int doom = c->doomed;
+    if (!doom) continue;
+    c->doomed = DOOM_NONE;
+    conn_write_failed(c, doom);
   }
 }
 
