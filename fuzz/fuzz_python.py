@@ -222,8 +222,14 @@ def check_encode(data: bytes, cfg: int, rng: random.Random) -> None:
     try:
         wire = encode_frame(op, payload, fin=fin, rsv1=rsv1, mask=mask)
     except ValueError:
-        assert op & 8 and (len(payload) > 125 or not fin), (op, len(payload), fin)
+        # encode_frame refuses exactly what no peer may accept (RFC 6455 5.2,
+        # 5.5; RFC 7692: RSV1 only on a message's first frame).
+        reserved = op not in (0, 1, 2, 8, 9, 10)
+        bad_control = bool(op & 8) and (len(payload) > 125 or not fin)
+        bad_rsv1 = rsv1 and (op == 0 or bool(op & 8))
+        assert reserved or bad_control or bad_rsv1, (op, len(payload), fin, rsv1)
         return
+    assert op in (0, 1, 2, 8, 9, 10) and not (rsv1 and (op == 0 or op & 8)), (op, rsv1)
     n = len(payload)
     hlen = 2 + (0 if n < 126 else 2 if n < 65536 else 8) + (4 if mask else 0)
     assert len(wire) == hlen + n
