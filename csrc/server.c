@@ -77,6 +77,9 @@ struct ws_server_conn {
   uint64_t closing_ms;        /* when the close began (0 = not closing) */
   uint64_t window_ms;         /* throttle window start */
   uint64_t window_bytes;      /* bytes read in the throttle window */
+  uint64_t wwindow_ms;        /* write throttle window start */
+  uint64_t wwindow_bytes;     /* bytes written in that window */
+  struct write_req *held, *held_tail; /* writes waiting for the write_rate budget */
   size_t queued;              /* bytes in uv_write requests in flight */
   uint8_t phase;
   uint8_t decision;
@@ -107,6 +110,7 @@ struct ws_server_timer {
 typedef struct write_req {
   uv_write_t req;
   ws_server_conn *conn;
+  struct write_req *next;     /* held (write_rate) requests, not yet submitted */
   size_t len;
   char data[];
 } write_req;
@@ -181,6 +185,11 @@ static void on_conn_handle_closed(uv_handle_t *h) {
   ws_server *s = c->server;
   ws_conn_free(&c->ws);
   if (c->hs) ws_handshake_free(c->hs);
+  while (c->held) { /* never submitted, so libuv does not own them */
+    write_req *w = c->held;
+    c->held = w->next;
+    free(w);
+  }
   free(c);
   if (s->stopping) maybe_finish_shutdown(s);
 }
@@ -208,12 +217,14 @@ static void arm_timer(ws_server_conn *c);
 static void cork_flush(ws_server *s);
 static void cork_begin(ws_server *s);
 static void cork_end(ws_server *s);
+static void release_held(ws_server_conn *c, int all);
 
 /* Closes after the queued writes are flushed (FIN after our last byte);
  * close_timeout bounds the wait. */
 static void conn_finish(ws_server_conn *c) {
   if (c->phase >= PH_FLUSHING) return;
   if (c->corked) cork_flush(c->server); /* its bytes go before the FIN */
+  if (c->held) release_held(c, 1);      /* closing: the rate no longer holds them */
   if (c->phase >= PH_FLUSHING) return;  /* the flush failed */
   c->phase = PH_FLUSHING;
   c->closing_ms = uv_now(&c->server->loop);
@@ -275,12 +286,90 @@ static void conn_write_failed(ws_server_conn *c, int doom) {
   conn_destroy(c);
 }
 
+/* After bytes were queued: crossing write_high_water makes the connection
+ * "full" (on_drain once it empties). */
+static void note_queued(ws_server_conn *c) {
+  ws_server *s = c->server;
+  if (!c->full && c->queued >= s->cfg.write_high_water) {
+    c->full = 1;
+    /* The built-in echo stops reading a peer that does not read its echoes. */
+    if (s->cfg.echo && c->reading) {
+      uv_read_stop(&c->h.stream);
+      c->reading = 0;
+    }
+  }
+}
+
+/* write_rate: bytes beyond this second's budget are copied and held, in
+ * order, until the connection's timer opens the next window. */
+static int write_budget_ok(ws_server_conn *c, size_t len) {
+  uint64_t rate = c->server->cfg.write_rate;
+  uint64_t now = uv_now(&c->server->loop);
+  if (now >= c->wwindow_ms + 1000) {
+    c->wwindow_ms = now;
+    c->wwindow_bytes = 0;
+  }
+  /* One write larger than a whole second's budget still goes, alone. */
+  return c->wwindow_bytes == 0 || c->wwindow_bytes + len <= rate;
+}
+
+static void hold_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n, size_t total) {
+  ws_server *s = c->server;
+  if (s->cfg.write_limit && c->queued + total > s->cfg.write_limit) {
+    conn_write_failed(c, DOOM_WRITE_LIMIT);
+    return;
+  }
+  write_req *w = malloc(sizeof *w + total);
+  if (!w) {
+    conn_write_failed(c, DOOM_WRITE_ERROR);
+    return;
+  }
+  w->conn = c;
+  w->next = NULL;
+  w->len = total;
+  char *p = w->data;
+  for (unsigned i = 0; i < n; i++) {
+    if (bufs[i].len) memcpy(p, bufs[i].base, bufs[i].len);
+    p += bufs[i].len;
+  }
+  if (c->held_tail) c->held_tail->next = w;
+  else c->held = w;
+  c->held_tail = w;
+  c->queued += total;
+  note_queued(c);
+  arm_timer(c);
+}
+
+/* Submits held writes the budget allows (all of them when closing). */
+static void release_held(ws_server_conn *c, int all) {
+  while (c->held && c->phase < PH_CLOSED && (all || write_budget_ok(c, c->held->len))) {
+    write_req *w = c->held;
+    c->held = w->next;
+    if (!c->held) c->held_tail = NULL;
+    c->wwindow_bytes += w->len;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+    if (uv_write(&w->req, &c->h.stream, &b, 1, on_write_done) != 0) {
+      c->queued -= w->len;
+      free(w);
+      conn_write_failed(c, DOOM_WRITE_ERROR);
+      return;
+    }
+  }
+}
+
 /* Writes bufs in order; queues what the kernel does not take now. */
 static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
   if (c->phase >= PH_CLOSED) return;
   size_t total = 0;
   for (unsigned i = 0; i < n; i++) total += bufs[i].len;
   if (total == 0) return;
+  if (c->server->cfg.write_rate) {
+    if (c->held || !write_budget_ok(c, total)) {
+      hold_write(c, bufs, n, total);
+      return;
+    }
+    c->wwindow_bytes += total;
+  }
   size_t done = 0;
   int r = uv_try_write(&c->h.stream, bufs, n);
   if (r >= 0) {
@@ -323,14 +412,7 @@ static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) 
     return;
   }
   c->queued += rest;
-  if (!c->full && c->queued >= s->cfg.write_high_water) {
-    c->full = 1;
-    /* The built-in echo stops reading a peer that does not read its echoes. */
-    if (s->cfg.echo && c->reading) {
-      uv_read_stop(&c->h.stream);
-      c->reading = 0;
-    }
-  }
+  note_queued(c);
 }
 
 /* Sends everything the cork holds: one writev (of up to CORK_IOV pieces) per
@@ -536,6 +618,7 @@ static uint64_t conn_deadline(const ws_server_conn *c) {
     else if (c->ws.state == WS_CONN_OPEN && cfg->ping_interval_ms)
       d = min_deadline(d, c->last_read_ms + cfg->ping_interval_ms);
     if (c->throttled) d = min_deadline(d, c->window_ms + 1000);
+    if (c->held) d = min_deadline(d, c->wwindow_ms + 1000);
     break;
   case PH_FLUSHING:
     d = c->closing_ms + (cfg->close_timeout_ms ? cfg->close_timeout_ms : 5000);
@@ -592,6 +675,8 @@ static void on_conn_timer(uv_timer_t *t) {
         now >= c->last_read_ms + cfg->ping_interval_ms) {
       if (ws_conn_ping(&c->ws, (const uint8_t *)"wsuv", 4) == 0) c->ping_sent_ms = now;
     }
+    if (c->held && now >= c->wwindow_ms + 1000) release_held(c, 0);
+    if (c->phase != PH_OPEN) return; /* a held write failed */
     if (c->throttled && now >= c->window_ms + 1000) {
       c->throttled = 0;
       c->window_ms = now;

@@ -45,6 +45,7 @@ typedef struct ws_server_config {
   size_t write_high_water;        /* buffered bytes that make a conn "full": 1 MiB */
   size_t write_limit;             /* buffered bytes that close the conn: 16 MiB */
   uint64_t read_rate;             /* per-connection read limit in bytes/s; 0 = off */
+  uint64_t write_rate;            /* per-connection write limit in bytes/s; 0 = off */
   int echo;                       /* built-in echo: messages sent back in C */
   int handle_signals;             /* SIGINT/SIGTERM start a graceful shutdown: 1 */
   int want_control;               /* report pings/pongs (on_control): 0 */

@@ -55,6 +55,9 @@ OPTIONS: tuple[Option, ...] = (
            "read is dropped"),
     Option("read_rate", int, 0, "per-connection read limit in bytes/s, enforced by pausing "
            "reads (0 = off)"),
+    Option("write_rate", int, 0, "per-connection write limit in bytes/s: what exceeds a "
+           "second's budget waits in the connection's queue (counted by write_limit; "
+           "0 = off)"),
     Option("handle_signals", bool, True, "SIGINT/SIGTERM start a graceful shutdown; a second "
            "signal stops at once"),
     Option("static_dir", str, None, "serve files from this directory to plain HTTP GETs"),

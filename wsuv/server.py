@@ -136,6 +136,7 @@ class Server:
         cfg.write_high_water = opts["write_high_water"]
         cfg.write_limit = opts["write_limit"]
         cfg.read_rate = opts["read_rate"]
+        cfg.write_rate = opts["write_rate"]
         cfg.echo = int(handler is None)
         cfg.handle_signals = int(bool(opts["handle_signals"]))
         cfg.want_control = int(want["on_ping"] or want["on_pong"])
