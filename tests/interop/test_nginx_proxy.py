@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
 
 from websockets.sync.client import connect
 
-from tests.conftest import running_server
+from tests.conftest import free_port, running_server, wait_port
 from wsuv import Handler, WebSocket
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,23 +27,6 @@ class Echo(Handler):
         ws.send(message)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nginx not listening on {port}")
-
-
 def test_wss_through_nginx(tmp_path: Path) -> None:
     assert Path(NGINX).exists(), "nginx is missing: make test installs nginx-light"
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -56,7 +37,7 @@ def test_wss_through_nginx(tmp_path: Path) -> None:
     )
     handler = Echo()
     with running_server(handler) as server:
-        tls_port = _free_port()
+        tls_port = free_port()
         conf = (ROOT / "examples" / "nginx" / "wsuv.conf").read_text()
         for name, value in {"RUNDIR": str(tmp_path), "UPSTREAM_PORT": str(server.port),
                             "TLS_PORT": str(tls_port), "CERT": str(cert),
@@ -69,7 +50,7 @@ def test_wss_through_nginx(tmp_path: Path) -> None:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         try:
-            _wait_port(tls_port)
+            wait_port(tls_port)
             ctx = ssl.create_default_context(cafile=str(cert))
             ctx.check_hostname = False
             with connect(f"wss://127.0.0.1:{tls_port}/", ssl=ctx, open_timeout=10) as ws:

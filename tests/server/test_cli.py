@@ -16,24 +16,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from tests.conftest import free_port, wait_port
+
 SERVE = [sys.executable, "-m", "wsuv.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listening on {port} after {timeout} s")
 
 
 def _echo(port: int, text: str = "hi") -> str:
@@ -77,9 +62,9 @@ def test_version() -> None:
 
 
 def test_echo_start_line_and_sigterm_exits_zero() -> None:
-    port = _free_port()
+    port = free_port()
     with serve("--port", str(port), "--log-level", "info") as proc:
-        _wait_port(port)
+        wait_port(port)
         assert _echo(port, "héllo") == "héllo"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
@@ -89,9 +74,9 @@ def test_echo_start_line_and_sigterm_exits_zero() -> None:
 
 
 def test_sigterm_closes_clients_with_1001() -> None:
-    port = _free_port()
+    port = free_port()
     with serve("--port", str(port)) as proc:
-        _wait_port(port)
+        wait_port(port)
         with connect(f"ws://127.0.0.1:{port}/", open_timeout=5) as ws:
             ws.send("x")
             assert ws.recv(timeout=5) == "x"
@@ -109,10 +94,10 @@ def test_python_app_from_module(tmp_path: Path) -> None:
         "    def on_message(self, ws, message):\n"
         "        ws.send(message.upper())\n"
     )
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
     with serve("upper_app:Upper", "--port", str(port), cwd=str(tmp_path), env=env) as proc:
-        _wait_port(port)
+        wait_port(port)
         assert _echo(port, "abc") == "ABC"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(15) == 0
@@ -133,7 +118,7 @@ def test_inherited_fd() -> None:
     port = sock.getsockname()[1]
     fd = sock.fileno()
     with serve("--fd", str(fd), pass_fds=(fd,)) as proc:
-        _wait_port(port)
+        wait_port(port)
         assert _echo(port) == "hi"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
@@ -141,9 +126,9 @@ def test_inherited_fd() -> None:
 
 
 def test_workers_share_one_socket_and_restart() -> None:
-    port = _free_port()
+    port = free_port()
     with serve("--port", str(port), "--workers", "2", "--log-level", "info") as proc:
-        _wait_port(port)
+        wait_port(port)
         for _ in range(10):
             assert _echo(port) == "hi"
         kids = _children(proc.pid)
@@ -179,7 +164,7 @@ def _children(pid: int) -> list[int]:
 
 
 def test_daemon_with_pidfile(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     pidfile = tmp_path / "wsuv.pid"
     logfile = tmp_path / "wsuv.log"
     out = subprocess.run([*SERVE, "--port", str(port), "--daemon", "--pidfile", str(pidfile),
@@ -190,7 +175,7 @@ def test_daemon_with_pidfile(tmp_path: Path) -> None:
         time.sleep(0.05)
     pid = int(pidfile.read_text())
     try:
-        _wait_port(port)
+        wait_port(port)
         assert _echo(port) == "hi"
         # Double fork: a new session, and not its leader (it cannot regain a terminal).
         assert os.getsid(pid) != os.getsid(0)
@@ -208,9 +193,9 @@ def test_static_dir_serves_files_without_traversal(tmp_path: Path) -> None:
     (tmp_path / "pub").mkdir()
     (tmp_path / "pub" / "a.txt").write_text("public")
     (tmp_path / "secret.txt").write_text("secret")
-    port = _free_port()
+    port = free_port()
     with serve("--port", str(port), "--static-dir", str(tmp_path / "pub")) as proc:
-        _wait_port(port)
+        wait_port(port)
         assert b"public" in _http_get(port, "/a.txt")
         for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/..%2fsecret.txt"):
             reply = _http_get(port, path)
