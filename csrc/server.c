@@ -44,6 +44,12 @@
 #define BATCH_MAX_MESSAGE (16 * 1024)
 #define BATCH_MAX_ENTRIES 512
 #define BATCH_ARENA (256 * 1024)
+/* Assembly buffers given back by connections are kept for the next large
+ * message (saves malloc, free and glibc's heap trimming per message): only
+ * sizes worth keeping, a few of them. */
+#define POOL_SLOTS 8
+#define POOL_MIN (16 * 1024)
+#define POOL_MAX (1024 * 1024)
 #define MAX_LISTENERS 8
 
 enum conn_phase {
@@ -134,6 +140,8 @@ struct ws_server {
   uint64_t *batch;            /* BATCH_MAX_ENTRIES * WS_SERVER_BATCH_WORDS (owned) */
   uint8_t *arena;             /* BATCH_ARENA bytes of message payloads (owned) */
   size_t batch_n, arena_len;
+  void *pool[POOL_SLOTS];     /* idle assembly buffers (owned) */
+  size_t pool_cap[POOL_SLOTS];
   int corking;                /* > 0 while writes are gathered (nesting depth) */
   int flushing;               /* a cork flush is running: no callbacks into the app */
   size_t cork_len, cork_n;    /* bytes in corkbuf, entries in cork_entries */
@@ -586,14 +594,47 @@ static void eng_closed(ws_conn *e, unsigned code, const char *reason, size_t rea
   if (c->phase == PH_OPEN) conn_finish(c);
 }
 
+/* Assembly buffers: the smallest pooled one that fits, else a fresh one. */
+static void *eng_buf_take(ws_conn *e, size_t need, size_t *cap) {
+  ws_server *s = ((ws_server_conn *)e->data)->server;
+  int best = -1;
+  if (need >= POOL_MIN / 2) {
+    for (int i = 0; i < POOL_SLOTS; i++)
+      if (s->pool[i] && s->pool_cap[i] >= need && (best < 0 || s->pool_cap[i] < s->pool_cap[best]))
+        best = i;
+  }
+  if (best >= 0) {
+    void *p = s->pool[best];
+    *cap = s->pool_cap[best];
+    s->pool[best] = NULL;
+    return p;
+  }
+  *cap = need;
+  return malloc(need);
+}
+
+static void eng_buf_give(ws_conn *e, void *buf, size_t cap) {
+  ws_server *s = ((ws_server_conn *)e->data)->server;
+  if (cap >= POOL_MIN && cap <= POOL_MAX) {
+    for (int i = 0; i < POOL_SLOTS; i++) {
+      if (!s->pool[i]) {
+        s->pool[i] = buf;
+        s->pool_cap[i] = cap;
+        return;
+      }
+    }
+  }
+  free(buf);
+}
+
 /* The engine is about to write a pong or close: deliver held messages first. */
 static void eng_flush(ws_conn *e) {
   ws_server_conn *c = e->data;
   if (c->server->batch_n) batch_flush(c->server);
 }
 
-static const ws_conn_callbacks engine_callbacks = {eng_write, eng_message, eng_control,
-                                                   eng_closed, eng_flush};
+static const ws_conn_callbacks engine_callbacks = {
+    eng_write, eng_message, eng_control, eng_closed, eng_flush, eng_buf_take, eng_buf_give};
 
 /* ---------- timers ---------- */
 
@@ -1070,6 +1111,7 @@ void ws_server_free(ws_server *s) {
   free(s->batch);
   free(s->arena);
   free(s->cork_conns);
+  for (int i = 0; i < POOL_SLOTS; i++) free(s->pool[i]);
   free(s);
 }
 

@@ -71,7 +71,9 @@ static void write_close(ws_conn *c, unsigned code, const char *reason, size_t re
 /* ---- assembly buffer ------------------------------------------------- */
 
 static void release_buffer(ws_conn *c) {
-  free(c->msg);
+  /* cb is NULL for a never-initialised (zeroed) engine, which owns nothing. */
+  if (c->msg && c->cb && c->cb->buf_give) c->cb->buf_give(c, c->msg, c->msg_cap);
+  else free(c->msg);
   c->msg = NULL;
   c->msg_len = c->msg_cap = 0;
 }
@@ -103,6 +105,16 @@ static int reserve(ws_conn *c, size_t need, size_t known) {
   if (limit && cap > limit) cap = (size_t)limit;
   if (known && cap > known && known >= MIN_ASSEMBLY) cap = known;
   if (cap < need) cap = need;
+  if (c->cb->buf_take) {
+    size_t got = 0;
+    uint8_t *p = c->cb->buf_take(c, cap, &got);
+    if (!p) return -1;
+    if (c->msg_len) memcpy(p, c->msg, c->msg_len);
+    if (c->msg) c->cb->buf_give(c, c->msg, c->msg_cap);
+    c->msg = p;
+    c->msg_cap = got;
+    return 0;
+  }
   uint8_t *p = realloc(c->msg, cap);
   if (!p) return -1;
   c->msg = p;

@@ -72,6 +72,14 @@ typedef struct ws_conn_callbacks {
    * it holds now, so replies to earlier messages precede that frame. The
    * application may send, close or abort from here. */
   void (*flush)(ws_conn *c);
+  /* Optional, both or neither: where the assembly buffer comes from and goes
+   * back to (a transport's pool, so a large message does not cost a malloc,
+   * a free and the allocator's heap trimming each time). take returns a
+   * buffer of at least need bytes (NULL on failure) and stores its capacity;
+   * give takes back a buffer the engine no longer uses. Without them the
+   * engine uses malloc/realloc/free. */
+  void *(*buf_take)(ws_conn *c, size_t need, size_t *cap);
+  void (*buf_give)(ws_conn *c, void *buf, size_t cap);
 } ws_conn_callbacks;
 
 typedef struct ws_conn_limits {
