@@ -45,7 +45,11 @@ BENCH = ROOT / "benchmarks"
 PEERS = BENCH / "peers"
 LOADGEN = ROOT / "build" / "loadgen"
 LOGS = ROOT / "build" / "bench-logs"
-MAIN_PY = ROOT / ".venv" / "bin" / "python"
+# wsuv runs from a normal (non-editable) install of this tree when `make
+# bench-servers` made one: an editable install's import finder alone adds
+# about 2 MiB to every process, which the memory scenario would count.
+_INSTALLED_PY = Path(__file__).resolve().parent / ".venv-wsuv" / "bin" / "python"
+MAIN_PY = _INSTALLED_PY if _INSTALLED_PY.exists() else ROOT / ".venv" / "bin" / "python"
 PEER_PY = BENCH / ".venv" / "bin" / "python"
 
 # --- servers -------------------------------------------------------------------------
@@ -67,9 +71,10 @@ def _peer(script: str, *extra: str) -> Callable[[int, str], list[str]]:
 
 
 SERVERS: list[ServerSpec] = [
-    ServerSpec("wsuv-c", "wsuv, built-in C echo (`python -m wsuv.cli`, no app)", MAIN_PY,
-               lambda port, mode: ["-m", "wsuv.cli", "--port", str(port), "--log-level",
-                                   "warning"], ("echo",), "import wsuv", wsuv=True),
+    ServerSpec("wsuv-c", "wsuv, built-in C echo (the `wsuv-serve` console script, no app)",
+               MAIN_PY, lambda port, mode: [str(MAIN_PY.parent / "wsuv-serve"), "--port",
+                                            str(port), "--log-level", "warning"],
+               ("echo",), "import wsuv", wsuv=True),
     ServerSpec("wsuv-py", "wsuv, Python handler: `ws.send(message)`; broadcast: "
                "`server.broadcast(message)`", MAIN_PY, _peer("wsuv_echo.py"),
                ("echo", "broadcast"), "import wsuv", wsuv=True),
