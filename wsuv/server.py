@@ -480,12 +480,21 @@ def wsuv_on_message(s: Any, c: Any, opcode: int, data: Any, length: int) -> None
 @_extern
 def wsuv_on_batch(s: Any, entries: Any, n: int, arena: Any) -> None:
     """Small messages from one read, in order: one C->Python crossing for all."""
+    on_message = _SERVERS[s]._on_message
+    if n == 1:  # request/response: one message per read, no slicing needed
+        ws = _CONNS.get(entries[0])
+        if ws is not None:
+            data = ffi.buffer(arena, entries[3])[:]
+            try:
+                on_message(ws, data.decode() if entries[1] == 1 else data)
+            except Exception:
+                _failed(ws, "on_message")
+        return
     words = ffi.unpack(entries, 4 * n)
     # One copy of the arena, then a slice per message: cheaper than a
     # memoryview slice per message for the small messages batched here.
     snap = ffi.buffer(arena, words[-2] + words[-1])[:]
     conns = _CONNS
-    on_message = _SERVERS[s]._on_message
     for k in range(0, 4 * n, 4):
         ws = conns.get(words[k])
         if ws is None:
