@@ -34,11 +34,13 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 
 
 @contextlib.contextmanager
-def running_server(handler: Any = None, **options: Any) -> Iterator[Server]:
-    """Start a Server on a free loopback port; stop it (bounded) on exit.
+def server_thread(handler: Any = None,
+                  **options: Any) -> Iterator[tuple[Server, threading.Thread]]:
+    """Start a Server on a free loopback port in a daemon thread; yield both.
 
-    The loop runs in a daemon thread, so signals stay with pytest
-    (handle_signals is off unless a test asks for it).
+    Signals stay with pytest (handle_signals is off unless a test asks for
+    it). On exit the server is stopped and the thread joined, bounded; an
+    exception from the loop fails the test.
     """
     options.setdefault("host", "127.0.0.1")
     options.setdefault("port", 0)
@@ -56,12 +58,19 @@ def running_server(handler: Any = None, **options: Any) -> Iterator[Server]:
     thread = threading.Thread(target=run, name="wsuv-test-loop", daemon=True)
     thread.start()
     try:
-        yield server
+        yield server, thread
     finally:
         server.stop(graceful=False)
         thread.join(10)
         assert not thread.is_alive(), "server loop did not stop within 10 s"
         assert not errors, errors
+
+
+@contextlib.contextmanager
+def running_server(handler: Any = None, **options: Any) -> Iterator[Server]:
+    """server_thread for tests that need only the server."""
+    with server_thread(handler, **options) as (server, _thread):
+        yield server
 
 
 @pytest.fixture

@@ -7,14 +7,13 @@ misbehaves fails a test instead of hanging the run.
 from __future__ import annotations
 
 import base64
-import contextlib
 import importlib.util
 import os
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ assert _spec is not None and _spec.loader is not None
 _root_conftest = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_root_conftest)
 running_server = _root_conftest.running_server
+server_thread = _root_conftest.server_thread
 
 
 # -- waiting ---------------------------------------------------------------------
@@ -66,33 +66,6 @@ def on_loop(server: Server, fn: Callable[[], Any], timeout: float = TIMEOUT) -> 
     server.call_soon_threadsafe(call)
     assert done.wait(timeout), "loop did not run the callback in time"
     return box[0] if box else None
-
-
-@contextlib.contextmanager
-def server_thread(handler: Any = None, **options: Any) -> Iterator[tuple[Server, threading.Thread]]:
-    """Like running_server, but also yields the loop thread (to see it end on its own)."""
-    options.setdefault("host", "127.0.0.1")
-    options.setdefault("port", 0)
-    options.setdefault("handle_signals", False)
-    server = Server(handler, **options)
-    server.listen()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            server.run()
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name="wsuv-server-test-loop", daemon=True)
-    thread.start()
-    try:
-        yield server, thread
-    finally:
-        server.stop(graceful=False)
-        thread.join(10)
-        assert not thread.is_alive(), "server loop did not stop within 10 s"
-        assert not errors, errors
 
 
 # -- handlers --------------------------------------------------------------------
