@@ -37,10 +37,10 @@
 /* iovecs per writev when a connection's entries are flushed. */
 #define CORK_IOV 64
 #define CORK_NONE UINT32_MAX
-/* Message batching (on_batch): small messages from one read are gathered
- * (copied into an arena) and handed over in one call; larger ones, and any
- * other event, flush the batch first so the application sees the order the
- * peer sent. */
+/* Message batching (on_batch): small messages from every read of one poll
+ * phase (all connections) are gathered (copied into an arena) and handed over
+ * in one call when the phase ends; larger ones, and any other event, flush
+ * the batch first so the application sees the order the peers sent. */
 #define BATCH_MAX_MESSAGE (16 * 1024)
 #define BATCH_MAX_ENTRIES 512
 #define BATCH_ARENA (256 * 1024)
@@ -131,6 +131,8 @@ struct ws_server {
   uv_async_t async;
   uv_signal_t sigint, sigterm;
   uv_timer_t shutdown_timer;
+  uv_check_t poll_end;        /* after each poll phase: deliver the batch, flush the cork */
+  int poll_corked;            /* reads of this poll phase hold one cork level */
   ws_server_conn *conns;      /* doubly linked list of live connections */
   size_t nconns;
   uint64_t next_id;
@@ -226,6 +228,7 @@ static void cork_flush(ws_server *s);
 static void cork_begin(ws_server *s);
 static void cork_end(ws_server *s);
 static void release_held(ws_server_conn *c, int all);
+static inline void app_turn(ws_server *s);
 
 /* Closes after the queued writes are flushed (FIN after our last byte);
  * close_timeout bounds the wait. */
@@ -267,6 +270,7 @@ static void on_write_done(uv_write_t *req, int status) {
     c->full = 0;
     conn_resume_if_allowed(c);
     if (c->phase == PH_OPEN && c->opened && c->server->cb.on_drain) {
+      app_turn(c->server);
       cork_begin(c->server);
       c->server->cb.on_drain(c->server, c);
       cork_end(c->server);
@@ -548,6 +552,24 @@ static void batch_flush(ws_server *s) {
   s->cb.on_batch(s, s->batch, n, s->arena);
 }
 
+/* The application is about to see another event: messages first. */
+static inline void app_turn(ws_server *s) {
+  if (s->batch_n) batch_flush(s);
+}
+
+/* The poll phase is over (uv_check), or the loop is closing: the messages
+ * of every read go to the application in one call, then every reply leaves,
+ * one writev per connection. */
+static void poll_phase_end(ws_server *s) {
+  app_turn(s);
+  if (s->poll_corked) {
+    s->poll_corked = 0;
+    cork_end(s);
+  }
+}
+
+static void on_poll_end(uv_check_t *h) { poll_phase_end(h->data); }
+
 static void eng_message(ws_conn *e, unsigned opcode, const uint8_t *data, size_t len) {
   ws_server_conn *c = e->data;
   ws_server *s = c->server;
@@ -568,7 +590,7 @@ static void eng_message(ws_conn *e, unsigned opcode, const uint8_t *data, size_t
     s->batch_n++;
     return;
   }
-  if (s->batch) batch_flush(s);
+  app_turn(s);
   if (s->cb.on_message) s->cb.on_message(s, c, opcode, data, len);
 }
 
@@ -576,7 +598,7 @@ static void eng_control(ws_conn *e, unsigned opcode, const uint8_t *data, size_t
   ws_server_conn *c = e->data;
   ws_server *s = c->server;
   if (s->cb.on_control && c->opened) {
-    if (s->batch) batch_flush(s);
+    app_turn(s);
     s->cb.on_control(s, c, opcode, data, len);
   }
 }
@@ -588,7 +610,7 @@ static void eng_closed(ws_conn *e, unsigned code, const char *reason, size_t rea
   ws_server *s = c->server;
   if (c->opened) {
     c->opened = 0;
-    if (s->batch) batch_flush(s);
+    app_turn(s);
     if (s->cb.on_close) s->cb.on_close(s, c, code, reason, reason_len);
   }
   if (c->phase == PH_OPEN) conn_finish(c);
@@ -630,7 +652,7 @@ static void eng_buf_give(ws_conn *e, void *buf, size_t cap) {
 /* The engine is about to write a pong or close: deliver held messages first. */
 static void eng_flush(ws_conn *e) {
   ws_server_conn *c = e->data;
-  if (c->server->batch_n) batch_flush(c->server);
+  app_turn(c->server);
 }
 
 static const ws_conn_callbacks engine_callbacks = {
@@ -761,7 +783,10 @@ static void start_engine(ws_server_conn *c) {
   ws_handshake_free(c->hs);
   c->hs = NULL;
   c->opened = 1;
-  if (s->cb.on_open) s->cb.on_open(s, c);
+  if (s->cb.on_open) {
+    app_turn(s);
+    s->cb.on_open(s, c);
+  }
   arm_timer(c);
 }
 
@@ -778,7 +803,10 @@ static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
   }
   if (st == WS_HS_HTTP) {
     c->decision = DEC_NONE;
-    if (s->cb.on_http) s->cb.on_http(s, c, c->hs);
+    if (s->cb.on_http) {
+      app_turn(s);
+      s->cb.on_http(s, c, c->hs);
+    }
     if (c->phase == PH_HANDSHAKE && c->decision == DEC_NONE) {
       static const char msg[] = "this is a WebSocket server: send an Upgrade request";
       ws_server_conn_reject(c, 426, msg, sizeof msg - 1, NULL, 0);
@@ -787,7 +815,10 @@ static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
   }
   /* WS_HS_UPGRADE */
   c->decision = DEC_NONE;
-  if (s->cb.on_request) s->cb.on_request(s, c, c->hs);
+  if (s->cb.on_request) {
+    app_turn(s);
+    s->cb.on_request(s, c, c->hs);
+  }
   if (c->phase != PH_HANDSHAKE) return; /* the app closed it */
   if (c->decision == DEC_NONE) ws_server_conn_accept(c, NULL, 0, NULL, 0);
   if (c->decision != DEC_ACCEPT || c->phase != PH_HANDSHAKE) return;
@@ -814,8 +845,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   } else if (c->phase == PH_OPEN) {
     ws_conn_feed(&c->ws, (uint8_t *)buf->base, (size_t)nread);
   }
-  if (s->batch) batch_flush(s); /* the handlers' replies join the cork */
-  cork_end(s);
+  /* The messages wait for the end of the poll phase (on_poll_end), and the
+   * replies stay corked until then: one Python call and one writev per
+   * connection for all the reads of one epoll wake-up. */
+  if (s->poll_corked) cork_end(s);
+  else s->poll_corked = 1;
   if (s->cfg.read_rate && c->phase == PH_OPEN) {
     uint64_t now = c->last_read_ms;
     if (now >= c->window_ms + 1000) {
@@ -973,6 +1007,7 @@ static void on_async(uv_async_t *a) {
   int req = atomic_exchange(&s->stop_request, 0);
   if (req) ws_server_stop(s, req == 1);
   if (s->cb.on_wakeup && !s->finished) {
+    app_turn(s);
     cork_begin(s);
     s->cb.on_wakeup(s);
     cork_end(s);
@@ -1016,6 +1051,10 @@ ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks 
   uv_timer_init(&s->loop, &s->shutdown_timer);
   s->shutdown_timer.data = s;
   uv_unref((uv_handle_t *)&s->shutdown_timer);
+  uv_check_init(&s->loop, &s->poll_end);
+  s->poll_end.data = s;
+  uv_check_start(&s->poll_end, on_poll_end);
+  uv_unref((uv_handle_t *)&s->poll_end);
   uv_signal_init(&s->loop, &s->sigint);
   uv_signal_init(&s->loop, &s->sigterm);
   s->sigint.data = s->sigterm.data = s;
@@ -1040,6 +1079,7 @@ static void close_all_walk(uv_handle_t *h, void *arg) {
 
 static void maybe_finish_shutdown(ws_server *s) {
   if (s->finished || s->nconns > 0) return;
+  poll_phase_end(s); /* before its uv_check handle closes */
   s->finished = 1;
   uv_walk(&s->loop, close_all_walk, s);
 }
@@ -1051,7 +1091,10 @@ void ws_server_stop(ws_server *s, int graceful) {
   if (first) {
     for (int i = 0; i < s->nlisteners; i++)
       if (!uv_is_closing(&s->listeners[i].handle)) uv_close(&s->listeners[i].handle, NULL);
-    if (s->cb.on_shutdown) s->cb.on_shutdown(s);
+    if (s->cb.on_shutdown) {
+      app_turn(s);
+      s->cb.on_shutdown(s);
+    }
   }
   if (graceful && first) {
     ws_server_conn *c = s->conns, *next;
@@ -1087,6 +1130,7 @@ int ws_server_run(ws_server *s) {
   }
   uv_run(&s->loop, UV_RUN_DEFAULT);
   if (!s->finished) {
+    poll_phase_end(s);
     s->finished = 1;
     uv_walk(&s->loop, close_all_walk, s);
     uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -1135,6 +1179,7 @@ static void on_app_timer(uv_timer_t *t) {
   uint64_t id = at->id;
   uv_close((uv_handle_t *)t, on_app_timer_closed);
   if (s->cb.on_timer) {
+    app_turn(s);
     cork_begin(s);
     s->cb.on_timer(s, id);
     cork_end(s);
