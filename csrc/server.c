@@ -23,7 +23,12 @@
 
 #include "wsframe.h"
 
-#define READ_BUF_SIZE (64 * 1024)
+/* One read takes up to 256 KiB: a 64 KiB message arrives whole, in one
+ * syscall, and is delivered in place. The read length is lowered for small
+ * write limits so that what one read can make the built-in echo write (at
+ * most its size) stays under write_limit (see read_len_for). */
+#define READ_BUF_SIZE (256 * 1024)
+#define READ_MIN (4 * 1024)
 /* The cork: small writes made while the application or the engine runs (a
  * read being processed, a timer, a wakeup) are gathered per connection and
  * leave in one writev per connection when that callback ends. Pipelined
@@ -150,6 +155,7 @@ struct ws_server {
   ws_server_conn **cork_conns; /* connections with entries, in first-write order (owned) */
   size_t cork_nconns, cork_conns_cap;
   cork_entry cork_entries[CORK_ENTRIES];
+  size_t read_len;             /* bytes offered to each read, <= READ_BUF_SIZE */
   char readbuf[READ_BUF_SIZE];
   char corkbuf[CORK_SIZE];
 };
@@ -761,8 +767,15 @@ static void on_conn_timer(uv_timer_t *t) {
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   ws_server_conn *c = h->data;
-  buf->base = c->server->readbuf;
-  buf->len = READ_BUF_SIZE;
+  ws_server *s = c->server;
+  buf->base = s->readbuf;
+  size_t len = s->read_len;
+  if (s->cfg.read_rate && c->phase == PH_OPEN) { /* no more than this window's budget */
+    uint64_t used = uv_now(&s->loop) >= c->window_ms + 1000 ? 0 : c->window_bytes;
+    uint64_t left = used < s->cfg.read_rate ? s->cfg.read_rate - used : 0;
+    if (left < len) len = left < READ_MIN ? READ_MIN : (size_t)left;
+  }
+  buf->len = len;
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
@@ -1023,6 +1036,19 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 static void on_shutdown_timer(uv_timer_t *t) { ws_server_stop(t->data, 0); }
 
+/* A peer that stops reading can leave write_high_water queued; the echo of
+ * one more read then adds at most the read's size. Half the room between
+ * the two keeps that under write_limit. */
+static size_t read_len_for(const ws_server_config *cfg) {
+  size_t len = READ_BUF_SIZE;
+  if (cfg->write_limit) {
+    size_t room = cfg->write_limit > cfg->write_high_water
+                      ? (cfg->write_limit - cfg->write_high_water) / 2 : 0;
+    if (room < len) len = room;
+  }
+  return len < READ_MIN ? READ_MIN : len;
+}
+
 ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks *cb, void *user) {
   ws_server *s = calloc(1, sizeof *s);
   if (!s) return NULL;
@@ -1030,6 +1056,7 @@ ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks 
   else ws_server_config_default(&s->cfg);
   if (cb) s->cb = *cb;
   s->user = user;
+  s->read_len = read_len_for(&s->cfg);
   if (s->cb.on_batch && !s->cfg.echo) {
     s->batch = malloc(BATCH_MAX_ENTRIES * WS_SERVER_BATCH_WORDS * sizeof *s->batch);
     s->arena = malloc(BATCH_ARENA);
