@@ -145,7 +145,7 @@ struct ws_server {
   int finished;               /* handles closed */
   atomic_int stop_request;    /* 0 none, 1 graceful, 2 immediate (any thread) */
   uint64_t *batch;            /* BATCH_MAX_ENTRIES * WS_SERVER_BATCH_WORDS (owned) */
-  uint8_t *arena;             /* BATCH_ARENA bytes of message payloads (owned) */
+  char *arena;                /* BATCH_ARENA bytes of message payloads (owned) */
   size_t batch_n, arena_len;
   void *pool[POOL_SLOTS];     /* idle assembly buffers (owned) */
   size_t pool_cap[POOL_SLOTS];

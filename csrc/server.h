@@ -66,9 +66,10 @@ typedef struct ws_server_callbacks {
   /* Optional: small messages (<= 16 KiB) read in one poll phase (from every
    * readable connection), in order, in one call when the phase ends. entries
    * holds n records of WS_SERVER_BATCH_WORDS words: {connection pointer,
-   * opcode, offset in arena, length}. Valid during the call. When set, on_message sees only the larger messages; every other
-   * callback is preceded by the delivery of the batch, so order holds. */
-  void (*on_batch)(ws_server *s, const uint64_t *entries, size_t n, const uint8_t *arena);
+   * opcode, offset in arena, length}. Valid during the call. When set,
+   * on_message sees only the larger messages; every other callback is
+   * preceded by the delivery of the batch, so order holds. */
+  void (*on_batch)(ws_server *s, const uint64_t *entries, size_t n, const char *arena);
   void (*on_control)(ws_server *s, ws_server_conn *c, unsigned opcode, const uint8_t *data,
                      size_t len);
   /* The write buffer went above write_high_water and has now drained. */

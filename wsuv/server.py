@@ -479,30 +479,30 @@ def wsuv_on_message(s: Any, c: Any, opcode: int, data: Any, length: int) -> None
 
 @_extern
 def wsuv_on_batch(s: Any, entries: Any, n: int, arena: Any) -> None:
-    """Small messages from one read, in order: one C->Python crossing for all."""
+    """Small messages of one poll phase, in order: one C->Python crossing for all."""
     on_message = _SERVERS[s]._on_message
-    if n == 1:  # request/response: one message per read, no slicing needed
-        ws = _CONNS.get(entries[0])
+    words = ffi.unpack(entries, 4 * n)
+    if n == 1:  # request/response on one connection: no snapshot, no slicing
+        ws = _CONNS.get(words[0])
         if ws is not None:
-            data = ffi.buffer(arena, entries[3])[:]
+            data = ffi.unpack(arena, words[3])
             try:
-                on_message(ws, data.decode() if entries[1] == 1 else data)
+                on_message(ws, data.decode() if words[1] == 1 else data)
             except Exception:
                 _failed(ws, "on_message")
         return
-    words = ffi.unpack(entries, 4 * n)
     # One copy of the arena, then a slice per message: cheaper than a
     # memoryview slice per message for the small messages batched here.
-    snap = ffi.buffer(arena, words[-2] + words[-1])[:]
-    conns = _CONNS
-    for k in range(0, 4 * n, 4):
-        ws = conns.get(words[k])
+    snap = ffi.unpack(arena, words[-2] + words[-1])
+    get = _CONNS.get
+    it = iter(words)
+    for key, opcode, off, length in zip(it, it, it, it, strict=True):
+        ws = get(key)
         if ws is None:
             continue
-        off = words[k + 2]
-        chunk = snap[off:off + words[k + 3]]
+        data = snap[off:off + length]
         try:
-            on_message(ws, chunk.decode() if words[k + 1] == 1 else chunk)
+            on_message(ws, data.decode() if opcode == 1 else data)
         except Exception:
             _failed(ws, "on_message")
 

@@ -84,19 +84,18 @@ class WebSocket:
 
     def send(self, message: Message) -> None:
         """Send a text (``str``) or binary (bytes-like) message."""
-        if _get_ident() != self._server._thread_id:
-            self._server.call_soon_threadsafe(self._send_quiet, message)
-            return
         c = self._c
-        if c is None:
-            raise ConnectionClosed(self.close_code, self.close_reason)
+        if c is None or _get_ident() != self._server._thread_id:
+            self._send_elsewhere(message)
+            return
         # One C call: the header is built in C and header + payload leave in
         # one writev; the payload is not copied unless the kernel refuses it.
-        if type(message) is str:
+        kind = type(message)
+        if kind is bytes:
+            rc = _send(c, 2, message, len(message))
+        elif kind is str:
             data = message.encode()
             rc = _send(c, 1, data, len(data))
-        elif type(message) is bytes:
-            rc = _send(c, 2, message, len(message))
         elif isinstance(message, str):
             data = message.encode()
             rc = _send(c, 1, data, len(data))
@@ -105,6 +104,13 @@ class WebSocket:
             rc = _send(c, 2, buf, len(buf))
         if rc < 0:
             raise ConnectionClosed(self.close_code, self.close_reason or "closing")
+
+    def _send_elsewhere(self, message: Message) -> None:
+        """send() off the loop thread (handed over), or after the close."""
+        if _get_ident() != self._server._thread_id:
+            self._server.call_soon_threadsafe(self._send_quiet, message)
+            return
+        raise ConnectionClosed(self.close_code, self.close_reason)
 
     def _send_quiet(self, message: Message) -> None:
         if self._c is not None:
