@@ -90,10 +90,9 @@ class WebSocket:
             return
         # One C call: the header is built in C and header + payload leave in
         # one writev; the payload is not copied unless the kernel refuses it.
-        kind = type(message)
-        if kind is bytes:
+        if type(message) is bytes:
             rc = _send(c, 2, message, len(message))
-        elif kind is str:
+        elif type(message) is str:
             data = message.encode()
             rc = _send(c, 1, data, len(data))
         elif isinstance(message, str):
