@@ -64,6 +64,10 @@ class ServerSpec:
     modes: tuple[str, ...]              # "echo" and/or "broadcast"
     probe: str                          # import statement proving it is installed
     wsuv: bool = False
+    only: tuple[str, ...] = ()          # measured in these scenarios only (empty: all)
+
+    def applies(self, sc: Scenario) -> bool:
+        return sc.mode in self.modes and (not self.only or sc.name in self.only)
 
 
 def _peer(script: str, *extra: str) -> Callable[[int, str], list[str]]:
@@ -78,6 +82,15 @@ SERVERS: list[ServerSpec] = [
     ServerSpec("wsuv-py", "wsuv, Python handler: `ws.send(message)`; broadcast: "
                "`server.broadcast(message)`", MAIN_PY, _peer("wsuv_echo.py"),
                ("echo", "broadcast"), "import wsuv", wsuv=True),
+    ServerSpec("wsuv-c-busy", "wsuv-c with `--busy-poll-us 1000` (opt-in: after a read the "
+               "loop polls without sleeping for 1 ms, trading a spinning CPU for wake-up "
+               "latency); latency scenario only", MAIN_PY,
+               lambda port, mode: [str(MAIN_PY.parent / "wsuv-serve"), "--port", str(port),
+                                   "--log-level", "warning", "--busy-poll-us", "1000"],
+               ("echo",), "import wsuv", wsuv=True, only=("c1",)),
+    ServerSpec("wsuv-py-busy", "wsuv-py with `busy_poll_us=1000` (as wsuv-c-busy); latency "
+               "scenario only", MAIN_PY, _peer("wsuv_echo.py", "--busy-poll-us", "1000"),
+               ("echo",), "import wsuv", wsuv=True, only=("c1",)),
     ServerSpec("wsuv-py-loop", "wsuv, Python handler, broadcast as a Python loop of `ws.send`",
                MAIN_PY, lambda port, mode: [str(PEERS / "wsuv_echo.py"), "--port", str(port),
                                             "--mode", "broadcast-loop"],
@@ -456,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         # memory: a fresh process per server
         for sc in [s for s in scenarios if s.mode == "idle"]:
             progress(f"{sc.name}: {args.mem_conns} idle connections")
-            for spec in [s for s in servers if "echo" in s.modes]:
+            for spec in [s for s in servers if s.applies(sc)]:
                 try:
                     srv = Running(spec, "echo", args.pin)
                 except RuntimeError as exc:
@@ -488,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
             for sc in timed:
                 progress(f"{sc.name}: {sc.title} (rep {rep + 1}/{args.reps})")
                 for spec in servers:
-                    if sc.mode not in spec.modes:
+                    if not spec.applies(sc):
                         continue
                     try:
                         srv = server_for(spec, sc.mode)
@@ -590,7 +603,7 @@ def render(args: argparse.Namespace, servers: list[ServerSpec], scenarios: list[
     for n in names:
         cells = []
         for sc in timed:
-            if sc.mode not in BY_NAME[n].modes:
+            if not BY_NAME[n].applies(sc):
                 cells.append("n/a")
                 continue
             errs = errors(n, sc.name)
@@ -666,7 +679,7 @@ def render(args: argparse.Namespace, servers: list[ServerSpec], scenarios: list[
           "(read / write) | client CPU | other load on CPU 0 / 1 |")
         w("|---|---|---|---|---|---|---|---|---|---|---|")
         for n in names:
-            if sc.mode not in BY_NAME[n].modes or (n, sc.name) not in results:
+            if not BY_NAME[n].applies(sc) or (n, sc.name) not in results:
                 continue
             errs = errors(n, sc.name)
             if len(errs) == len(results[(n, sc.name)]):
@@ -745,7 +758,7 @@ def evaluate_targets(names: list[str], scen: list[str],
         cmp(f"64k: {wn} >= 1.3x picows-uvloop MB per server CPU-s",
             (wn, "64k", "msgs_per_server_cpu_s"), (P, "64k", "msgs_per_server_cpu_s"), 1.3)
     if "c1" in scen:
-        for wn in ("wsuv-py", "wsuv-c"):
+        for wn in ("wsuv-py", "wsuv-c", "wsuv-py-busy", "wsuv-c-busy"):
             if wn not in names:
                 continue
             mine = med(wn, "c1", "lat_p50_us")

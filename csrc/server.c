@@ -147,6 +147,7 @@ struct ws_server {
   uint64_t *batch;            /* BATCH_MAX_ENTRIES * WS_SERVER_BATCH_WORDS (owned) */
   char *arena;                /* BATCH_ARENA bytes of message payloads (owned) */
   size_t batch_n, arena_len;
+  uint64_t reads;             /* reads so far (busy polling watches it) */
   void *pool[POOL_SLOTS];     /* idle assembly buffers (owned) */
   size_t pool_cap[POOL_SLOTS];
   int corking;                /* > 0 while writes are gathered (nesting depth) */
@@ -850,6 +851,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   ws_server *s = c->server;
+  s->reads++;
   c->last_read_ms = uv_now(&s->loop);
   c->ping_sent_ms = 0;
   cork_begin(s);
@@ -1150,12 +1152,33 @@ void ws_server_stop(ws_server *s, int graceful) {
   maybe_finish_shutdown(s);
 }
 
+/* busy_poll_us: while reads keep coming, poll without blocking (a spinning
+ * CPU, but no sleep and wake-up between a request and the next); once none
+ * came for busy_poll_us, block in epoll again. */
+static void run_busy(ws_server *s) {
+  const uint64_t window_ns = (uint64_t)s->cfg.busy_poll_us * 1000;
+  uint64_t seen = s->reads, last = uv_hrtime();
+  for (;;) {
+    if (!uv_run(&s->loop, UV_RUN_NOWAIT)) return;
+    uint64_t now = uv_hrtime();
+    if (s->reads != seen) {
+      seen = s->reads;
+      last = now;
+    } else if (now - last >= window_ns) {
+      if (!uv_run(&s->loop, UV_RUN_ONCE)) return;
+      seen = s->reads;
+      last = uv_hrtime();
+    }
+  }
+}
+
 int ws_server_run(ws_server *s) {
   if (s->cfg.handle_signals) {
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
   }
-  uv_run(&s->loop, UV_RUN_DEFAULT);
+  if (s->cfg.busy_poll_us) run_busy(s);
+  else uv_run(&s->loop, UV_RUN_DEFAULT);
   if (!s->finished) {
     poll_phase_end(s);
     s->finished = 1;

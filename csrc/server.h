@@ -49,6 +49,7 @@ typedef struct ws_server_config {
   int echo;                       /* built-in echo: messages sent back in C */
   int handle_signals;             /* SIGINT/SIGTERM start a graceful shutdown: 1 */
   int want_control;               /* report pings/pongs (on_control): 0 */
+  uint32_t busy_poll_us;          /* after a read, poll without sleeping this long: 0 = off */
 } ws_server_config;
 
 void ws_server_config_default(ws_server_config *cfg);

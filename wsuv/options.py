@@ -58,6 +58,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("write_rate", int, 0, "per-connection write limit in bytes/s: what exceeds a "
            "second's budget waits in the connection's queue (counted by write_limit; "
            "0 = off)"),
+    Option("busy_poll_us", int, 0, "after a read, keep polling without sleeping for this many "
+           "microseconds: lower latency for a few busy connections, paid with a CPU that "
+           "spins while they are active (0 = off)"),
     Option("handle_signals", bool, True, "SIGINT/SIGTERM start a graceful shutdown; a second "
            "signal stops at once"),
     Option("static_dir", str, None, "serve files from this directory to plain HTTP GETs"),

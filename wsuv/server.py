@@ -140,6 +140,7 @@ class Server:
         cfg.echo = int(handler is None)
         cfg.handle_signals = int(bool(opts["handle_signals"]))
         cfg.want_control = int(want["on_ping"] or want["on_pong"])
+        cfg.busy_poll_us = opts["busy_poll_us"]
 
         cb = ffi.new("ws_server_callbacks *")
         cb.on_http = lib.wsuv_on_http

@@ -44,10 +44,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--mode", choices=["echo", "broadcast", "broadcast-loop"], default="echo")
+    p.add_argument("--busy-poll-us", type=int, default=0)
     args = p.parse_args()
     handler: Any = {"echo": Echo, "broadcast": Broadcast, "broadcast-loop": LoopBroadcast}[
         args.mode]()
-    server = wsuv.Server(handler, host="127.0.0.1", port=args.port)
+    server = wsuv.Server(handler, host="127.0.0.1", port=args.port,
+                         busy_poll_us=args.busy_poll_us)
     handler.server = server
     server.run()
 
