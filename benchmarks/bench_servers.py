@@ -67,7 +67,8 @@ class ServerSpec:
     only: tuple[str, ...] = ()          # measured in these scenarios only (empty: all)
 
     def applies(self, sc: Scenario) -> bool:
-        return sc.mode in self.modes and (not self.only or sc.name in self.only)
+        mode = "echo" if sc.mode == "idle" else sc.mode  # idle conns: the echo server
+        return mode in self.modes and (not self.only or sc.name in self.only)
 
 
 def _peer(script: str, *extra: str) -> Callable[[int, str], list[str]]:

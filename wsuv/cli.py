@@ -13,13 +13,14 @@ import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, Any
 
 from wsuv import __version__
+from wsuv.options import OPTIONS
 
+TYPE_CHECKING = False  # typing is not imported at run time: it costs RSS
 if TYPE_CHECKING:
     import socket
-from wsuv.options import OPTIONS
+    from typing import Any
 
 log = logging.getLogger("wsuv")
 

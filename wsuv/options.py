@@ -7,19 +7,24 @@ option has one name, one default and one sentence of documentation.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+TYPE_CHECKING = False  # typing is not imported at run time: it costs wsuv-serve RSS
+if TYPE_CHECKING:
+    from typing import Any
 
 KiB = 1024
 MiB = 1024 * KiB
 
 
-class Option(NamedTuple):
+class Option:
     """One server option."""
 
-    name: str
-    type: type
-    default: Any
-    help: str
+    __slots__ = ("name", "type", "default", "help")
+
+    def __init__(self, name: str, type: type, default: Any, help: str) -> None:  # noqa: A002
+        self.name = name
+        self.type = type
+        self.default = default
+        self.help = help
 
 
 OPTIONS: tuple[Option, ...] = (

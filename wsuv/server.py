@@ -14,13 +14,18 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
 
 from wsuv._core import ffi, lib
 from wsuv.options import resolve
 from wsuv.page import ECHO_PAGE
 from wsuv.request import Request, Response
 from wsuv.websocket import WebSocket
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs wsuv-serve RSS
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    _F = TypeVar("_F", bound=Callable[..., None])
 
 log = logging.getLogger("wsuv")
 
@@ -392,9 +397,6 @@ def _respond(c: Any, resp: Response) -> None:
 
 
 # -- C callbacks ---------------------------------------------------------------------
-
-_F = TypeVar("_F", bound=Callable[..., None])
-
 
 def _extern(fn: _F) -> _F:
     """Register fn as the C-callable ``extern "Python"`` function of its name."""

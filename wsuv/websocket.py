@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
 
 from wsuv._core import ffi, lib
 from wsuv.exceptions import WsuvError
 from wsuv.request import Headers, Request
 
+TYPE_CHECKING = False  # typing is not imported at run time: it costs RSS
 if TYPE_CHECKING:
+    from typing import Any
+
     from wsuv.server import Server
 
 Message = str | bytes | bytearray | memoryview
