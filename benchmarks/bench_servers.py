@@ -11,7 +11,8 @@ to CPU 0 (``taskset -c 0``); the C load generator (benchmarks/loadgen.c) runs
 pinned to CPU 1. Each run has a warm-up, then a measured window in which the
 load generator counts messages, latency, its own CPU time and the server's
 (/proc/PID/stat). Repetitions are interleaved across servers (rep 1 of every
-server, then rep 2, ...) so that drift on a shared machine hits all alike;
+server, then rep 2, ...) so that drift on a shared machine hits all alike,
+and the servers not being measured are stopped (SIGSTOP) meanwhile;
 the tables show the median with min-max. Memory is measured on a fresh server
 process: RSS at start, then with N idle upgraded connections open.
 
@@ -201,6 +202,13 @@ class Running:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def freeze(self, frozen: bool) -> None:
+        """SIGSTOP/SIGCONT: a server that is not being measured takes no CPU (socketify
+        polls its loop even with no connection, on the CPU the measured server has)."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -509,7 +517,14 @@ def main(argv: list[str] | None = None) -> int:
                     except RuntimeError as exc:
                         record(spec, sc, {"error": str(exc)})
                         continue
-                    record(spec, sc, run_loadgen(srv, sc, args))
+                    idle = [r for r in running.values() if r is not srv]
+                    for r in idle:
+                        r.freeze(True)
+                    try:
+                        record(spec, sc, run_loadgen(srv, sc, args))
+                    finally:
+                        for r in idle:
+                            r.freeze(False)
         for srv in running.values():
             srv.stop()
     finally:
@@ -591,6 +606,9 @@ def render(args: argparse.Namespace, servers: list[ServerSpec], scenarios: list[
              "measure.**" if o0 > 10 else "") + "\n")
     w("Server pinned to CPU 0 (`taskset -c 0`), load generator (`build/loadgen`, C on libuv "
       "with wsuv's own frame code) to CPU 1. " if args.pin else "No CPU pinning. ")
+    w("Every server stays up for the whole run; those not being measured are stopped "
+      "(SIGSTOP) during each window, so an idle server that polls its loop (socketify) "
+      "takes no CPU from the one measured.\n")
     w("Each cell is msgs/s, median of the repetitions (min-max); for broadcast, deliveries/s "
       "to the 1,000 receivers. In peer rows, `c` and `py` are wsuv-c's and wsuv-py's "
       "msgs/s divided by that peer's (in the broadcast column `py` is wsuv-py with "
