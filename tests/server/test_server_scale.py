@@ -110,7 +110,7 @@ def test_one_poll_phase_of_many_peers_keeps_each_peers_order(app: str) -> None:
             wait_for(lambda: len(handler.closed) == peers)
             for i in range(peers):
                 assert handler.seen[f"/p/{i}"] == [
-                    f"msg {b'first %d' % i!r}", f"msg {'second %d' % i!r}", "close 1000"]
+                    f"msg {b'first %d' % i!r}", f"msg {f'second {i}'!r}", "close 1000"]
         assert_serves(server)
 
 
