@@ -598,7 +598,7 @@ static void eng_message(ws_conn *e, unsigned opcode, const uint8_t *data, size_t
     return;
   }
   app_turn(s);
-  if (s->cb.on_message) s->cb.on_message(s, c, opcode, data, len);
+  if (s->cb.on_message) s->cb.on_message(s, c, opcode, (const char *)data, len);
 }
 
 static void eng_control(ws_conn *e, unsigned opcode, const uint8_t *data, size_t len) {

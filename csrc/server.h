@@ -62,7 +62,7 @@ typedef struct ws_server_callbacks {
    * ws_server_conn_http_response; no answer = 426. */
   void (*on_http)(ws_server *s, ws_server_conn *c, const ws_handshake *hs);
   void (*on_open)(ws_server *s, ws_server_conn *c);
-  void (*on_message)(ws_server *s, ws_server_conn *c, unsigned opcode, const uint8_t *data,
+  void (*on_message)(ws_server *s, ws_server_conn *c, unsigned opcode, const char *data,
                      size_t len);
   /* Optional: small messages (<= 16 KiB) read in one poll phase (from every
    * readable connection), in order, in one call when the phase ends. entries

@@ -472,10 +472,11 @@ def wsuv_on_open(s: Any, c: Any) -> None:
 def wsuv_on_message(s: Any, c: Any, opcode: int, data: Any, length: int) -> None:
     ws = _CONNS[_addr(c)]
     try:
+        # One copy either way: decoded from C memory, or unpacked into bytes.
         if opcode == 1:
             ws._server._on_message(ws, str(ffi.buffer(data, length), "utf-8"))
         else:
-            ws._server._on_message(ws, ffi.buffer(data, length)[:])
+            ws._server._on_message(ws, ffi.unpack(data, length))
     except Exception:
         _failed(ws, "on_message")
 
