@@ -1,5 +1,6 @@
 """busy_poll_us: the loop polls without sleeping while reads keep coming, and
-sleeps in epoll again once they stop. Same answers, same shutdown."""
+sleeps in epoll again once they stop. Same answers (and the same graceful
+shutdown: test_cli's SIGTERM test runs with it too)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import signal
 import time
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.conftest import free_port, running_server, wait_port
@@ -58,20 +58,6 @@ def test_busy_poll_goes_back_to_sleep_when_idle() -> None:
             assert ws.recv(timeout=5) == "after"
         assert idle < 0.3, f"{idle:.2f} CPU-s in one idle second: the loop kept spinning"
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
-
-
-def test_busy_poll_graceful_shutdown_sends_1001() -> None:
-    port = free_port()
-    with serve("--port", str(port), "--busy-poll-us", str(BUSY_US)) as proc:
-        wait_port(port)
-        with connect(f"ws://127.0.0.1:{port}/", open_timeout=5) as ws:
-            ws.send("x")
-            assert ws.recv(timeout=5) == "x"
-            proc.send_signal(signal.SIGTERM)
-            with pytest.raises(ConnectionClosed):
-                ws.recv(timeout=10)
-            assert ws.close_code == 1001
         assert proc.wait(15) == 0
 
 

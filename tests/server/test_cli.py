@@ -73,9 +73,10 @@ def test_echo_start_line_and_sigterm_exits_zero() -> None:
     assert f"listening on ws://127.0.0.1:{port}/" in log
 
 
-def test_sigterm_closes_clients_with_1001() -> None:
+@pytest.mark.parametrize("extra", [(), ("--busy-poll-us", "2000")], ids=["default", "busy-poll"])
+def test_sigterm_closes_clients_with_1001(extra: tuple[str, ...]) -> None:
     port = free_port()
-    with serve("--port", str(port)) as proc:
+    with serve("--port", str(port), *extra) as proc:
         wait_port(port)
         with connect(f"ws://127.0.0.1:{port}/", open_timeout=5) as ws:
             ws.send("x")
