@@ -15,7 +15,7 @@ import sys
 import time
 
 from wsuv import __version__
-from wsuv.options import OPTIONS
+from wsuv.options import OPTIONS, resolve
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs RSS
 if TYPE_CHECKING:
@@ -176,8 +176,13 @@ def _supervise(app: Any, opts: dict[str, Any], workers: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``wsuv-serve``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     opts = {o.name: getattr(args, o.name) for o in OPTIONS}
+    try:
+        resolve(opts)
+    except (TypeError, ValueError) as exc:
+        parser.error("--" + str(exc).replace("_", "-"))  # exits 2, naming the flag
     if opts["fd"] is None:
         opts["fd"] = _systemd_fd()
     if args.daemon:

@@ -13,38 +13,59 @@ if TYPE_CHECKING:
 
 KiB = 1024
 MiB = 1024 * KiB
+C_INT = 2**31 - 1
+U32 = 2**32 - 1
+U63 = 2**63 - 1
+SECONDS = U32 / 1000  # timeouts become uint32 milliseconds in C
 
 
 class Option:
     """One server option."""
 
-    __slots__ = ("name", "type", "default", "help")
+    __slots__ = ("name", "type", "default", "help", "maximum")
 
-    def __init__(self, name: str, type: type, default: Any, help: str) -> None:  # noqa: A002
+    def __init__(self, name: str, type: type, default: Any, help: str,  # noqa: A002
+                 maximum: float | None = None) -> None:
         self.name = name
         self.type = type
         self.default = default
         self.help = help
+        # Numbers run from 0 to what the C field holds (or a narrower sane bound).
+        self.maximum = maximum if maximum is not None else (
+            SECONDS if type is float else U32 if type is int else None)
+
+    def check(self, value: Any) -> None:
+        """Raise TypeError/ValueError naming the option if value is not allowed."""
+        if self.maximum is None or value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int if self.type is int
+                                                     else (int, float)):
+            kind = "an integer" if self.type is int else "a number"
+            raise TypeError(f"{self.name} must be {kind}, not {value!r}")
+        if not 0 <= value <= self.maximum:  # NaN fails too
+            raise ValueError(f"{self.name} must be between 0 and {int(self.maximum)}, "
+                             f"not {value!r}")
 
 
 OPTIONS: tuple[Option, ...] = (
     Option("host", str, "127.0.0.1", "address to listen on; loopback by default so nothing is "
            "exposed by accident (use 0.0.0.0 or :: to serve the network)"),
-    Option("port", int, 8080, "TCP port; 0 picks a free one"),
+    Option("port", int, 8080, "TCP port; 0 picks a free one", 65535),
     Option("unix_path", str, None, "listen on this Unix socket path instead of TCP"),
     Option("fd", int, None, "serve an inherited listening socket (systemd LISTEN_FDS sets "
-           "this to 3 automatically)"),
-    Option("backlog", int, 511, "listen(2) backlog: pending connections the kernel queues"),
+           "this to 3 automatically)", C_INT),
+    Option("backlog", int, 511, "listen(2) backlog: pending connections the kernel queues",
+           C_INT),
     Option("tcp_nodelay", bool, True, "disable Nagle's algorithm so small messages leave at once"),
     Option("tcp_keepalive", int, 0, "TCP keepalive delay in seconds (0 = off); WebSocket pings "
-           "already detect dead peers"),
+           "already detect dead peers", C_INT),
     Option("reuseport", bool, False, "set SO_REUSEPORT so several processes can bind one port"),
     Option("max_connections", int, 0, "open sockets beyond this get 503 (0 = no limit)"),
     Option("max_url", int, 8 * KiB, "longest request target; longer gets 414"),
     Option("max_headers", int, 64, "most header fields in the upgrade request; more gets 431"),
     Option("max_header_bytes", int, 16 * KiB, "largest request head; larger gets 431"),
     Option("max_message_size", int, 16 * MiB, "largest message (after reassembly); larger is "
-           "closed with 1009"),
+           "closed with 1009", U63),
     Option("max_fragments", int, 100000, "most frames in one message: bounds a flood of tiny "
            "fragments (1009)"),
     Option("handshake_timeout", float, 10.0, "seconds a client has to send its upgrade request"),
@@ -55,14 +76,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("close_timeout", float, 5.0, "seconds to wait for the peer's close frame or FIN"),
     Option("shutdown_timeout", float, 5.0, "seconds a graceful shutdown waits for peers"),
     Option("write_high_water", int, 1 * MiB, "buffered outgoing bytes at which a connection "
-           "counts as full (on_drain fires when it empties)"),
+           "counts as full (on_drain fires when it empties)", U63),
     Option("write_limit", int, 16 * MiB, "buffered outgoing bytes at which a peer that does not "
-           "read is dropped"),
+           "read is dropped", U63),
     Option("read_rate", int, 0, "per-connection read limit in bytes/s, enforced by pausing "
-           "reads (0 = off)"),
+           "reads (0 = off)", U63),
     Option("write_rate", int, 0, "per-connection write limit in bytes/s: what exceeds a "
            "second's budget waits in the connection's queue (counted by write_limit; "
-           "0 = off)"),
+           "0 = off)", U63),
     Option("busy_poll_us", int, 0, "after a read, keep polling without sleeping for this many "
            "microseconds: lower latency for a few busy connections, paid with a CPU that "
            "spins while they are active (0 = off)"),
@@ -75,10 +96,14 @@ OPTION_NAMES = frozenset(o.name for o in OPTIONS)
 
 
 def resolve(overrides: dict[str, Any]) -> dict[str, Any]:
-    """Defaults overlaid with ``overrides``; unknown names are a TypeError."""
+    """Defaults overlaid with ``overrides``. Unknown names and numbers of the
+    wrong type are a TypeError, numbers out of range a ValueError (a negative
+    timeout must not quietly mean "no timeout")."""
     unknown = set(overrides) - OPTION_NAMES
     if unknown:
         raise TypeError(f"unknown server option(s): {', '.join(sorted(unknown))}")
     values = {o.name: o.default for o in OPTIONS}
     values.update(overrides)
+    for o in OPTIONS:
+        o.check(values[o.name])
     return values

@@ -59,10 +59,3 @@ def test_busy_poll_goes_back_to_sleep_when_idle() -> None:
         assert idle < 0.3, f"{idle:.2f} CPU-s in one idle second: the loop kept spinning"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
-
-
-def test_busy_poll_rejects_a_negative_window() -> None:
-    from wsuv import Server
-
-    with pytest.raises(OverflowError):
-        Server(None, port=0, busy_poll_us=-1)

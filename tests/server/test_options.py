@@ -1,0 +1,60 @@
+"""Server options: every number is checked against what its C field holds, so
+a bad value is a clear error naming the option, never a silent change of
+meaning (a negative timeout must not become "no timeout")."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from wsuv import Server
+from wsuv.options import OPTIONS, resolve
+
+BAD_VALUES: list[tuple[dict[str, Any], type[Exception], str]] = [
+    ({"handshake_timeout": -1}, ValueError, "handshake_timeout must be between 0 and"),
+    ({"idle_timeout": math.nan}, ValueError, "idle_timeout must be between 0 and"),
+    ({"ping_interval": math.inf}, ValueError, "ping_interval must be between 0 and"),
+    ({"close_timeout": 5_000_000.0}, ValueError, "close_timeout must be between 0 and"),
+    ({"port": 65536}, ValueError, "port must be between 0 and 65535"),
+    ({"write_limit": -5}, ValueError, "write_limit must be between 0 and"),
+    ({"max_fragments": 2**32}, ValueError, "max_fragments must be between 0 and 4294967295"),
+    ({"busy_poll_us": -1}, ValueError, "busy_poll_us must be between 0 and"),
+    ({"max_url": 8.5}, TypeError, "max_url must be an integer"),
+    ({"busy_poll_us": True}, TypeError, "busy_poll_us must be an integer"),
+    ({"handshake_timeout": "10"}, TypeError, "handshake_timeout must be a number"),
+    ({"no_such_option": 1}, TypeError, "unknown server option(s): no_such_option"),
+]
+
+
+@pytest.mark.parametrize(("options", "error", "message"), BAD_VALUES,
+                         ids=[next(iter(o)) + "=" + repr(next(iter(o.values())))
+                              for o, _e, _m in BAD_VALUES])
+def test_bad_option_values_are_refused_by_name(options: dict[str, Any], error: type[Exception],
+                                                message: str) -> None:
+    with pytest.raises(error) as info:
+        Server(None, **options)
+    assert message in str(info.value)
+
+
+def test_every_default_passes_its_own_check_and_edges_are_allowed() -> None:
+    values = resolve({})
+    assert values == {o.name: o.default for o in OPTIONS}
+    edges = resolve({"port": 65535, "handshake_timeout": 0, "idle_timeout": 4_294_967.0,
+                     "max_fragments": 2**32 - 1, "ping_interval": 5})
+    assert edges["max_fragments"] == 2**32 - 1
+    server = Server(None, port=0, handshake_timeout=0, idle_timeout=4_294_967.0,
+                    max_fragments=2**32 - 1, busy_poll_us=0)
+    server.close()
+
+
+def test_cli_names_the_flag_and_exits_2() -> None:
+    out = subprocess.run([sys.executable, "-m", "wsuv.cli", "--port", "0",
+                          "--handshake-timeout", "-1"],
+                         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2, out
+    assert "--handshake-timeout must be between 0 and" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
