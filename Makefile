@@ -75,9 +75,15 @@ bench-parser: build build/parser_bench
 # The whole suite against an ASan+UBSan build of the extension.
 asan: venv
 	WSUV_SANITIZE=address,undefined WSUV_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
-	WSUV_SANITIZE=address,undefined ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	@rm -rf build/asan; mkdir -p build/asan
+	WSUV_SANITIZE=address,undefined ASAN_OPTIONS=detect_leaks=0:log_path=$(CURDIR)/build/asan/asan \
+	  UBSAN_OPTIONS=print_stacktrace=1:log_path=$(CURDIR)/build/asan/ubsan \
+	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
-	  rm -f $(CORE); $(MAKE) --no-print-directory build >/dev/null; exit $$rc
+	  rm -f $(CORE); $(MAKE) --no-print-directory build >/dev/null; \
+	  if ls build/asan/* >/dev/null 2>&1; then \
+	    echo "sanitizer reports (kept in build/asan/; pytest's capture would hide them):"; \
+	    cat build/asan/*; rc=1; fi; exit $$rc
 
 clean:
 	rm -rf build wsuv/_core.c wsuv/_core*.so wsuv/*.o $(CORE)

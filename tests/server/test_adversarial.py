@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import os
 import random
 import selectors
 import socket
@@ -543,7 +544,10 @@ def _flood_case(app: str, count: int, payload_len: int) -> tuple[PingFlood, Any]
               f"{took:.2f} s; RSS {mib(before)} -> peak {mib(peak)} (+{mib(growth)}); "
               f"neighbour echo max {probe.stats()['max_ms']:.1f} ms"
               + (f"; server queue max {max(buffered, default=0)} B" if handler else ""))
-        assert growth < 64 << 20, f"RSS grew by {mib(growth)}"
+        # Under ASan (make asan) freed memory sits in its quarantine, so RSS there
+        # says nothing about what the server holds; make memcheck covers leaks.
+        if not os.environ.get("WSUV_SANITIZE"):
+            assert growth < 64 << 20, f"RSS grew by {mib(growth)}"
         assert not flood.other, flood.other[:3]
         assert flood.in_order
         assert max(buffered, default=0) <= WRITE_LIMIT
