@@ -486,7 +486,9 @@ def wsuv_on_batch(s: Any, entries: Any, n: int, arena: Any) -> None:
     """Small messages of one poll phase, in order: one C->Python crossing for all."""
     on_message = _SERVERS[s]._on_message
     words = ffi.unpack(entries, 4 * n)
-    if n == 1:  # request/response on one connection: no snapshot, no slicing
+    # Request/response: a batch of one skips the loop below, whose zip/iter set-up
+    # and slice cost ~5,000 instructions per call (callgrind, 1 conn, K=1).
+    if n == 1:
         ws = _CONNS.get(words[0])
         if ws is not None:
             data = ffi.unpack(arena, words[3])
