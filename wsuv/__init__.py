@@ -11,7 +11,8 @@ __version__ = "0.1.0"
 
 from wsuv.exceptions import ProtocolError, WsuvError
 from wsuv.request import Headers, Request, Response
-from wsuv.server import Accept, Handler, Server, TimerHandle, serve
+from wsuv.handler import Accept, Handler
+from wsuv.server import Server, TimerHandle, serve
 from wsuv.websocket import ConnectionClosed, WebSocket
 
 TYPE_CHECKING = False

@@ -16,6 +16,9 @@ import threading
 from collections.abc import Callable
 
 from wsuv._core import ffi, lib
+from wsuv.handler import OPTIONAL as _OPTIONAL
+from wsuv.handler import Accept, resolve_handler
+from wsuv.handler import Handler as Handler  # re-exported: wsuv.server.Handler
 from wsuv.options import resolve
 from wsuv.page import ECHO_PAGE
 from wsuv.request import Request, Response
@@ -40,41 +43,6 @@ def _addr(c: Any) -> int:
     return int(ffi.cast(_uintptr, c))
 
 
-class Accept:
-    """``on_connect`` may return this to choose a subprotocol or add headers."""
-
-    __slots__ = ("subprotocol", "headers")
-
-    def __init__(self, subprotocol: str | None = None,
-                 headers: list[tuple[str, str]] | None = None) -> None:
-        self.subprotocol = subprotocol
-        self.headers = headers or []
-
-
-class Handler:
-    """Base class for applications; override what you need.
-
-    ``on_connect`` returns ``None`` (accept), an :class:`Accept`, or a
-    :class:`~wsuv.request.Response` (reject with that status). An exception in
-    any method is logged with its traceback and closes only that connection
-    (1011; a failing ``on_connect`` answers 500).
-    """
-
-    def on_connect(self, request: Request) -> Accept | Response | None:
-        """Decide on an upgrade request."""
-        return None
-
-    def on_open(self, ws: WebSocket) -> None:
-        """A connection is open."""
-
-    def on_message(self, ws: WebSocket, message: str | bytes) -> None:
-        """A whole message: ``str`` for text, ``bytes`` for binary."""
-
-    def on_close(self, ws: WebSocket, code: int, reason: str) -> None:
-        """The connection is closed; ``code`` 1006 means it dropped without a close frame."""
-
-
-_OPTIONAL = ("on_ping", "on_pong", "on_drain", "on_http")
 
 
 class TimerHandle:
@@ -104,7 +72,7 @@ class Server:
 
     def __init__(self, handler: Any = None, **options: Any) -> None:
         self.options = opts = resolve(options)
-        self.handler = handler
+        self.handler = handler = resolve_handler(handler)
         self._thread_id = threading.get_ident()
         self._pending: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = (
             collections.deque())
