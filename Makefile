@@ -72,18 +72,24 @@ bench-parser: build build/parser_bench
 	./build/parser_bench
 	$(PY) benchmarks/bench_parser.py $(ARGS)
 
-# The whole suite against an ASan+UBSan build of the extension.
-asan: venv
-	WSUV_SANITIZE=address,undefined WSUV_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
-	@rm -rf build/asan; mkdir -p build/asan
-	WSUV_SANITIZE=address,undefined ASAN_OPTIONS=detect_leaks=0:log_path=$(CURDIR)/build/asan/asan \
-	  UBSAN_OPTIONS=print_stacktrace=1:log_path=$(CURDIR)/build/asan/ubsan \
+# The whole suite against an ASan+UBSan build of the extension. The sanitized
+# build lives in a copy of the tree (build/asan/tree) and is put first on
+# PYTHONPATH, so the checkout's own extension (and .venv/bin/wsuv-serve) is
+# never replaced, not even while this runs or after it was interrupted.
+ASAN_TREE := build/asan/tree
+asan: venv node_modules/.installed
+	@rm -rf build/asan; mkdir -p $(ASAN_TREE) build/asan/reports
+	@git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(ASAN_TREE)
+	@ln -s $(CURDIR)/node_modules $(ASAN_TREE)/node_modules
+	cd $(ASAN_TREE) && WSUV_SANITIZE=address,undefined WSUV_DEBUG=1 $(CURDIR)/$(PY) setup.py -q build_ext --inplace --force
+	cd $(ASAN_TREE) && PYTHONPATH=$(CURDIR)/$(ASAN_TREE) WSUV_SANITIZE=address,undefined \
+	  ASAN_OPTIONS=detect_leaks=0:log_path=$(CURDIR)/build/asan/reports/asan \
+	  UBSAN_OPTIONS=print_stacktrace=1:log_path=$(CURDIR)/build/asan/reports/ubsan \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	  $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
-	  rm -f $(CORE); $(MAKE) --no-print-directory build >/dev/null; \
-	  if ls build/asan/* >/dev/null 2>&1; then \
-	    echo "sanitizer reports (kept in build/asan/; pytest's capture would hide them):"; \
-	    cat build/asan/*; rc=1; fi; exit $$rc
+	  $(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	  if ls $(CURDIR)/build/asan/reports/* >/dev/null 2>&1; then \
+	    echo "sanitizer reports (kept in build/asan/reports/; pytest's capture would hide them):"; \
+	    cat $(CURDIR)/build/asan/reports/*; rc=1; fi; exit $$rc
 
 clean:
 	rm -rf build wsuv/_core.c wsuv/_core*.so wsuv/*.o $(CORE)

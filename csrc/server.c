@@ -126,6 +126,15 @@ typedef struct write_req {
   char data[];
 } write_req;
 
+/* A close to report once the application callback that caused it returns. */
+typedef struct deferred_close {
+  struct deferred_close *next;
+  ws_server_conn *conn;       /* still allocated: freed only by a uv close callback */
+  unsigned code;
+  size_t reason_len;
+  char reason[];
+} deferred_close;
+
 struct ws_server {
   uv_loop_t loop;
   ws_server_config cfg;
@@ -152,6 +161,10 @@ struct ws_server {
   size_t pool_cap[POOL_SLOTS];
   int corking;                /* > 0 while writes are gathered (nesting depth) */
   int flushing;               /* a cork flush is running: no callbacks into the app */
+  size_t drain_at;            /* write_low_water, resolved */
+  int app_depth;              /* > 0 while an application callback runs */
+  struct deferred_close *deferred, *deferred_tail; /* closes owed when it returns (owned) */
+  int shutdown_owed;          /* on_shutdown owed when it returns */
   size_t cork_len, cork_n;    /* bytes in corkbuf, entries in cork_entries */
   ws_server_conn **cork_conns; /* connections with entries, in first-write order (owned) */
   size_t cork_nconns, cork_conns_cap;
@@ -162,6 +175,17 @@ struct ws_server {
 };
 
 static const ws_conn_callbacks engine_callbacks;
+
+/* ---------- calls into the application ----------
+ *
+ * No application callback runs inside a call the application makes
+ * (ws_server_conn_send, _close, broadcast, ...): every callback goes through
+ * APP_CALL, and while one runs, what an application call causes (a peer
+ * dropped at write_limit, a close completed) is queued and reported when
+ * the outermost callback returns, in order. The held batch is not delivered
+ * inside a callback either (app_turn). */
+static void app_leave(ws_server *s);
+#define APP_CALL(s, call) do { (s)->app_depth++; call; app_leave(s); } while (0)
 
 /* ---------- configuration ---------- */
 
@@ -273,13 +297,13 @@ static void on_write_done(uv_write_t *req, int status) {
     conn_destroy(c);
     return;
   }
-  if (c->full && c->queued <= c->server->cfg.write_high_water / 2) {
+  if (c->full && c->queued <= c->server->drain_at) {
     c->full = 0;
     conn_resume_if_allowed(c);
     if (c->phase == PH_OPEN && c->opened && c->server->cb.on_drain) {
       app_turn(c->server);
       cork_begin(c->server);
-      c->server->cb.on_drain(c->server, c);
+      APP_CALL(c->server, c->server->cb.on_drain(c->server, c));
       cork_end(c->server);
     }
   }
@@ -556,12 +580,55 @@ static void batch_flush(ws_server *s) {
   if (n == 0) return;
   s->batch_n = 0;
   s->arena_len = 0;
-  s->cb.on_batch(s, s->batch, n, s->arena);
+  APP_CALL(s, s->cb.on_batch(s, s->batch, n, s->arena));
 }
 
-/* The application is about to see another event: messages first. */
+/* The application is about to see another event: messages first (unless
+ * it is inside a callback: they wait for the next turn). */
 static inline void app_turn(ws_server *s) {
-  if (s->batch_n) batch_flush(s);
+  if (s->batch_n && !s->app_depth) batch_flush(s);
+}
+
+/* Reports on_close now, or queues it while a callback runs. */
+static void report_close(ws_server *s, ws_server_conn *c, unsigned code, const char *reason,
+                         size_t reason_len) {
+  if (!s->cb.on_close) return;
+  if (s->app_depth) {
+    deferred_close *d = malloc(sizeof *d + reason_len);
+    if (d) {
+      d->next = NULL;
+      d->conn = c;
+      d->code = code;
+      d->reason_len = reason_len;
+      if (reason_len) memcpy(d->reason, reason, reason_len);
+      if (s->deferred_tail) s->deferred_tail->next = d;
+      else s->deferred = d;
+      s->deferred_tail = d;
+      return;
+    }
+    /* Out of memory: reporting now beats never reporting. */
+  }
+  app_turn(s);
+  APP_CALL(s, s->cb.on_close(s, c, code, reason, reason_len));
+}
+
+static void app_leave(ws_server *s) {
+  if (--s->app_depth > 0) return;
+  while (s->deferred) {
+    deferred_close *d = s->deferred;
+    s->deferred = d->next;
+    if (!s->deferred) s->deferred_tail = NULL;
+    app_turn(s);
+    s->app_depth++;
+    s->cb.on_close(s, d->conn, d->code, d->reason, d->reason_len);
+    free(d);
+    s->app_depth--; /* the loop delivers what this callback queued */
+  }
+  if (s->shutdown_owed) {
+    s->shutdown_owed = 0;
+    app_turn(s);
+    APP_CALL(s, s->cb.on_shutdown(s));
+  }
 }
 
 /* The poll phase is over (uv_check), or the loop is closing: the messages
@@ -598,7 +665,7 @@ static void eng_message(ws_conn *e, unsigned opcode, const uint8_t *data, size_t
     return;
   }
   app_turn(s);
-  if (s->cb.on_message) s->cb.on_message(s, c, opcode, (const char *)data, len);
+  if (s->cb.on_message) APP_CALL(s, s->cb.on_message(s, c, opcode, (const char *)data, len));
 }
 
 static void eng_control(ws_conn *e, unsigned opcode, const uint8_t *data, size_t len) {
@@ -606,7 +673,7 @@ static void eng_control(ws_conn *e, unsigned opcode, const uint8_t *data, size_t
   ws_server *s = c->server;
   if (s->cb.on_control && c->opened) {
     app_turn(s);
-    s->cb.on_control(s, c, opcode, data, len);
+    APP_CALL(s, s->cb.on_control(s, c, opcode, data, len));
   }
 }
 
@@ -617,8 +684,7 @@ static void eng_closed(ws_conn *e, unsigned code, const char *reason, size_t rea
   ws_server *s = c->server;
   if (c->opened) {
     c->opened = 0;
-    app_turn(s);
-    if (s->cb.on_close) s->cb.on_close(s, c, code, reason, reason_len);
+    report_close(s, c, code, reason, reason_len);
   }
   if (c->phase == PH_OPEN) conn_finish(c);
 }
@@ -799,7 +865,7 @@ static void start_engine(ws_server_conn *c) {
   c->opened = 1;
   if (s->cb.on_open) {
     app_turn(s);
-    s->cb.on_open(s, c);
+    APP_CALL(s, s->cb.on_open(s, c));
   }
   arm_timer(c);
 }
@@ -819,7 +885,7 @@ static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
     c->decision = DEC_NONE;
     if (s->cb.on_http) {
       app_turn(s);
-      s->cb.on_http(s, c, c->hs);
+      APP_CALL(s, s->cb.on_http(s, c, c->hs));
     }
     if (c->phase == PH_HANDSHAKE && c->decision == DEC_NONE) {
       static const char msg[] = "this is a WebSocket server: send an Upgrade request";
@@ -831,7 +897,7 @@ static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
   c->decision = DEC_NONE;
   if (s->cb.on_request) {
     app_turn(s);
-    s->cb.on_request(s, c, c->hs);
+    APP_CALL(s, s->cb.on_request(s, c, c->hs));
   }
   if (c->phase != PH_HANDSHAKE) return; /* the app closed it */
   if (c->decision == DEC_NONE) ws_server_conn_accept(c, NULL, 0, NULL, 0);
@@ -1024,7 +1090,7 @@ static void on_async(uv_async_t *a) {
   if (s->cb.on_wakeup && !s->finished) {
     app_turn(s);
     cork_begin(s);
-    s->cb.on_wakeup(s);
+    APP_CALL(s, s->cb.on_wakeup(s));
     cork_end(s);
   }
 }
@@ -1059,6 +1125,8 @@ ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks 
   if (cb) s->cb = *cb;
   s->user = user;
   s->read_len = read_len_for(&s->cfg);
+  s->drain_at = s->cfg.write_low_water ? s->cfg.write_low_water : s->cfg.write_high_water / 2;
+  if (s->drain_at > s->cfg.write_high_water) s->drain_at = s->cfg.write_high_water;
   if (s->cb.on_batch && !s->cfg.echo) {
     s->batch = malloc(BATCH_MAX_ENTRIES * WS_SERVER_BATCH_WORDS * sizeof *s->batch);
     s->arena = malloc(BATCH_ARENA);
@@ -1071,6 +1139,8 @@ ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks 
   }
   atomic_init(&s->stop_request, 0);
   if (uv_loop_init(&s->loop) != 0) {
+    free(s->batch);
+    free(s->arena);
     free(s);
     return NULL;
   }
@@ -1120,9 +1190,11 @@ void ws_server_stop(ws_server *s, int graceful) {
   if (first) {
     for (int i = 0; i < s->nlisteners; i++)
       if (!uv_is_closing(&s->listeners[i].handle)) uv_close(&s->listeners[i].handle, NULL);
-    if (s->cb.on_shutdown) {
+    if (s->cb.on_shutdown && s->app_depth) {
+      s->shutdown_owed = 1; /* stopped from a callback: reported when it returns */
+    } else if (s->cb.on_shutdown) {
       app_turn(s);
-      s->cb.on_shutdown(s);
+      APP_CALL(s, s->cb.on_shutdown(s));
     }
   }
   if (graceful && first) {
@@ -1202,6 +1274,11 @@ void ws_server_free(ws_server *s) {
   }
   uv_run(&s->loop, UV_RUN_DEFAULT);
   uv_loop_close(&s->loop);
+  while (s->deferred) { /* only if freed from inside a callback, which is not allowed */
+    deferred_close *d = s->deferred;
+    s->deferred = d->next;
+    free(d);
+  }
   free(s->batch);
   free(s->arena);
   free(s->cork_conns);
@@ -1231,7 +1308,7 @@ static void on_app_timer(uv_timer_t *t) {
   if (s->cb.on_timer) {
     app_turn(s);
     cork_begin(s);
-    s->cb.on_timer(s, id);
+    APP_CALL(s, s->cb.on_timer(s, id));
     cork_end(s);
   }
 }

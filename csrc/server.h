@@ -43,6 +43,8 @@ typedef struct ws_server_config {
   uint32_t close_timeout_ms;      /* wait for the peer's close / FIN: 5000 */
   uint32_t shutdown_timeout_ms;   /* graceful shutdown bound: 5000 */
   size_t write_high_water;        /* buffered bytes that make a conn "full": 1 MiB */
+  size_t write_low_water;         /* a full conn drains (on_drain) at or below: 0 = half of
+                                     write_high_water */
   size_t write_limit;             /* buffered bytes that close the conn: 16 MiB */
   uint64_t read_rate;             /* per-connection read limit in bytes/s; 0 = off */
   uint64_t write_rate;            /* per-connection write limit in bytes/s; 0 = off */
@@ -73,7 +75,8 @@ typedef struct ws_server_callbacks {
   void (*on_batch)(ws_server *s, const uint64_t *entries, size_t n, const char *arena);
   void (*on_control)(ws_server *s, ws_server_conn *c, unsigned opcode, const uint8_t *data,
                      size_t len);
-  /* The write buffer went above write_high_water and has now drained. */
+  /* The write buffer went above write_high_water and has now drained to
+   * write_low_water. */
   void (*on_drain)(ws_server *s, ws_server_conn *c);
   void (*on_close)(ws_server *s, ws_server_conn *c, unsigned code, const char *reason,
                    size_t reason_len);

@@ -76,7 +76,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("close_timeout", float, 5.0, "seconds to wait for the peer's close frame or FIN"),
     Option("shutdown_timeout", float, 5.0, "seconds a graceful shutdown waits for peers"),
     Option("write_high_water", int, 1 * MiB, "buffered outgoing bytes at which a connection "
-           "counts as full (on_drain fires when it empties)", U63),
+           "counts as full (on_drain fires when it falls to write_low_water)", U63),
+    Option("write_low_water", int, None, "a full connection drains (on_drain) when its buffer "
+           "falls to this many bytes; default half of write_high_water, so a writer that "
+           "waits for on_drain resumes with room to spare but is not woken for every write",
+           U63),
     Option("write_limit", int, 16 * MiB, "buffered outgoing bytes at which a peer that does not "
            "read is dropped", U63),
     Option("read_rate", int, 0, "per-connection read limit in bytes/s, enforced by pausing "
@@ -106,4 +110,8 @@ def resolve(overrides: dict[str, Any]) -> dict[str, Any]:
     values.update(overrides)
     for o in OPTIONS:
         o.check(values[o.name])
+    low = values["write_low_water"]
+    if low is not None and low > values["write_high_water"]:
+        raise ValueError(f"write_low_water ({low}) must not exceed write_high_water "
+                         f"({values['write_high_water']})")
     return values

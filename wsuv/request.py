@@ -102,6 +102,20 @@ class Request:
         return self.headers.get("origin")
 
     @property
+    def cookies(self) -> dict[str, str]:
+        """Cookies from the Cookie header(s): name -> value (the last one wins)."""
+        out: dict[str, str] = {}
+        for header in self.headers.get_all("cookie"):
+            for pair in header.split(";"):
+                name, eq, value = pair.strip().partition("=")
+                if eq and name:
+                    value = value.strip()
+                    if len(value) >= 2 and value[0] == value[-1] == '"':
+                        value = value[1:-1]
+                    out[name.strip()] = value
+        return out
+
+    @property
     def subprotocols(self) -> list[str]:
         """Subprotocols the client offers, in its order of preference."""
         out: list[str] = []

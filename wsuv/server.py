@@ -9,11 +9,12 @@ dict, without a round trip into C.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from wsuv._core import ffi, lib
 from wsuv.handler import OPTIONAL as _OPTIONAL
@@ -65,9 +66,10 @@ class Server:
     ``handler`` is an object with the :class:`Handler` methods; ``None`` runs
     the built-in echo entirely in C. Options are listed in
     :mod:`wsuv.options` (README has the table). :meth:`run` blocks the calling
-    thread; everything else except :meth:`stop` and
-    :meth:`call_soon_threadsafe` must be called from that thread (or from
-    handler methods, which run on it).
+    thread (the loop thread). From any other thread: :meth:`stop`,
+    :meth:`call_soon_threadsafe` and :meth:`call_later` hand themselves over;
+    :meth:`broadcast` and :meth:`send_many` hand themselves over and wait
+    until the loop has sent the message; :attr:`connections` is a snapshot.
     """
 
     def __init__(self, handler: Any = None, **options: Any) -> None:
@@ -77,8 +79,11 @@ class Server:
         self._pending: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = (
             collections.deque())
         self._timers: dict[int, tuple[Any, Callable[..., Any], tuple[Any, ...]]] = {}
-        self._next_timer = 0
+        self._timer_ids = itertools.count(1)
         self._listening = False
+        self._running = False
+        self._waiters_lock = threading.Lock()
+        self._waiters: set[Any] = set()
         self._opening: WebSocket | None = None
         self._ran = False
         self.addresses: list[str] = []
@@ -107,6 +112,7 @@ class Server:
         cfg.close_timeout_ms = _ms(opts["close_timeout"])
         cfg.shutdown_timeout_ms = _ms(opts["shutdown_timeout"])
         cfg.write_high_water = opts["write_high_water"]
+        cfg.write_low_water = opts["write_low_water"] or 0
         cfg.write_limit = opts["write_limit"]
         cfg.read_rate = opts["read_rate"]
         cfg.write_rate = opts["write_rate"]
@@ -189,9 +195,15 @@ class Server:
         main = threading.current_thread() is threading.main_thread()
         saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if (
             main and self.options["handle_signals"]) else {}
+        self._running = True
         try:
             lib.ws_server_run(self._s)
         finally:
+            with self._waiters_lock:
+                self._running = False
+                for fut in self._waiters:
+                    fut.cancel()  # their calls will not run: the loop is gone
+                self._waiters.clear()
             for sig, old in saved.items():
                 if old is not None:
                     signal.signal(sig, old)
@@ -207,15 +219,66 @@ class Server:
             lib.ws_server_request_stop(self._s, int(graceful))
 
     def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the loop thread, soon; callable from any thread."""
+        """Run ``fn(*args)`` on the loop thread, soon; callable from any thread
+        (before :meth:`run` too: it runs once the loop starts)."""
+        if not callable(fn):
+            raise TypeError(f"call_soon_threadsafe needs a callable, not {type(fn).__name__}")
+        if self._s == ffi.NULL:
+            raise RuntimeError("the server has stopped: nothing runs on its loop any more")
         self._pending.append((fn, args))
+        lib.ws_server_wakeup(self._s)
+
+    def _handoff(self, fn: Callable[..., Any], *args: Any) -> None:
+        """call_soon_threadsafe for a connection's own calls: dropped once stopped."""
         if self._s != ffi.NULL:
+            self._pending.append((fn, args))
             lib.ws_server_wakeup(self._s)
+
+    def _on_loop(self, fn: Callable[..., int], *args: Any) -> int:
+        """``fn(*args)`` on the loop thread; from another thread, wait for it.
+
+        If the loop stops before the call runs, the result is 0 (it reached no
+        connection)."""
+        if threading.get_ident() == self._thread_id:
+            return fn(*args)
+        import concurrent.futures
+
+        fut: concurrent.futures.Future[int] = concurrent.futures.Future()
+
+        def call() -> None:
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn(*args))
+                except BaseException as exc:
+                    fut.set_exception(exc)
+
+        with self._waiters_lock:
+            if not self._running:
+                raise RuntimeError("the server is not running: call this from its loop "
+                                   "thread, or while run() serves")
+            self._waiters.add(fut)
+            self._pending.append((call, ()))
+            lib.ws_server_wakeup(self._s)
+        try:
+            return fut.result()
+        except concurrent.futures.CancelledError:
+            return 0
+        finally:
+            with self._waiters_lock:
+                self._waiters.discard(fut)
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> TimerHandle:
         """Run ``fn(*args)`` on the loop thread after ``delay`` seconds."""
-        self._next_timer += 1
-        tid = self._next_timer
+        import math
+
+        if not callable(fn):
+            raise TypeError(f"call_later needs a callable, not {type(fn).__name__}")
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+            raise TypeError(f"call_later's delay is a number of seconds, not "
+                            f"{type(delay).__name__}")
+        if not (math.isfinite(delay) and delay >= 0):
+            raise ValueError(f"call_later's delay must be a finite number >= 0, not {delay!r}")
+        tid = next(self._timer_ids)  # one step under the GIL: safe from any thread
         if threading.get_ident() != self._thread_id:
             self.call_soon_threadsafe(self._start_timer, tid, delay, fn, args)
         else:
@@ -230,7 +293,7 @@ class Server:
 
     def _cancel_timer(self, tid: int) -> None:
         if threading.get_ident() != self._thread_id:
-            self.call_soon_threadsafe(self._cancel_timer, tid)
+            self._handoff(self._cancel_timer, tid)
             return
         entry = self._timers.pop(tid, None)
         if entry is not None:
@@ -240,27 +303,41 @@ class Server:
     @property
     def connections(self) -> list[WebSocket]:
         """Open connections of this server."""
-        return [ws for ws in _CONNS.values() if ws._server is self]
+        # list() of a dict view is one step under the GIL: safe from any thread.
+        return [ws for ws in list(_CONNS.values()) if ws._server is self]
 
     def broadcast(self, message: str | bytes, exclude: WebSocket | None = None) -> int:
         """Send one message to every open connection; the frame is built once, in C.
 
-        Returns how many connections it was written to.
+        Returns how many connections it was written to. From another thread it
+        is handed to the loop and waits until it was sent.
         """
-        if isinstance(message, str):
-            data, op = message.encode(), 1
-        else:
-            data, op = bytes(message), 2
+        data, op = _payload(message)
+        if exclude is not None and not isinstance(exclude, WebSocket):
+            raise TypeError(f"exclude must be a WebSocket or None, not {type(exclude).__name__}")
+        return self._on_loop(self._broadcast, op, data, exclude)
+
+    def _broadcast(self, op: int, data: bytes, exclude: WebSocket | None) -> int:
+        if self._s == ffi.NULL:
+            return 0
         skip = exclude._c if exclude is not None and exclude._c is not None else ffi.NULL
         return int(lib.ws_server_broadcast(self._s, op, data, len(data), skip))
 
-    def send_many(self, sockets: list[WebSocket], message: str | bytes) -> int:
-        """Send one message to the given connections in one C call."""
-        if isinstance(message, str):
-            data, op = message.encode(), 1
-        else:
-            data, op = bytes(message), 2
-        conns = [ws._c for ws in sockets if ws._c is not None]
+    def send_many(self, sockets: Iterable[WebSocket], message: str | bytes) -> int:
+        """Send one message to the given connections in one C call (closed ones are
+        skipped); returns how many it was written to. From another thread it is
+        handed to the loop and waits until it was sent."""
+        data, op = _payload(message)
+        targets = list(sockets)
+        for ws in targets:
+            if not isinstance(ws, WebSocket):
+                raise TypeError(f"send_many takes WebSocket objects, not {type(ws).__name__}")
+        return self._on_loop(self._send_many, targets, op, data)
+
+    def _send_many(self, targets: list[WebSocket], op: int, data: bytes) -> int:
+        conns = [ws._c for ws in targets if ws._c is not None and ws._server is self]
+        if not conns or self._s == ffi.NULL:
+            return 0
         arr = ffi.new("ws_server_conn *[]", conns)
         return int(lib.ws_server_send_many(self._s, arr, len(conns), op, data, len(data)))
 
@@ -288,6 +365,17 @@ def serve(handler: Any = None, **options: Any) -> None:
 
 
 # -- helpers -----------------------------------------------------------------------
+
+def _payload(message: Any) -> tuple[bytes, int]:
+    """(bytes, opcode) of a message: text for str, binary for bytes-like."""
+    if isinstance(message, str):
+        return message.encode(), 1
+    try:
+        return bytes(memoryview(message)), 2
+    except TypeError:
+        raise TypeError(f"a message is str or bytes-like (bytes, bytearray, memoryview), "
+                        f"not {type(message).__name__}") from None
+
 
 def _ignore(*_args: Any) -> None:
     """Stands in for a handler method the application did not define."""
@@ -372,19 +460,33 @@ def _extern(fn: _F) -> _F:
     return fn
 
 
+def _reject_500(c: Any) -> None:
+    msg = b"internal server error"
+    lib.ws_server_conn_reject(c, 500, msg, len(msg), b"", 0)
+
+
 @_extern
 def wsuv_on_request(s: Any, c: Any, hs: Any) -> None:
     srv = _SERVERS[s]
     try:
-        request = _request(c, hs)
-        decision = srv.handler.on_connect(request) if hasattr(srv.handler, "on_connect") else None
+        _decide(srv, c, hs)
     except Exception:
+        # Whatever failed, the answer is a refusal: never an accidental 101.
         log.exception("on_connect failed; answering 500")
-        msg = b"internal server error"
-        lib.ws_server_conn_reject(c, 500, msg, len(msg), b"", 0)
-        return
+        _reject_500(c)
+
+
+def _decide(srv: Server, c: Any, hs: Any) -> None:
+    """Run on_connect and carry out its decision: 101, a Response, or 500."""
+    request = _request(c, hs)
+    decision = srv.handler.on_connect(request) if hasattr(srv.handler, "on_connect") else None
     if isinstance(decision, Response):
-        _respond(c, decision)
+        if decision.status < 200:
+            log.error("on_connect returned Response(%d): a refusal needs a status of 200 or "
+                      "more; answering 500", decision.status)
+            _reject_500(c)
+        else:
+            _respond(c, decision)
         return
     subprotocol = None
     headers = b""
@@ -392,16 +494,26 @@ def wsuv_on_request(s: Any, c: Any, hs: Any) -> None:
         subprotocol = decision.subprotocol
         headers = Response(101, b"", decision.headers).header_block()
         if subprotocol is not None and subprotocol not in request.subprotocols:
-            log.error("on_connect chose subprotocol %r the client did not offer", subprotocol)
-            msg = b"internal server error"
-            lib.ws_server_conn_reject(c, 500, msg, len(msg), b"", 0)
+            log.error("on_connect chose subprotocol %r the client did not offer; answering 500",
+                      subprotocol)
+            _reject_500(c)
             return
+    elif decision is not None:
+        # False, 403 or a string must never open the connection: an auth
+        # check that returns the wrong type would otherwise let everyone in.
+        if hasattr(decision, "close") and hasattr(decision, "send"):
+            decision.close()  # a coroutine: never awaited, so close it quietly
+        log.error("on_connect returned %s, not None, Accept or Response; answering 500",
+                  type(decision).__name__)
+        _reject_500(c)
+        return
+    ws = WebSocket(c, srv, request, subprotocol)
     sp = subprotocol.encode() if subprotocol else b""
     lib.ws_server_conn_accept(c, sp, len(sp), headers, len(headers))
     # Registered only in on_open: C calls it right after this returns, or
     # never (the peer vanished while we answered), and then nothing may keep
     # the pointer.
-    srv._opening = WebSocket(c, srv, request, subprotocol)
+    srv._opening = ws
 
 
 @_extern

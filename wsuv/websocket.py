@@ -30,24 +30,35 @@ class ConnectionClosed(WsuvError):
 
 
 class WebSocket:
-    """One open connection. Methods must be called on the server's loop thread;
-    from any other thread, :meth:`send`, :meth:`ping` and :meth:`close` hand
-    themselves over to the loop (``Server.call_soon_threadsafe``).
+    """One open connection.
+
+    Threads: :meth:`send`, :meth:`ping`, :meth:`close`, :meth:`pause_reading`
+    and :meth:`resume_reading` may be called from any thread; off the loop
+    thread they hand themselves to the loop (``Server.call_soon_threadsafe``)
+    and return at once, so a failure there (the connection closed meanwhile)
+    cannot be reported and the call is dropped. :attr:`buffered_amount` reads
+    C state and raises :class:`RuntimeError` off the loop thread.
 
     ``state`` is free for the application (per-connection state).
     """
 
-    __slots__ = ("_c", "_server", "request", "subprotocol", "close_code", "close_reason",
-                 "state", "__weakref__")
+    __slots__ = ("_c", "_server", "_id", "request", "subprotocol", "close_code",
+                 "close_reason", "state", "__weakref__")
 
     def __init__(self, c: Any, server: Server, request: Request, subprotocol: str | None) -> None:
         self._c = c
         self._server = server
+        self._id = int(lib.ws_server_conn_id(c))
         self.request = request
         self.subprotocol = subprotocol
         self.close_code: int | None = None
         self.close_reason = ""
         self.state: Any = None
+
+    @property
+    def server(self) -> Server:
+        """The :class:`~wsuv.Server` this connection belongs to (for broadcast, timers)."""
+        return self._server
 
     # -- what the request said ------------------------------------------------
     @property
@@ -72,13 +83,17 @@ class WebSocket:
 
     @property
     def closed(self) -> bool:
-        """True once the connection can no longer send (closing counts)."""
-        return self._c is None or not lib.ws_server_conn_can_send(self._c)
+        """True once the connection can no longer send (closing counts). Off the
+        loop thread it turns true only when ``on_close`` has run."""
+        c = self._c
+        if c is None:
+            return True
+        return _get_ident() == self._server._thread_id and not lib.ws_server_conn_can_send(c)
 
     @property
     def id(self) -> int:
-        """A number unique among this server's connections."""
-        return int(lib.ws_server_conn_id(self._c)) if self._c is not None else -1
+        """A number unique among this server's connections (kept after the close)."""
+        return self._id
 
     # -- sending ---------------------------------------------------------------
     def _off_loop(self) -> bool:
@@ -101,7 +116,7 @@ class WebSocket:
             data = message.encode()
             rc = _send(c, 1, data, len(data))
         else:
-            buf = ffi.from_buffer(message)
+            buf = _buffer(message)
             rc = _send(c, 2, buf, len(buf))
         if rc < 0:
             raise ConnectionClosed(self.close_code, self.close_reason or "closing")
@@ -109,8 +124,12 @@ class WebSocket:
     def _send_elsewhere(self, message: Message) -> None:
         """send() off the loop thread (handed over), or after the close."""
         if _get_ident() != self._server._thread_id:
-            self._server.call_soon_threadsafe(self._send_quiet, message)
+            if not isinstance(message, (bytes, str)):
+                message = _as_bytes(message)  # the caller may change it meanwhile
+            self._server._handoff(self._send_quiet, message)
             return
+        if not isinstance(message, (bytes, str)):
+            _buffer(message)  # a wrong type says so before "closed" does
         raise ConnectionClosed(self.close_code, self.close_reason)
 
     def _send_quiet(self, message: Message) -> None:
@@ -120,25 +139,37 @@ class WebSocket:
             except ConnectionClosed:
                 pass
 
+    def _quietly(self, fn: Any, *args: Any) -> None:
+        """Run a call handed over from another thread; a close meanwhile drops it."""
+        try:
+            fn(*args)
+        except ConnectionClosed:
+            pass
+
     def ping(self, data: bytes = b"") -> None:
         """Send a ping (at most 125 bytes of payload); the pong goes to ``on_pong``."""
+        data = _as_bytes(data)
         if len(data) > 125:
             raise ValueError("ping payload is limited to 125 bytes")
         if self._off_loop():
-            self._server.call_soon_threadsafe(self.ping, data)
+            self._server._handoff(self._quietly, self.ping, data)
             return
         if self._c is None or lib.ws_server_conn_ping(self._c, data, len(data)) < 0:
             raise ConnectionClosed(self.close_code, self.close_reason or "closing")
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake; ``on_close`` follows when it completes."""
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise TypeError(f"close code must be an int, not {type(code).__name__}")
+        if not isinstance(reason, str):
+            raise TypeError(f"close reason must be a str, not {type(reason).__name__}")
         raw = reason.encode()
         if len(raw) > 123:
             raise ValueError("close reason is limited to 123 bytes of UTF-8")
         if not (code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999):
             raise ValueError(f"close code {code} may not be sent (RFC 6455 7.4)")
         if self._off_loop():
-            self._server.call_soon_threadsafe(self.close, code, reason)
+            self._server._handoff(self.close, code, reason)
             return
         if self._c is not None:
             lib.ws_server_conn_close(self._c, code, raw, len(raw))
@@ -146,19 +177,45 @@ class WebSocket:
     # -- flow control ------------------------------------------------------------
     @property
     def buffered_amount(self) -> int:
-        """Bytes sent but not yet taken by the kernel."""
+        """Bytes queued in wsuv's user-space write buffer: sent by the application,
+        not yet taken by the kernel (bytes in the kernel's socket buffer are not
+        counted). Loop thread only."""
+        if self._off_loop():
+            raise RuntimeError("WebSocket.buffered_amount must be read on the server's loop "
+                               "thread (use server.call_soon_threadsafe)")
         return int(lib.ws_server_conn_buffered(self._c)) if self._c is not None else 0
 
     def pause_reading(self) -> None:
         """Stop reading from this peer (TCP backpressure reaches it)."""
-        if self._c is not None:
+        if self._off_loop():
+            self._server._handoff(self.pause_reading)
+        elif self._c is not None:
             lib.ws_server_conn_pause_reading(self._c)
 
     def resume_reading(self) -> None:
         """Undo :meth:`pause_reading`."""
-        if self._c is not None:
+        if self._off_loop():
+            self._server._handoff(self.resume_reading)
+        elif self._c is not None:
             lib.ws_server_conn_resume_reading(self._c)
 
     def __repr__(self) -> str:
         state = "closed" if self._c is None else "open"
         return f"<WebSocket {self.remote_address} {self.path!r} {state}>"
+
+
+def _as_bytes(message: Any) -> bytes:
+    """A bytes copy of a bytes-like message; any other type is a TypeError."""
+    if type(message) is bytes:
+        return message
+    _buffer(message)
+    return bytes(memoryview(message))
+
+
+def _buffer(message: Any) -> Any:
+    """A cffi view of a bytes-like message; any other type is a TypeError."""
+    try:
+        return ffi.from_buffer(message)
+    except TypeError:
+        raise TypeError(f"a message is str or bytes-like (bytes, bytearray, memoryview), "
+                        f"not {type(message).__name__}") from None
