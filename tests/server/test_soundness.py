@@ -15,7 +15,7 @@ import types
 from typing import Any
 
 import pytest
-from websockets.exceptions import ConnectionClosedOK, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 import wsuv
@@ -225,7 +225,7 @@ def test_close_of_another_connection_inside_a_callback_is_reported_after_it() ->
         with ws_connect(url(server), open_timeout=TIMEOUT) as victim:
             with ws_connect(url(server), open_timeout=TIMEOUT) as kicker:
                 kicker.send("kick")
-                with pytest.raises(ConnectionClosedOK):
+                with pytest.raises(ConnectionClosed):
                     victim.recv(timeout=TIMEOUT)
                 wait_for(lambda: "close 4000" in events)
     i = events.index("callback ends")
