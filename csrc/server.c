@@ -64,7 +64,7 @@ enum conn_phase {
   PH_CLOSED         /* uv_close called */
 };
 
-enum decision { DEC_NONE = 0, DEC_ACCEPT, DEC_REJECT, DEC_HTTP };
+enum decision { DEC_NONE = 0, DEC_ACCEPT, DEC_REJECT, DEC_HTTP, DEC_PENDING };
 
 union stream_handle {
   uv_handle_t handle;
@@ -80,6 +80,8 @@ struct ws_server_conn {
   ws_server *server;
   ws_server_conn *prev, *next;
   ws_handshake *hs;           /* during the handshake only */
+  char *early;                /* bytes after the head while a decision is pending (owned) */
+  size_t early_len;
   void *user;
   uint64_t id;
   uint64_t started_ms;        /* accept time */
@@ -93,7 +95,7 @@ struct ws_server_conn {
   struct write_req *held, *held_tail; /* writes waiting for the write_rate budget */
   size_t queued;              /* bytes in uv_write requests in flight */
   uint8_t phase;
-  uint8_t decision;
+  uint8_t decision;           /* enum decision */
   uint8_t opened;             /* on_open was called (so on_close is owed) */
   uint8_t full;               /* above write_high_water, drain owed */
   uint8_t app_paused;         /* the application paused reading */
@@ -130,6 +132,7 @@ typedef struct write_req {
 typedef struct deferred_close {
   struct deferred_close *next;
   ws_server_conn *conn;       /* still allocated: freed only by a uv close callback */
+  int cancel;                 /* 1: on_cancel (a pending decision), 0: on_close */
   unsigned code;
   size_t reason_len;
   char reason[];
@@ -165,6 +168,9 @@ struct ws_server {
   int app_depth;              /* > 0 while an application callback runs */
   struct deferred_close *deferred, *deferred_tail; /* closes owed when it returns (owned) */
   int shutdown_owed;          /* on_shutdown owed when it returns */
+  uint8_t embedded;           /* driven by ws_server_run_nowait from another loop */
+  uint8_t in_run;             /* inside uv_run */
+  uint8_t dirty;              /* embedded: epoll changes wait for the next uv_run */
   size_t cork_len, cork_n;    /* bytes in corkbuf, entries in cork_entries */
   ws_server_conn **cork_conns; /* connections with entries, in first-write order (owned) */
   size_t cork_nconns, cork_conns_cap;
@@ -185,7 +191,25 @@ static const ws_conn_callbacks engine_callbacks;
  * the outermost callback returns, in order. The held batch is not delivered
  * inside a callback either (app_turn). */
 static void app_leave(ws_server *s);
+static void report_close(ws_server *s, ws_server_conn *c, int cancel, unsigned code,
+                         const char *reason, size_t reason_len);
 #define APP_CALL(s, call) do { (s)->app_depth++; call; app_leave(s); } while (0)
+
+/* Driven from another loop (ws_server_run_nowait), libuv registers new epoll
+ * interest (a queued write, a read started) only at its next uv_run: inside a
+ * run, ask for another turn (dirty); outside one (a call from an asyncio
+ * task), wake the backend fd so the other loop runs us. */
+static inline void loop_touched(ws_server *s) {
+  if (!s->embedded) return;
+  if (s->in_run) s->dirty = 1;
+  else uv_async_send(&s->async);
+}
+
+/* A timer started outside uv_run: the cached clock may be stale, and the
+ * other loop's timeout must be recomputed. */
+static inline void timer_touched(ws_server *s) {
+  if (s->embedded && !s->in_run) uv_async_send(&s->async);
+}
 
 /* ---------- configuration ---------- */
 
@@ -226,6 +250,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
   ws_server *s = c->server;
   ws_conn_free(&c->ws);
   if (c->hs) ws_handshake_free(c->hs);
+  free(c->early);
   while (c->held) { /* never submitted, so libuv does not own them */
     write_req *w = c->held;
     c->held = w->next;
@@ -240,6 +265,10 @@ static void conn_destroy(ws_server_conn *c) {
   if (c->phase == PH_CLOSED) return;
   int was_open = c->phase == PH_OPEN;
   c->phase = PH_CLOSED; /* its cork entries are skipped at the flush */
+  if (c->decision == DEC_PENDING) {
+    c->decision = DEC_NONE;
+    report_close(c->server, c, 1, 0, NULL, 0); /* the application holds c: let go */
+  }
   if (was_open && c->ws.state != WS_CONN_CLOSED)
     ws_conn_abort(&c->ws, 1006, "connection dropped", 18); /* reports on_close */
   conn_unlink(c);
@@ -281,6 +310,7 @@ static void conn_finish(ws_server_conn *c) {
     return;
   }
   req->data = c;
+  loop_touched(c->server);
   arm_timer(c);
 }
 
@@ -397,6 +427,7 @@ static void release_held(ws_server_conn *c, int all) {
       conn_write_failed(c, DOOM_WRITE_ERROR);
       return;
     }
+    loop_touched(c->server);
   }
 }
 
@@ -455,6 +486,7 @@ static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) 
     return;
   }
   c->queued += rest;
+  loop_touched(s);
   note_queued(c);
 }
 
@@ -589,15 +621,16 @@ static inline void app_turn(ws_server *s) {
   if (s->batch_n && !s->app_depth) batch_flush(s);
 }
 
-/* Reports on_close now, or queues it while a callback runs. */
-static void report_close(ws_server *s, ws_server_conn *c, unsigned code, const char *reason,
-                         size_t reason_len) {
-  if (!s->cb.on_close) return;
+/* Reports on_close (or on_cancel) now, or queues it while a callback runs. */
+static void report_close(ws_server *s, ws_server_conn *c, int cancel, unsigned code,
+                         const char *reason, size_t reason_len) {
+  if (cancel ? !s->cb.on_cancel : !s->cb.on_close) return;
   if (s->app_depth) {
     deferred_close *d = malloc(sizeof *d + reason_len);
     if (d) {
       d->next = NULL;
       d->conn = c;
+      d->cancel = cancel;
       d->code = code;
       d->reason_len = reason_len;
       if (reason_len) memcpy(d->reason, reason, reason_len);
@@ -609,7 +642,8 @@ static void report_close(ws_server *s, ws_server_conn *c, unsigned code, const c
     /* Out of memory: reporting now beats never reporting. */
   }
   app_turn(s);
-  APP_CALL(s, s->cb.on_close(s, c, code, reason, reason_len));
+  if (cancel) APP_CALL(s, s->cb.on_cancel(s, c));
+  else APP_CALL(s, s->cb.on_close(s, c, code, reason, reason_len));
 }
 
 static void app_leave(ws_server *s) {
@@ -620,7 +654,8 @@ static void app_leave(ws_server *s) {
     if (!s->deferred) s->deferred_tail = NULL;
     app_turn(s);
     s->app_depth++;
-    s->cb.on_close(s, d->conn, d->code, d->reason, d->reason_len);
+    if (d->cancel) s->cb.on_cancel(s, d->conn);
+    else s->cb.on_close(s, d->conn, d->code, d->reason, d->reason_len);
     free(d);
     s->app_depth--; /* the loop delivers what this callback queued */
   }
@@ -684,7 +719,7 @@ static void eng_closed(ws_conn *e, unsigned code, const char *reason, size_t rea
   ws_server *s = c->server;
   if (c->opened) {
     c->opened = 0;
-    report_close(s, c, code, reason, reason_len);
+    report_close(s, c, 0, code, reason, reason_len);
   }
   if (c->phase == PH_OPEN) conn_finish(c);
 }
@@ -774,8 +809,10 @@ static void arm_timer(ws_server_conn *c) {
     uv_timer_stop(&c->timer);
     return;
   }
+  if (c->server->embedded && !c->server->in_run) uv_update_time(&c->server->loop);
   uint64_t now = uv_now(&c->server->loop);
   uv_timer_start(&c->timer, on_conn_timer, d > now ? d - now : 0, 0);
+  timer_touched(c->server);
 }
 
 static void on_conn_timer(uv_timer_t *t) {
@@ -850,7 +887,10 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 static void conn_resume_if_allowed(ws_server_conn *c) {
   if (c->phase != PH_OPEN || c->reading || c->app_paused || c->throttled) return;
   if (c->full && c->server->cfg.echo) return;
-  if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0) c->reading = 1;
+  if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0) {
+    c->reading = 1;
+    loop_touched(c->server);
+  }
 }
 
 static void start_engine(ws_server_conn *c) {
@@ -900,10 +940,43 @@ static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
     APP_CALL(s, s->cb.on_request(s, c, c->hs));
   }
   if (c->phase != PH_HANDSHAKE) return; /* the app closed it */
+  if (c->decision == DEC_PENDING) {
+    /* Decided later (an awaited on_connect): keep the client's first frames
+     * and read nothing more until then; the handshake timeout still runs. */
+    if (used < len) {
+      c->early = malloc(len - used);
+      if (!c->early) {
+        conn_destroy(c);
+        return;
+      }
+      memcpy(c->early, data + used, len - used);
+      c->early_len = len - used;
+    }
+    if (c->reading) {
+      uv_read_stop(&c->h.stream);
+      c->reading = 0;
+    }
+    return;
+  }
   if (c->decision == DEC_NONE) ws_server_conn_accept(c, NULL, 0, NULL, 0);
   if (c->decision != DEC_ACCEPT || c->phase != PH_HANDSHAKE) return;
   start_engine(c);
   if (used < len && c->phase == PH_OPEN) ws_conn_feed(&c->ws, (uint8_t *)data + used, len - used);
+}
+
+/* A pending decision became an accept: open, feed the kept bytes, read on. */
+static void open_after_pending(ws_server_conn *c) {
+  ws_server *s = c->server;
+  cork_begin(s);
+  start_engine(c);
+  char *early = c->early;
+  size_t n = c->early_len;
+  c->early = NULL;
+  c->early_len = 0;
+  if (n && c->phase == PH_OPEN) ws_conn_feed(&c->ws, (uint8_t *)early, n);
+  free(early);
+  conn_resume_if_allowed(c);
+  cork_end(s);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
@@ -994,6 +1067,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     return;
   }
   c->reading = 1;
+  loop_touched(s);
   arm_timer(c);
 }
 
@@ -1244,7 +1318,23 @@ static void run_busy(ws_server *s) {
   }
 }
 
+int ws_server_backend_fd(const ws_server *s) { return uv_backend_fd(&s->loop); }
+
+int ws_server_backend_timeout(const ws_server *s) {
+  return s->dirty ? 0 : uv_backend_timeout(&s->loop);
+}
+
+int ws_server_run_nowait(ws_server *s) {
+  s->embedded = 1;
+  s->in_run = 1;
+  s->dirty = 0;
+  int alive = uv_run(&s->loop, UV_RUN_NOWAIT);
+  s->in_run = 0;
+  return alive != 0;
+}
+
 int ws_server_run(ws_server *s) {
+  s->in_run = 1;
   if (s->cfg.handle_signals) {
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
@@ -1321,7 +1411,9 @@ ws_server_timer *ws_server_timer_start(ws_server *s, uint64_t ms, uint64_t id) {
   t->id = id;
   uv_timer_init(&s->loop, &t->timer);
   t->timer.data = t;
+  if (s->embedded && !s->in_run) uv_update_time(&s->loop);
   uv_timer_start(&t->timer, on_app_timer, ms, 0);
+  timer_touched(s);
   return t;
 }
 
@@ -1440,9 +1532,17 @@ size_t ws_server_conn_peer(const ws_server_conn *c, char *out, size_t cap) {
   return r < 0 ? 0 : ((size_t)r < cap ? (size_t)r : cap - 1);
 }
 
+int ws_server_conn_defer(ws_server_conn *c) {
+  if (c->phase != PH_HANDSHAKE || !c->hs || c->decision != DEC_NONE) return -1;
+  c->decision = DEC_PENDING;
+  return 0;
+}
+
 int ws_server_conn_accept(ws_server_conn *c, const char *subprotocol, size_t subprotocol_len,
                           const char *headers, size_t headers_len) {
-  if (c->phase != PH_HANDSHAKE || !c->hs || c->decision != DEC_NONE) return -1;
+  if (c->phase != PH_HANDSHAKE || !c->hs) return -1;
+  int pending = c->decision == DEC_PENDING;
+  if (c->decision != DEC_NONE && !pending) return -1;
   size_t cap = 256 + subprotocol_len + headers_len;
   char stackbuf[1024];
   char *out = cap <= sizeof stackbuf ? stackbuf : malloc(cap);
@@ -1454,12 +1554,14 @@ int ws_server_conn_accept(ws_server_conn *c, const char *subprotocol, size_t sub
     conn_write_raw(c, out, n);
   }
   if (out != stackbuf) free(out);
+  if (n && pending && c->phase == PH_HANDSHAKE) open_after_pending(c);
   return n ? 0 : -1;
 }
 
 int ws_server_conn_reject(ws_server_conn *c, int status, const char *reason, size_t reason_len,
                           const char *headers, size_t headers_len) {
-  if (c->phase != PH_HANDSHAKE || c->decision != DEC_NONE) return -1;
+  if (c->phase != PH_HANDSHAKE || (c->decision != DEC_NONE && c->decision != DEC_PENDING))
+    return -1;
   size_t cap = 512 + reason_len + headers_len;
   char stackbuf[1024];
   char *out = cap <= sizeof stackbuf ? stackbuf : malloc(cap);

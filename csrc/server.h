@@ -86,6 +86,10 @@ typedef struct ws_server_callbacks {
   void (*on_timer)(ws_server *s, uint64_t id);
   /* The loop is about to stop (graceful shutdown started): once. */
   void (*on_shutdown)(ws_server *s);
+  /* A connection whose decision on_request deferred (ws_server_conn_defer)
+   * is gone before the decision (handshake timeout, shutdown): the
+   * application must not use c again. Required with ws_server_conn_defer. */
+  void (*on_cancel)(ws_server *s, ws_server_conn *c);
 } ws_server_callbacks;
 
 /* Allocates a server with its own loop. cb may have NULL members. Returns
@@ -107,6 +111,18 @@ const char *ws_server_strerror(int err);
 /* Runs the loop until the server stops (ws_server_stop, a signal, or
  * ws_server_request_stop). Returns 0. */
 int ws_server_run(ws_server *s);
+
+/* Driving the server from another event loop (asyncio) instead of
+ * ws_server_run: watch ws_server_backend_fd for readability, and call
+ * ws_server_run_nowait when it is readable and when
+ * ws_server_backend_timeout (ms; -1 = no timer, 0 = at once) has passed,
+ * then ask for the timeout again. ws_server_run_nowait returns 1 while the
+ * server lives and 0 once it has stopped and closed every handle (then
+ * ws_server_free it). Calls made between turns (a send from a task, a timer
+ * started) wake the backend fd themselves. Signals are the other loop's. */
+int ws_server_backend_fd(const ws_server *s);
+int ws_server_backend_timeout(const ws_server *s);
+int ws_server_run_nowait(ws_server *s);
 /* Starts a graceful shutdown (graceful = 1: stop accepting, close 1001 to
  * all, wait up to shutdown_timeout_ms) or stops now (graceful = 0). */
 void ws_server_stop(ws_server *s, int graceful);
@@ -140,7 +156,11 @@ uint64_t ws_server_conn_id(const ws_server_conn *c);
 size_t ws_server_conn_peer(const ws_server_conn *c, char *out, size_t cap);
 
 /* During on_request: accept (optionally choosing a subprotocol and adding
- * header lines, each ending in CRLF) or reject with an HTTP status. */
+ * header lines, each ending in CRLF) or reject with an HTTP status. Or defer:
+ * the connection waits (reading nothing, the handshake timeout running) for
+ * ws_server_conn_accept / _reject from outside the callback; an accept then
+ * calls on_open from inside it. If the connection goes first, on_cancel. */
+int ws_server_conn_defer(ws_server_conn *c);
 int ws_server_conn_accept(ws_server_conn *c, const char *subprotocol, size_t subprotocol_len,
                           const char *headers, size_t headers_len);
 int ws_server_conn_reject(ws_server_conn *c, int status, const char *reason, size_t reason_len,

@@ -37,6 +37,8 @@ _SERVERS: dict[Any, Server] = {}
 # Open connections by the address of their C object: batches name them by
 # address, so an int key is what every callback can look up cheaply.
 _CONNS: dict[int, WebSocket] = {}
+# Connections whose on_connect is being awaited (wsuv.aio): C pointer -> (server, request).
+_PENDING: dict[int, tuple[Server, Request]] = {}
 _uintptr = ffi.typeof("uintptr_t")
 
 
@@ -84,6 +86,9 @@ class Server:
         self._running = False
         self._waiters_lock = threading.Lock()
         self._waiters: set[Any] = set()
+        # Set by wsuv.aio for an awaited on_connect: called with (c, request) after
+        # the decision was deferred in C; it answers later through _carry_out.
+        self._async_connect: Callable[[Any, Request], None] | None = None
         self._opening: WebSocket | None = None
         self._ran = False
         self.addresses: list[str] = []
@@ -126,6 +131,7 @@ class Server:
         cb.on_wakeup = lib.wsuv_on_wakeup
         cb.on_timer = lib.wsuv_on_timer
         cb.on_shutdown = lib.wsuv_on_shutdown
+        cb.on_cancel = lib.wsuv_on_cancel
         if handler is not None:
             cb.on_request = lib.wsuv_on_request
             cb.on_open = lib.wsuv_on_open
@@ -199,19 +205,25 @@ class Server:
         try:
             lib.ws_server_run(self._s)
         finally:
-            with self._waiters_lock:
-                self._running = False
-                for fut in self._waiters:
-                    fut.cancel()  # their calls will not run: the loop is gone
-                self._waiters.clear()
             for sig, old in saved.items():
                 if old is not None:
                     signal.signal(sig, old)
-            for key in [k for k, ws in _CONNS.items() if ws._server is self]:
-                _CONNS.pop(key, None)
-            _SERVERS.pop(self._s, None)
-            lib.ws_server_free(self._s)
-            self._s = ffi.NULL
+            self._release()
+
+    def _release(self) -> None:
+        """After the loop ended: wake waiting threads, forget connections, free C."""
+        with self._waiters_lock:
+            self._running = False
+            for fut in self._waiters:
+                fut.cancel()  # their calls will not run: the loop is gone
+            self._waiters.clear()
+        for key in [k for k, ws in _CONNS.items() if ws._server is self]:
+            _CONNS.pop(key, None)
+        for key in [k for k, (srv, _r) in _PENDING.items() if srv is self]:
+            _PENDING.pop(key, None)
+        _SERVERS.pop(self._s, None)
+        lib.ws_server_free(self._s)
+        self._s = ffi.NULL
 
     def stop(self, graceful: bool = True) -> None:
         """Stop from any thread: gracefully (close 1001 to all) or at once."""
@@ -479,7 +491,17 @@ def wsuv_on_request(s: Any, c: Any, hs: Any) -> None:
 def _decide(srv: Server, c: Any, hs: Any) -> None:
     """Run on_connect and carry out its decision: 101, a Response, or 500."""
     request = _request(c, hs)
+    if srv._async_connect is not None:
+        lib.ws_server_conn_defer(c)
+        _PENDING[_addr(c)] = (srv, request)
+        srv._async_connect(c, request)
+        return
     decision = srv.handler.on_connect(request) if hasattr(srv.handler, "on_connect") else None
+    _carry_out(srv, c, request, decision)
+
+
+def _carry_out(srv: Server, c: Any, request: Request, decision: Any) -> None:
+    """Answer an upgrade request with what on_connect decided."""
     if isinstance(decision, Response):
         if decision.status < 200:
             log.error("on_connect returned Response(%d): a refusal needs a status of 200 or "
@@ -509,11 +531,34 @@ def _decide(srv: Server, c: Any, hs: Any) -> None:
         return
     ws = WebSocket(c, srv, request, subprotocol)
     sp = subprotocol.encode() if subprotocol else b""
-    lib.ws_server_conn_accept(c, sp, len(sp), headers, len(headers))
-    # Registered only in on_open: C calls it right after this returns, or
-    # never (the peer vanished while we answered), and then nothing may keep
-    # the pointer.
+    # Registered only in on_open: C calls it right after the accept returns
+    # (or from inside it, for a deferred decision), or never (the peer
+    # vanished while we answered), and then nothing may keep the pointer.
     srv._opening = ws
+    lib.ws_server_conn_accept(c, sp, len(sp), headers, len(headers))
+
+
+def decide_later(c: Any, decision: Any) -> None:
+    """Carry out an awaited on_connect's decision (wsuv.aio), if the connection
+    is still waiting; an exception object answers 500."""
+    entry = _PENDING.pop(_addr(c), None)
+    if entry is None:
+        return  # cancelled meanwhile (handshake timeout, shutdown)
+    srv, request = entry
+    if isinstance(decision, BaseException):
+        log.error("on_connect failed; answering 500", exc_info=decision)
+        _reject_500(c)
+        return
+    try:
+        _carry_out(srv, c, request, decision)
+    except Exception:
+        log.exception("on_connect's decision failed; answering 500")
+        _reject_500(c)
+
+
+def is_pending(c: Any) -> bool:
+    """True while an awaited on_connect may still answer connection c."""
+    return _addr(c) in _PENDING
 
 
 @_extern
@@ -631,6 +676,11 @@ def wsuv_on_close(s: Any, c: Any, code: int, reason: Any, length: int) -> None:
         ws._server.handler.on_close(ws, code, ws.close_reason)
     except Exception:
         log.exception("on_close raised for %r", ws)
+
+
+@_extern
+def wsuv_on_cancel(s: Any, c: Any) -> None:
+    _PENDING.pop(_addr(c), None)
 
 
 @_extern
