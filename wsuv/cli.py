@@ -116,13 +116,15 @@ def load_app(spec: str) -> Any:
     except Exception as exc:
         raise StartError(f"cannot load {spec!r}: importing {module_name} raised "
                          f"{type(exc).__name__}: {exc} (at {_where(exc)})") from exc
-    for part in attr.split("."):
+    owner = f"module {module_name!r}"
+    parts = attr.split(".")
+    for i, part in enumerate(parts):
         try:
             obj = getattr(obj, part)
         except AttributeError as exc:
-            raise StartError(f"cannot load {spec!r}: {type(obj).__name__} "
-                             f"{getattr(obj, '__name__', '')!r} has no attribute "
-                             f"{part!r}".replace(" ''", "")) from exc
+            raise StartError(f"cannot load {spec!r}: {owner} has no attribute "
+                             f"{part!r}") from exc
+        owner = f"{type(obj).__name__} {module_name}:{'.'.join(parts[:i + 1])}"
     try:
         return resolve_handler(obj, where=spec)
     except TypeError as exc:

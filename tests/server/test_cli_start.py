@@ -208,3 +208,16 @@ def test_cli_runs_as_module_and_entry_point_alike() -> None:
                          timeout=30)
     assert out.returncode == 2
     assert out.stderr.splitlines()[-1].endswith("must be at least 1, not 0")
+
+
+def test_failure_with_log_file_is_on_stderr_and_in_the_log(tmp_path: Path) -> None:
+    log = tmp_path / "wsuv.log"
+    pidfile = tmp_path / "wsuv.pid"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        line = refused("--port", str(port), "--log-file", str(log), "--pidfile", str(pidfile))
+    assert line.endswith("address already in use")
+    assert f"ERROR wsuv: cannot listen on 127.0.0.1:{port}" in log.read_text()
+    assert not pidfile.exists()
