@@ -323,7 +323,10 @@ def _run_worker(app: Any, opts: dict[str, Any], start: _Start | None = None) -> 
     """Serve in this process; ``start`` learns when the listeners are bound."""
     from wsuv.server import Server
 
-    server = Server(app, **opts)
+    try:
+        server = Server(app, **opts)
+    except (TypeError, ValueError) as exc:  # Server's own checks: already one sentence
+        raise StartError(str(exc)) from exc
     try:
         server.listen()
     except OSError as exc:

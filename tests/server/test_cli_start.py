@@ -31,6 +31,8 @@ class Upper(wsuv.Handler):
     def on_message(self, ws, message):
         ws.send(message.upper())
 
+upper = Upper()
+
 class NeedsArgs(wsuv.Handler):
     def __init__(self, prefix):
         self.prefix = prefix
@@ -82,9 +84,11 @@ def test_non_handler_is_refused_at_start(app_dir: Path, attr: str, named: str) -
     assert named in line
 
 
-def test_handler_class_is_instantiated_with_no_arguments(app_dir: Path) -> None:
+@pytest.mark.parametrize("attr", ["Upper", "upper"], ids=["class", "instance"])
+def test_handler_class_or_instance_serves(app_dir: Path, attr: str) -> None:
+    """A class is instantiated with no arguments; an instance is used as it is."""
     port = free_port()
-    with serve("apps:Upper", "--port", str(port), cwd=str(app_dir)) as proc:
+    with serve(f"apps:{attr}", "--port", str(port), cwd=str(app_dir)) as proc:
         wait_port(port)
         assert _echo(port, "abc") == "ABC"
         proc.terminate()
