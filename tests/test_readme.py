@@ -8,9 +8,10 @@ Conventions the README follows (a README example that breaks fails here):
   ``if __name__ == "__main__":`` part is a *server example*. It listens with
   the literal ``port=8080``, exactly once: the test puts a free port there
   (nothing else in the block is changed). It is written to
-  ``<class name in lower case>.py`` and run twice, as ``python echo.py`` and
-  as ``wsuv-serve echo:Echo --port P``; both must print "wsuv listening on"
-  on stderr and exit 0 on SIGINT.
+  ``<class name in lower case>.py`` and run as ``python echo.py``, as
+  ``wsuv-serve echo:Echo --port P`` and, for each module-level instance
+  (``app = Chat()``), as ``wsuv-serve chat:app --port P``; each must print
+  "wsuv listening on" on stderr and exit 0 on SIGINT.
 * A server example is checked as an echo (a client on ``/`` sends "hello"
   and gets "hello" back) unless the line before its fence says otherwise:
   ``<!-- readme-test: {"path": "/chat?name=ann", "send": "hi",
@@ -69,6 +70,18 @@ class Block:
             return None
         assert len(names) == 1, f"README line {self.line}: one Handler class per example"
         return names[0]
+
+    @property
+    def handler_attrs(self) -> list[str]:
+        """What ``wsuv-serve module:attr`` can name: the class, and any module-level
+        ``name = Class()`` (an instance)."""
+        cls = self.handler_class
+        assert cls is not None
+        instances = [target.id for node in ast.parse(self.code).body
+                     if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                     and ast.unparse(node.value.func) == cls
+                     for target in node.targets if isinstance(target, ast.Name)]
+        return [cls, *instances]
 
     @property
     def check(self) -> dict[str, Any]:
@@ -184,11 +197,12 @@ def test_server_example_as_script(block: Block, tmp_path: Path) -> None:
         _exchange(port, block.check)
 
 
-@pytest.mark.parametrize("block", SERVERS, ids=_id)
-def test_server_example_through_wsuv_serve(block: Block, tmp_path: Path) -> None:
+@pytest.mark.parametrize("block, attr", [(b, a) for b in SERVERS for a in b.handler_attrs],
+                         ids=[f"{_module(b)}:{a}" for b in SERVERS for a in b.handler_attrs])
+def test_server_example_through_wsuv_serve(block: Block, attr: str, tmp_path: Path) -> None:
     port = free_port()
     _write_server(block, tmp_path, free_port())  # the __main__ part does not run here
-    spec = f"{_module(block)}:{block.handler_class}"
+    spec = f"{_module(block)}:{attr}"
     with running([*_wsuv_serve(), spec, "--port", str(port)], tmp_path, port):
         _exchange(port, block.check)
 
