@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -1124,6 +1125,24 @@ int ws_server_listen_tcp(ws_server *s, const char *host, int port, int *bound_po
   return 0;
 }
 
+/* libuv turns bind(2)'s ENOENT into EACCES (for Windows' sake, in
+ * src/unix/pipe.c), so a missing directory read "permission denied". When
+ * the directory of path is missing or not a directory, return what stat(2)
+ * says about it instead; a real EACCES (the directory exists) stays. */
+static int unix_bind_error(const char *path, int r) {
+  char dir[4096];
+  size_t n = strlen(path);
+  if (r != UV_EACCES || n >= sizeof dir) return r;
+  memcpy(dir, path, n + 1);
+  char *slash = strrchr(dir, '/');
+  if (!slash) return r; /* relative to the cwd, which exists */
+  if (slash == dir) slash[1] = '\0';
+  else *slash = '\0';
+  struct stat st;
+  if (stat(dir, &st) != 0) return uv_translate_sys_error(errno);
+  return S_ISDIR(st.st_mode) ? r : UV_ENOTDIR;
+}
+
 int ws_server_listen_unix(ws_server *s, const char *path) {
   union stream_handle *l = new_listener(s);
   if (!l) return UV_ENOBUFS;
@@ -1132,7 +1151,7 @@ int ws_server_listen_unix(ws_server *s, const char *path) {
   r = uv_pipe_bind(&l->pipe, path);
   if (r != 0) {
     uv_close(&l->handle, NULL);
-    return r;
+    return unix_bind_error(path, r);
   }
   return start_listener(s, l);
 }

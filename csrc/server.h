@@ -103,6 +103,8 @@ void ws_server_free(ws_server *s);
  * host is a numeric IPv4/IPv6 address; *bound_port receives the port
  * actually bound (useful with port 0). */
 int ws_server_listen_tcp(ws_server *s, const char *host, int port, int *bound_port);
+/* A missing (or non-directory) parent of path is UV_ENOENT (UV_ENOTDIR),
+ * not the UV_EACCES that uv_pipe_bind reports for it. */
 int ws_server_listen_unix(ws_server *s, const char *path);
 /* An inherited listening socket (TCP or Unix), e.g. from systemd. */
 int ws_server_listen_fd(ws_server *s, int fd);

@@ -2,6 +2,11 @@
 
 Options are generated from :data:`wsuv.options.OPTIONS`, so each has the same
 name (with dashes) and default as in the Python API.
+
+A failed start ends with one line on stderr naming what is wrong and exit
+status 1 (2 for a malformed command line); ``--log-level debug`` adds the
+traceback. With ``--daemon`` the command waits until the daemon is listening
+or has failed, so its status and message are the daemon's.
 """
 
 from __future__ import annotations
@@ -25,6 +30,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("wsuv")
 
 
+class StartError(Exception):
+    """A start-up failure; its message is the one line ``wsuv-serve`` prints."""
+
+
+def _workers(text: str) -> int:
+    """argparse type of --workers: a whole number of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser: APP, every server option, and process options."""
     p = argparse.ArgumentParser(
@@ -44,31 +64,220 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument(flag, dest=opt.name, type=opt.type, default=opt.default,
                            help=opt.help)
-    p.add_argument("--workers", type=int, default=1, help="processes serving one listening "
-                   "socket; a supervisor restarts any that dies")
+    p.add_argument("--workers", type=_workers, default=1, help="processes serving one "
+                   "listening socket; a supervisor restarts any that dies. Connections are "
+                   "split between them: a broadcast reaches only its own process's share")
     p.add_argument("--daemon", action="store_true", help="detach from the terminal "
-                   "(double fork, setsid); stdio goes to /dev/null or --log-file")
-    p.add_argument("--pidfile", help="write the (daemon or supervisor) process id here")
+                   "(double fork, setsid) once listening; stdio goes to /dev/null or "
+                   "--log-file; exits 1 with the daemon's error if it fails to start")
+    p.add_argument("--pidfile", help="write the (daemon or supervisor) process id here "
+                   "once listening; removed at exit")
     p.add_argument("--log-file", help="append logs here instead of stderr")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error", "critical"],
-                   help="logging level")
+                   help="logging level (debug also prints the traceback of a failed start)")
     return p
 
 
+# -- loading the application ----------------------------------------------------------
+
+def _where(exc: BaseException) -> str:
+    """file:line where exc was raised, skipping importlib's own frames."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<frozen ")]
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+
+
 def load_app(spec: str) -> Any:
-    """Import ``module:attribute``; instantiate it if it is a class."""
+    """Import ``module:attribute`` and resolve it to a handler instance.
+
+    Every failure is a :class:`StartError` of one sentence: a syntax error
+    (file:line), an exception raised by the import (its type, message and
+    where), a missing module or attribute, or an object that is not a handler
+    (the same check as ``wsuv.Server``: :func:`wsuv.handler.resolve_handler`).
+    """
+    from wsuv.handler import resolve_handler
+
     module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise SystemExit(f"wsuv-serve: APP must be module:attribute, not {spec!r}")
     sys.path.insert(0, os.getcwd())
     try:
         obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
+    except SyntaxError as exc:
+        raise StartError(f"cannot load {spec!r}: syntax error in {exc.filename}:{exc.lineno}: "
+                         f"{exc.msg}") from exc
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
+            raise StartError(f"cannot load {spec!r}: no module named {exc.name!r} (looked in "
+                             f"the current directory and sys.path)") from exc
+        raise StartError(f"cannot load {spec!r}: importing {module_name} raised "
+                         f"ModuleNotFoundError: {exc} (at {_where(exc)})") from exc
+    except Exception as exc:
+        raise StartError(f"cannot load {spec!r}: importing {module_name} raised "
+                         f"{type(exc).__name__}: {exc} (at {_where(exc)})") from exc
+    owner = f"module {module_name!r}"
+    parts = attr.split(".")
+    for i, part in enumerate(parts):
+        try:
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise SystemExit(f"wsuv-serve: cannot load {spec!r}: {exc}") from None
-    return obj() if isinstance(obj, type) else obj
+        except AttributeError as exc:
+            raise StartError(f"cannot load {spec!r}: {owner} has no attribute "
+                             f"{part!r}") from exc
+        owner = f"{type(obj).__name__} {module_name}:{'.'.join(parts[:i + 1])}"
+    try:
+        return resolve_handler(obj, where=spec)
+    except TypeError as exc:
+        raise StartError(str(exc)) from exc
+    except Exception as exc:  # the class's __init__ raised
+        raise StartError(f"{spec}() raised {type(exc).__name__}: {exc} "
+                         f"(at {_where(exc)})") from exc
+
+
+# -- checks made before anything starts -------------------------------------------------
+
+def _precheck(args: argparse.Namespace, opts: dict[str, Any]) -> None:
+    """Refuse, in the foreground, paths that cannot work: before a fork hides them."""
+    if args.log_file:
+        try:
+            with open(args.log_file, "a"):
+                pass
+        except OSError as exc:
+            raise StartError(f"cannot open --log-file {args.log_file}: "
+                             f"{exc.strerror}") from exc
+    if args.pidfile:
+        tmp = f"{args.pidfile}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w"):
+                pass
+            os.unlink(tmp)
+        except OSError as exc:
+            raise StartError(f"cannot write --pidfile {args.pidfile}: "
+                             f"{exc.strerror}") from exc
+    static = opts["static_dir"]
+    if static is not None and not os.path.isdir(static):
+        what = "is not a directory" if os.path.exists(static) else "does not exist"
+        raise StartError(f"--static-dir {static} {what}")
+
+
+def _write_pidfile(path: str) -> None:
+    """Written whole, then renamed: a reader never sees an empty file."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StartError(f"cannot write --pidfile {path}: {exc.strerror}") from exc
+
+
+# -- daemon ----------------------------------------------------------------------------
+
+def _daemonize(log_file: str | None) -> tuple[int | None, int]:
+    """Detach: fork, setsid, fork again; stdio to /dev/null (stderr to the log file).
+
+    Returns ``(status, fd)``. In the command the user ran, status is the exit
+    status it must return, after waiting on a pipe for the daemon to write
+    ``ok`` (listening) or its error (and to close it). In the daemon, status
+    is None and fd is the pipe's write end, for :class:`_Start`.
+    """
+    r, w = os.pipe()
+    first = os.fork()
+    if first > 0:
+        os.close(w)
+        os.waitpid(first, 0)
+        chunks = []
+        try:
+            while chunk := os.read(r, 65536):
+                chunks.append(chunk)
+        except KeyboardInterrupt:
+            return 130, -1
+        finally:
+            os.close(r)
+        text = b"".join(chunks).decode("utf-8", "replace")
+        if text == "ok\n":
+            return 0, -1
+        sys.stderr.write(text or "wsuv-serve: the daemon exited before it was listening\n")
+        return 1, -1
+    os.close(r)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.umask(0o022)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if log_file else devnull
+    os.dup2(devnull, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    return None, w
+
+
+class _Start:
+    """Where the outcome of start-up goes: the terminal, or a daemon's waiting parent."""
+
+    def __init__(self, pipe: int | None, pidfile: str | None, debug: bool,
+                 log_file: bool) -> None:
+        self.pipe = pipe
+        self.pidfile = pidfile
+        self.debug = debug
+        self.log_file = log_file  # logs go to a file: the failure is recorded there too
+        self.wrote_pidfile = False
+        self.started = False
+
+    def ready(self) -> None:
+        """Listening: write the pidfile; from now on a failure is not a failed start."""
+        if self.pidfile:
+            _write_pidfile(self.pidfile)
+            self.wrote_pidfile = True
+        self.started = True
+
+    def release(self) -> None:
+        """Let a waiting parent exit 0: called once signals are handled."""
+        self._tell(b"ok\n")
+
+    def failed(self, exc: BaseException) -> int:
+        """Report a failed start in one line (and the traceback under debug); exit 1."""
+        import traceback
+
+        msg = str(exc) if isinstance(exc, StartError) else _one_line(exc)
+        line = f"wsuv-serve: {msg}\n"
+        tb = "".join(traceback.format_exception(exc)) if self.debug else ""
+        if self.log_file or self.pipe is not None:
+            log.error("%s", msg, exc_info=exc if self.debug else None)
+        if self.pipe is not None:
+            self._tell((tb + line).encode())
+        else:
+            sys.stderr.write(tb + line)
+        return 1
+
+    def _tell(self, data: bytes) -> None:
+        if self.pipe is None:
+            return
+        try:
+            os.write(self.pipe, data)
+        except OSError:
+            pass  # the parent is gone (killed): nobody to tell
+        os.close(self.pipe)
+        self.pipe = None
+
+
+def _one_line(exc: BaseException) -> str:
+    """An unexpected exception as one line: its type, message and where."""
+    return f"{type(exc).__name__}: {exc} (at {_where(exc)})"
+
+
+# -- serving ---------------------------------------------------------------------------
+
+def _listen_error(exc: OSError, where: str) -> StartError:
+    """A bind/resolve failure as one sentence naming the address."""
+    import socket
+
+    if isinstance(exc, socket.gaierror):
+        return StartError(f"cannot resolve --host {where}: {exc.strerror}")
+    msg = exc.strerror or str(exc)
+    msg = msg[:1].lower() + msg[1:]  # as libuv words it: "address already in use"
+    return StartError(msg if msg.startswith("cannot listen") else
+                      f"cannot listen on {where}: {msg}")
 
 
 def _systemd_fd() -> int | None:
@@ -79,54 +288,61 @@ def _systemd_fd() -> int | None:
     return None
 
 
-def _daemonize(log_file: str | None) -> None:
-    """Detach: fork, setsid, fork again; stdio to /dev/null (stderr to the log file)."""
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    os.umask(0o022)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if log_file else devnull
-    os.dup2(devnull, 0)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-
-
 def _shared_socket(opts: dict[str, Any]) -> socket.socket:
     """The listening socket workers inherit (TCP or Unix)."""
     import socket
 
     if opts["unix_path"]:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.bind(opts["unix_path"])
+        where = opts["unix_path"]
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.bind(where)
+        except OSError as exc:
+            raise _listen_error(exc, where) from exc
     else:
-        info = socket.getaddrinfo(opts["host"], opts["port"], type=socket.SOCK_STREAM,
-                                  flags=socket.AI_PASSIVE)[0]
+        try:
+            info = socket.getaddrinfo(opts["host"], opts["port"], type=socket.SOCK_STREAM,
+                                      flags=socket.AI_PASSIVE)[0]
+        except OSError as exc:
+            raise _listen_error(exc, opts["host"]) from exc
+        host = str(info[4][0])
+        where = f"[{host}]:{opts['port']}" if ":" in host else f"{host}:{opts['port']}"
         s = socket.socket(info[0], socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(info[4])
+        try:
+            s.bind(info[4])
+        except OSError as exc:
+            s.close()
+            raise _listen_error(exc, where) from exc
     s.listen(opts["backlog"])
     s.set_inheritable(True)
     return s
 
 
-def _run_worker(app: Any, opts: dict[str, Any]) -> None:
+def _run_worker(app: Any, opts: dict[str, Any], start: _Start | None = None) -> None:
+    """Serve in this process; ``start`` learns when the listeners are bound."""
     from wsuv.server import Server
 
-    server = Server(app, **opts)
-    for url in server.listen():
-        log.info("wsuv listening on %s (pid %d)", url, os.getpid())
+    try:
+        server = Server(app, **opts)
+    except (TypeError, ValueError) as exc:  # Server's own checks: already one sentence
+        raise StartError(str(exc)) from exc
+    try:
+        server.listen()
+    except OSError as exc:
+        raise _listen_error(exc, opts["host"]) from exc
+    if start is not None:
+        start.ready()
+        # From inside the loop, as "listening on" is: a SIGTERM sent by whoever
+        # waited for the daemon then finds the loop's graceful handler.
+        server.call_soon_threadsafe(start.release)
     server.run()
 
 
-def _supervise(app: Any, opts: dict[str, Any], workers: int) -> int:
+def _supervise(app: Any, opts: dict[str, Any], workers: int, start: _Start) -> int:
     """Fork workers on one socket, restart any that dies, forward signals."""
     sock = _shared_socket(opts)
     where = opts["unix_path"] or "ws://{}:{}/".format(*sock.getsockname()[:2])
-    log.info("wsuv listening on %s with %d workers (supervisor pid %d)", where, workers,
-             os.getpid())
     wopts = dict(opts, fd=sock.fileno(), unix_path=None)
     children: dict[int, float] = {}
     stopping = 0
@@ -155,6 +371,10 @@ def _supervise(app: Any, opts: dict[str, Any], workers: int) -> int:
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    start.ready()
+    start.release()
+    log.info("wsuv listening on %s with %d workers (supervisor pid %d)", where, workers,
+             os.getpid())
     for _ in range(workers):
         spawn()
     while children:
@@ -183,32 +403,45 @@ def main(argv: list[str] | None = None) -> int:
         resolve(opts)
     except (TypeError, ValueError) as exc:
         parser.error("--" + str(exc).replace("_", "-"))  # exits 2, naming the flag
+    if args.app is not None:
+        module_name, _, attr = args.app.partition(":")
+        if not module_name or not attr:
+            parser.error(f"APP must be module:attribute, not {args.app!r}")
     if opts["fd"] is None:
         opts["fd"] = _systemd_fd()
+    debug = args.log_level == "debug"
+    try:
+        _precheck(args, opts)
+    except StartError as exc:
+        return _Start(None, None, debug, False).failed(exc)
+    pipe = None
     if args.daemon:
-        _daemonize(args.log_file)
+        status, pipe = _daemonize(args.log_file)
+        if status is not None:
+            return status
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         filename=None if args.daemon else args.log_file,
     )
-    if args.pidfile:
-        # Written whole, then renamed: a reader never sees an empty file.
-        tmp = f"{args.pidfile}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{os.getpid()}\n")
-        os.replace(tmp, args.pidfile)
-    app = load_app(args.app) if args.app else None
+    start = _Start(pipe, args.pidfile, debug, bool(args.log_file))
     try:
+        app = load_app(args.app) if args.app else None
         if args.workers > 1:
-            return _supervise(app, opts, args.workers)
-        _run_worker(app, opts)
+            return _supervise(app, opts, args.workers, start)
+        _run_worker(app, opts, start)
         return 0
-    except OSError as exc:
-        log.error("%s", exc)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if not start.started:
+            return start.failed(exc)
+        if not isinstance(exc, OSError):
+            raise
+        log.error("%s", exc)  # after start: the loop itself failed
         return 1
     finally:
-        if args.pidfile:
+        if start.wrote_pidfile:
             try:
                 os.unlink(args.pidfile)
             except OSError:

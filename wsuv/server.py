@@ -197,6 +197,9 @@ class Server:
             raise RuntimeError("a Server runs once (and not after close); make a new one")
         self._ran = True
         self.listen()
+        _default_logging()
+        # Said from inside the loop: once it is printed, SIGINT/SIGTERM are handled.
+        self.call_soon_threadsafe(_announce, list(self.addresses))
         self._thread_id = threading.get_ident()
         main = threading.current_thread() is threading.main_thread()
         saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if (
@@ -370,10 +373,26 @@ class Server:
 
 def serve(handler: Any = None, **options: Any) -> None:
     """Run a server until it is stopped (Ctrl-C / SIGTERM drain it gracefully)."""
-    server = Server(handler, **options)
-    for url in server.listen():
+    Server(handler, **options).run()
+
+
+def _announce(addresses: list[str]) -> None:
+    for url in addresses:
         log.info("wsuv listening on %s", url)
-    server.run()
+
+
+def _default_logging() -> None:
+    """Show wsuv's INFO lines (such as "listening on") on stderr when the
+    application configured no logging, as uvicorn does: only if neither the
+    root logger nor "wsuv" has a handler, so an application's setup wins."""
+    if logging.getLogger().handlers or log.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)
+    log.propagate = False  # a root handler added later would print every line twice
 
 
 # -- helpers -----------------------------------------------------------------------

@@ -107,8 +107,8 @@ def test_python_app_from_module(tmp_path: Path) -> None:
 def test_bad_app_spec_is_a_clear_error() -> None:
     out = subprocess.run([*SERVE, "no_such_module:app"], capture_output=True, text=True,
                          timeout=30)
-    assert out.returncode != 0
-    assert "cannot load" in out.stderr
+    assert out.returncode == 1
+    assert out.stderr.startswith("wsuv-serve: cannot load 'no_such_module:app'")
 
 
 def test_inherited_fd() -> None:
@@ -164,18 +164,32 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def test_daemon_with_pidfile(tmp_path: Path) -> None:
+def _gone(pid: int, timeout: float) -> bool:
+    """Poll until pid no longer exists (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_daemon_with_pidfile(tmp_path: Path, workers: str) -> None:
+    """The command returns once the daemon listens; the pidfile holds its live pid."""
     port = free_port()
     pidfile = tmp_path / "wsuv.pid"
     logfile = tmp_path / "wsuv.log"
     out = subprocess.run([*SERVE, "--port", str(port), "--daemon", "--pidfile", str(pidfile),
-                          "--log-file", str(logfile)], capture_output=True, timeout=30)
-    assert out.returncode == 0
-    deadline = time.monotonic() + 10
-    while not pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = int(pidfile.read_text())
+                          "--log-file", str(logfile), "--workers", workers],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    pid = int(pidfile.read_text())  # there already: written before the parent returned
     try:
+        os.kill(pid, 0)
         wait_port(port)
         assert _echo(port) == "hi"
         # Double fork: a new session, and not its leader (it cannot regain a terminal).
@@ -183,11 +197,47 @@ def test_daemon_with_pidfile(tmp_path: Path) -> None:
         assert os.getsid(pid) != pid
     finally:
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    while pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+        assert _gone(pid, 15), "daemon did not exit within 15 s of SIGTERM"
     assert not pidfile.exists()
     assert "listening on" in logfile.read_text()
+
+
+def test_daemon_missing_module_fails_in_the_foreground(tmp_path: Path) -> None:
+    pidfile = tmp_path / "wsuv.pid"
+    logfile = tmp_path / "wsuv.log"
+    out = subprocess.run([*SERVE, "no_such_module_xyz:app", "--port", str(free_port()),
+                          "--daemon", "--pidfile", str(pidfile), "--log-file", str(logfile)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        "wsuv-serve: cannot load 'no_such_module_xyz:app': no module named "
+        "'no_such_module_xyz' (looked in the current directory and sys.path)"]
+    assert not pidfile.exists()
+    assert "no_such_module_xyz" in logfile.read_text()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_daemon_port_in_use_fails_in_the_foreground(tmp_path: Path, workers: str) -> None:
+    pidfile = tmp_path / "wsuv.pid"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        out = subprocess.run([*SERVE, "--port", str(port), "--daemon", "--pidfile",
+                              str(pidfile), "--workers", workers],
+                             capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f"wsuv-serve: cannot listen on 127.0.0.1:{port}: address already in use"]
+    assert not pidfile.exists()
+
+
+def test_daemon_debug_failure_carries_the_traceback(tmp_path: Path) -> None:
+    out = subprocess.run([*SERVE, "no_such_module_xyz:app", "--daemon", "--log-level",
+                          "debug"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert "Traceback" in out.stderr
+    assert out.stderr.splitlines()[-1].startswith("wsuv-serve: cannot load")
 
 
 def test_static_dir_serves_files_without_traversal(tmp_path: Path) -> None:
