@@ -13,7 +13,7 @@ CSRC := $(wildcard csrc/*.c csrc/*.h csrc/ffi/*.cdef) build_ffi.py setup.py pypr
 CORE := $(VENV)/.core-built
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv build test serve bench bench-parser asan lint clean
+.PHONY: all deps venv build test test-embedded serve bench bench-parser asan lint clean
 
 all: build
 
@@ -52,6 +52,13 @@ node_modules/.installed: package.json
 
 test: build node_modules/.installed
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The server, interop and conformance suites again, every server embedded in
+# a running asyncio loop and then in uvloop (wsuv.aio).
+EMBEDDED_TESTS ?= tests/server tests/interop tests/conformance
+test-embedded: build node_modules/.installed
+	WSUV_TEST_LOOP=asyncio $(PY) -m pytest -q -p no:cacheprovider $(EMBEDDED_TESTS)
+	WSUV_TEST_LOOP=uvloop $(PY) -m pytest -q -p no:cacheprovider $(EMBEDDED_TESTS)
 
 lint: venv
 	$(VENV)/bin/ruff check wsuv tests benchmarks build_ffi.py

@@ -67,6 +67,12 @@ enum conn_phase {
 
 enum decision { DEC_NONE = 0, DEC_ACCEPT, DEC_REJECT, DEC_HTTP, DEC_PENDING };
 
+/* A client's first frames, read with its request while the decision waits. */
+struct early_bytes {
+  size_t len;
+  char data[];
+};
+
 union stream_handle {
   uv_handle_t handle;
   uv_stream_t stream;
@@ -81,8 +87,7 @@ struct ws_server_conn {
   ws_server *server;
   ws_server_conn *prev, *next;
   ws_handshake *hs;           /* during the handshake only */
-  char *early;                /* bytes after the head while a decision is pending (owned) */
-  size_t early_len;
+  struct early_bytes *early;  /* bytes after the head while a decision is pending (owned) */
   void *user;
   uint64_t id;
   uint64_t started_ms;        /* accept time */
@@ -945,13 +950,13 @@ static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
     /* Decided later (an awaited on_connect): keep the client's first frames
      * and read nothing more until then; the handshake timeout still runs. */
     if (used < len) {
-      c->early = malloc(len - used);
+      c->early = malloc(sizeof *c->early + (len - used));
       if (!c->early) {
         conn_destroy(c);
         return;
       }
-      memcpy(c->early, data + used, len - used);
-      c->early_len = len - used;
+      memcpy(c->early->data, data + used, len - used);
+      c->early->len = len - used;
     }
     if (c->reading) {
       uv_read_stop(&c->h.stream);
@@ -970,11 +975,9 @@ static void open_after_pending(ws_server_conn *c) {
   ws_server *s = c->server;
   cork_begin(s);
   start_engine(c);
-  char *early = c->early;
-  size_t n = c->early_len;
+  struct early_bytes *early = c->early;
   c->early = NULL;
-  c->early_len = 0;
-  if (n && c->phase == PH_OPEN) ws_conn_feed(&c->ws, (uint8_t *)early, n);
+  if (early && c->phase == PH_OPEN) ws_conn_feed(&c->ws, (uint8_t *)early->data, early->len);
   free(early);
   conn_resume_if_allowed(c);
   cork_end(s);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -33,6 +34,56 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
     raise AssertionError(f"nothing listening on {port} after {timeout} s")
 
 
+# WSUV_TEST_LOOP=asyncio (or uvloop) runs every server_thread embedded in an
+# asyncio loop (wsuv.aio) instead of on the server's own loop.
+EMBEDDED = os.environ.get("WSUV_TEST_LOOP", "")
+
+
+@contextlib.contextmanager
+def _embedded_server(handler: Any,
+                     options: dict[str, Any]) -> Iterator[tuple[Server, threading.Thread]]:
+    """server_thread's twin: the Server is driven by an asyncio loop in the thread."""
+    import asyncio
+
+    import wsuv.aio
+
+    ready = threading.Event()
+    box: list[Any] = []
+    errors: list[BaseException] = []
+
+    async def main() -> None:
+        aio = await wsuv.aio.serve(handler, **options)
+        box.append(aio.server)
+        ready.set()
+        await aio.wait_closed()
+
+    def run() -> None:
+        try:
+            if EMBEDDED == "uvloop":
+                import uvloop
+                uvloop.run(main())
+            else:
+                asyncio.run(main())
+        except BaseException as exc:  # surfaced in the test below
+            errors.append(exc)
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=run, name="wsuv-test-aio-loop", daemon=True)
+    thread.start()
+    assert ready.wait(10), "embedded server did not start within 10 s"
+    if errors:
+        raise errors[0]
+    server = box[0]
+    try:
+        yield server, thread
+    finally:
+        server.stop(graceful=False)
+        thread.join(10)
+        assert not thread.is_alive(), "embedded server did not stop within 10 s"
+        assert not errors, errors
+
+
 @contextlib.contextmanager
 def server_thread(handler: Any = None,
                   **options: Any) -> Iterator[tuple[Server, threading.Thread]]:
@@ -45,6 +96,10 @@ def server_thread(handler: Any = None,
     options.setdefault("host", "127.0.0.1")
     options.setdefault("port", 0)
     options.setdefault("handle_signals", False)
+    if EMBEDDED and not options.get("busy_poll_us"):
+        with _embedded_server(handler, options) as pair:
+            yield pair
+        return
     server = Server(handler, **options)
     server.listen()
     errors: list[BaseException] = []

@@ -18,6 +18,7 @@ from wsuv.websocket import ConnectionClosed, WebSocket
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from wsuv.accept import accept_key
+    from wsuv.aio import broadcast
     from wsuv.frames import (
         Frame,
         FrameChunk,
@@ -37,6 +38,7 @@ _LAZY = {
     **dict.fromkeys(("Frame", "FrameChunk", "FrameEnd", "FrameHeader", "FrameParser",
                      "Opcode", "StreamingFrameParser", "encode_frame"), "wsuv.frames"),
     "Utf8Validator": "wsuv.utf8",
+    "broadcast": "wsuv.aio",
     "is_valid_utf8": "wsuv.utf8",
 }
 
@@ -74,6 +76,7 @@ __all__ = [
     "WsuvError",
     "__version__",
     "accept_key",
+    "broadcast",
     "encode_frame",
     "is_valid_utf8",
     "serve",

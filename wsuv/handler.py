@@ -69,9 +69,25 @@ def _describe(obj: Any) -> str:
     return f"{type(obj).__name__} {obj!r:.60}"
 
 
-def resolve_handler(obj: Any, where: str = "handler") -> Any:
+def is_connection_handler(obj: Any) -> bool:
+    """True for ``async def handler(ws)``, the websockets-style form (wsuv.aio)."""
+    import inspect
+
+    return inspect.iscoroutinefunction(obj)
+
+
+def has_async_methods(handler: Any) -> bool:
+    """True if any handler method is a coroutine function."""
+    import inspect
+
+    return any(inspect.iscoroutinefunction(getattr(handler, m, None)) for m in METHODS)
+
+
+def resolve_handler(obj: Any, where: str = "handler", *, allow_async: bool = False) -> Any:
     """The handler instance for ``obj``: ``None`` (the built-in C echo), a
-    handler instance, or a handler class instantiated with no arguments.
+    handler instance, or a handler class instantiated with no arguments; with
+    ``allow_async`` (wsuv.aio) also ``async def`` methods and a connection
+    handler ``async def handler(ws)``, returned as it is.
 
     Anything else raises :class:`TypeError` with one sentence naming what was
     given, so a mistake fails at start rather than on the first connection.
@@ -80,6 +96,11 @@ def resolve_handler(obj: Any, where: str = "handler") -> Any:
 
     if obj is None:
         return None
+    if is_connection_handler(obj):
+        if allow_async:
+            return obj
+        raise TypeError(f"{where} is an async connection handler (async def handler(ws)): "
+                        f"run it with wsuv.aio.serve(...) inside asyncio")
     if isinstance(obj, type):
         if not any(callable(getattr(obj, m, None)) for m in REQUIRED_ANY):
             raise TypeError(f"{where} class {obj.__qualname__} defines none of "
@@ -102,8 +123,9 @@ def resolve_handler(obj: Any, where: str = "handler") -> Any:
         if method is not None and not callable(method):
             raise TypeError(f"{where}.{name} must be a method, not "
                             f"{type(method).__name__}")
-        if method is not None and (inspect.iscoroutinefunction(method)
-                                   or inspect.isasyncgenfunction(method)):
-            raise TypeError(f"{where}.{name} is an async function: async handlers are not "
-                            f"supported yet; define it with plain def")
+        if method is not None and inspect.isasyncgenfunction(method):
+            raise TypeError(f"{where}.{name} is an async generator, not a method")
+        if method is not None and inspect.iscoroutinefunction(method) and not allow_async:
+            raise TypeError(f"{where}.{name} is an async function: async handlers run under "
+                            f"asyncio, with wsuv.aio.serve(...); here define it with plain def")
     return obj

@@ -1,0 +1,522 @@
+"""wsuv inside asyncio: the same C server, driven by a running asyncio loop.
+
+The server's libuv loop is not run by a thread of its own: its backend fd
+(epoll) is registered with ``loop.add_reader``, one asyncio timer follows
+``uv_backend_timeout()``, and every wake-up runs ``uv_run(UV_RUN_NOWAIT)``
+once. Reads, the batch, the cork and fan-out stay in C. Calls made between
+turns (a ``send`` from a task that queues bytes, a timer started) wake the
+backend fd themselves (csrc/server.h), so nothing waits for unrelated traffic.
+
+Handlers: a :class:`wsuv.Handler` whose methods are plain functions runs as on
+the server's own loop (the batch path); one whose methods are ``async def``
+has ``on_connect`` awaited before the 101, and ``on_open``/``on_message``/
+``on_close`` run one at a time per connection, in arrival order; a
+connection handler ``async def handler(ws)`` gets a :class:`Connection` in
+the style of the ``websockets`` library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from typing import Any
+
+from wsuv._core import ffi, lib
+from wsuv.handler import Handler, has_async_methods, is_connection_handler, resolve_handler
+from wsuv.request import Request
+from wsuv.server import Server, decide_later, is_pending
+from wsuv.websocket import ConnectionClosed, Message, WebSocket
+
+__all__ = ["AioServer", "Connection", "broadcast", "serve"]
+
+log = logging.getLogger("wsuv")
+
+#: Messages waiting for an async handler, per connection: above the first,
+#: reading from that peer pauses; at or below the second it resumes.
+DEFAULT_MAX_QUEUE = 16
+
+
+def serve(handler: Any, host: str = "127.0.0.1", port: int = 8080,
+          *, max_queue: int | tuple[int, int] | None = DEFAULT_MAX_QUEUE,
+          **options: Any) -> _Serve:
+    """Serve ``handler`` on the running asyncio loop.
+
+    Use it as ``async with wsuv.aio.serve(h, port=...) as server:`` or
+    ``server = await wsuv.aio.serve(...)``. Every option of
+    :class:`wsuv.Server` is accepted; ``max_queue`` bounds the messages
+    waiting for an async handler per connection (``(high, low)``, or ``high``
+    with low = high // 4; ``None`` = unbounded).
+    """
+    return _Serve(handler, dict(options, host=host, port=port), max_queue)
+
+
+class _Serve:
+    """What :func:`serve` returns: awaitable, and an async context manager."""
+
+    def __init__(self, handler: Any, options: dict[str, Any],
+                 max_queue: int | tuple[int, int] | None) -> None:
+        self._args = (handler, options, max_queue)
+        self._server: AioServer | None = None
+
+    def _start(self) -> AioServer:
+        if self._server is None:
+            self._server = AioServer(*self._args)
+        return self._server
+
+    def __await__(self) -> Generator[Any, None, AioServer]:
+        return self._ready().__await__()
+
+    async def _ready(self) -> AioServer:
+        return self._start()
+
+    async def __aenter__(self) -> AioServer:
+        return self._start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+def _queue_marks(max_queue: int | tuple[int, int] | None) -> tuple[int | None, int]:
+    if max_queue is None:
+        return None, 0
+    if isinstance(max_queue, tuple):
+        high, low = max_queue
+    else:
+        high, low = max_queue, max_queue // 4
+    if isinstance(high, bool) or not isinstance(high, int) or not isinstance(low, int) or not (
+            0 <= low < high):
+        raise ValueError(f"max_queue must be a positive int or (high, low) with "
+                         f"0 <= low < high, not {max_queue!r}")
+    return high, low
+
+
+class AioServer:
+    """A :class:`wsuv.Server` attached to the running asyncio loop."""
+
+    def __init__(self, handler: Any, options: dict[str, Any],
+                 max_queue: int | tuple[int, int] | None) -> None:
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("wsuv.aio.serve needs a running asyncio loop: call it from "
+                               "async code (asyncio.run(main()))") from None
+        if options.get("handle_signals"):
+            raise ValueError("handle_signals belongs to the asyncio loop here: use "
+                             "loop.add_signal_handler, or wsuv.Server(...).run()")
+        options["handle_signals"] = False
+        if options.get("busy_poll_us"):
+            raise ValueError("busy_poll_us needs the server's own loop (wsuv.Server.run)")
+        self._high, self._low = _queue_marks(max_queue)
+        user = resolve_handler(handler, allow_async=True)
+        if user is None:
+            adapter: Any = None  # the built-in C echo
+        elif is_connection_handler(user):
+            adapter = _ConnectionAdapter(self, user)
+        elif has_async_methods(user):
+            adapter = _AsyncMethodsAdapter(self, user)
+        else:
+            adapter = user  # plain methods: the fast path, unchanged
+        self.handler = user
+        self.server = server = Server(adapter, **options)
+        if isinstance(adapter, _Adapter):
+            adapter.attach(server)
+        server._thread_id = threading.get_ident()
+        server._ran = True  # run() would start a second loop on this one's handles
+        try:
+            server.listen()
+        except OSError:
+            server._ran = False
+            server.close()
+            raise
+        self.addresses = server.addresses
+        self.port = server.port
+        self._closed: asyncio.Future[None] = self._loop.create_future()
+        self._timer: asyncio.TimerHandle | None = None
+        self._soon = False
+        with server._waiters_lock:
+            server._running = True
+        self._fd = int(lib.ws_server_backend_fd(server._s))
+        self._loop.add_reader(self._fd, self._turn)
+        for url in self.addresses:
+            log.info("wsuv listening on %s", url)
+        # asyncio.run() cancels what is left when main returns: this task's
+        # cancellation closes the server gracefully (1001 to every client).
+        self._keeper = self._loop.create_task(self._keep_until_closed())
+        self._turn()
+
+    # -- driving the C loop ----------------------------------------------------------
+    def _turn(self) -> None:
+        """One non-blocking libuv turn, then the next deadline."""
+        self._soon = False
+        s = self.server._s
+        if s == ffi.NULL:
+            return
+        if not lib.ws_server_run_nowait(s):
+            self._finish()
+            return
+        timeout = lib.ws_server_backend_timeout(s)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if timeout == 0:
+            if not self._soon:
+                self._soon = True
+                self._loop.call_soon(self._turn)
+        elif timeout > 0:
+            self._timer = self._loop.call_later(timeout / 1000, self._turn)
+
+    def _finish(self) -> None:
+        self._loop.remove_reader(self._fd)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.server._release()
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    async def _keep_until_closed(self) -> None:
+        try:
+            await asyncio.shield(self._closed)
+        except asyncio.CancelledError:
+            self.close()
+            await self.wait_closed()
+            raise
+
+    # -- public ------------------------------------------------------------------------
+    def close(self, graceful: bool = True) -> None:
+        """Stop accepting and close every connection (1001), or drop them at once."""
+        s = self.server._s
+        if s != ffi.NULL and not self._closed.done():
+            lib.ws_server_stop(s, int(graceful))
+            if not self._soon:
+                self._soon = True
+                self._loop.call_soon(self._turn)
+
+    async def wait_closed(self) -> None:
+        """Wait until every connection is closed and the C server is freed."""
+        await asyncio.shield(self._closed)
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled (then close gracefully) or closed."""
+        try:
+            await asyncio.shield(self._closed)
+        except asyncio.CancelledError:
+            self.close()
+            await self.wait_closed()
+            raise
+
+    @property
+    def connections(self) -> list[WebSocket]:
+        """Open connections (the handler-level :class:`WebSocket` objects)."""
+        return self.server.connections
+
+    def broadcast(self, message: str | bytes, exclude: WebSocket | None = None) -> int:
+        """:meth:`wsuv.Server.broadcast`: one frame, written to every connection in C."""
+        return self.server.broadcast(message, exclude)
+
+    async def __aenter__(self) -> AioServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+# -- adapters: async handlers seen by the C callbacks as a plain Handler -----------------
+
+class _Adapter(Handler):
+    """Base of the adapters: per-connection inboxes with max_queue backpressure."""
+
+    def __init__(self, aio: AioServer, user: Any) -> None:
+        self.aio = aio
+        self.user = user
+        self.conns: dict[WebSocket, Connection] = {}
+        # Opt-in callbacks exist here only if the application has them, so C
+        # reports pings, pongs and plain HTTP requests only when asked to.
+        for name in ("on_ping", "on_pong", "on_http"):
+            if not callable(getattr(user, name, None)):
+                setattr(self, name, None)
+        if callable(getattr(user, "on_http", None)):
+            self.on_http = user.on_http
+
+    def on_connect(self, request: Request) -> Any:
+        """A plain on_connect decides at once (an async one is awaited instead)."""
+        hook = getattr(self.user, "on_connect", None)
+        return hook(request) if callable(hook) else None
+
+    def attach(self, server: Server) -> None:
+        """Hook the awaited on_connect in, if there is one."""
+        hook = getattr(self.user, "on_connect", None)
+        if inspect.iscoroutinefunction(hook):
+            server._async_connect = self._connect_later
+
+    def _connect_later(self, c: Any, request: Request) -> None:
+        self.aio._loop.create_task(self._connect(c, request))
+
+    async def _connect(self, c: Any, request: Request) -> None:
+        try:
+            decision: Any = await self.user.on_connect(request)
+        except Exception as exc:
+            decision = exc
+        if is_pending(c):
+            decide_later(c, decision)
+
+    def on_open(self, ws: WebSocket) -> None:
+        conn = Connection(ws, self.aio)
+        self.conns[ws] = conn
+        self.start(conn)
+
+    def start(self, conn: Connection) -> None:
+        raise NotImplementedError
+
+    def on_message(self, ws: WebSocket, message: str | bytes) -> None:
+        conn = self.conns.get(ws)
+        if conn is not None:
+            conn._deliver(message)
+
+    def on_drain(self, ws: WebSocket) -> None:
+        conn = self.conns.get(ws)
+        if conn is not None:
+            conn._drained()
+
+    def on_close(self, ws: WebSocket, code: int, reason: str) -> None:
+        conn = self.conns.pop(ws, None)
+        if conn is not None:
+            conn._closed_by_peer(code, reason)
+
+
+class _ConnectionAdapter(_Adapter):
+    """``async def handler(ws)``: one task per connection; its end closes (1000)."""
+
+    def start(self, conn: Connection) -> None:
+        conn._task = self.aio._loop.create_task(self._run(conn))
+
+    async def _run(self, conn: Connection) -> None:
+        try:
+            await self.user(conn)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("connection handler raised; closing %r with 1011", conn.ws)
+            conn._close_now(1011, "internal error")
+            return
+        conn._close_now(1000, "")
+
+
+class _AsyncMethodsAdapter(_Adapter):
+    """A Handler with ``async def`` methods: on_open, each on_message and
+    on_close run one at a time per connection, in order, in one task."""
+
+    def start(self, conn: Connection) -> None:
+        conn._task = self.aio._loop.create_task(self._run(conn))
+
+    async def _call(self, name: str, *args: Any) -> None:
+        method = getattr(self.user, name, None)
+        if method is None:
+            return
+        result = method(*args)
+        if inspect.isawaitable(result):
+            await result
+
+    async def _run(self, conn: Connection) -> None:
+        ws = conn.ws
+        try:
+            await self._call("on_open", ws)
+            async for message in conn:
+                await self._call("on_message", ws, message)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("handler raised; closing %r with 1011", ws)
+            conn._close_now(1011, "internal error")
+            await conn.wait_closed()
+        try:
+            await self._call("on_close", ws, conn.close_code, conn.close_reason)
+        except Exception:
+            log.exception("on_close raised for %r", ws)
+
+    def on_drain(self, ws: WebSocket) -> None:
+        super().on_drain(ws)
+        hook = getattr(self.user, "on_drain", None)
+        if hook is not None:
+            self._fire(hook, ws)
+
+    def on_ping(self, ws: WebSocket, data: bytes) -> None:
+        hook = getattr(self.user, "on_ping", None)
+        if hook is not None:
+            self._fire(hook, ws, data)
+
+    def on_pong(self, ws: WebSocket, data: bytes) -> None:
+        hook = getattr(self.user, "on_pong", None)
+        if hook is not None:
+            self._fire(hook, ws, data)
+
+    def _fire(self, hook: Callable[..., Any], *args: Any) -> None:
+        result = hook(*args)
+        if inspect.isawaitable(result):
+            self.aio._loop.create_task(_logged(result, hook))
+
+
+async def _logged(awaitable: Awaitable[Any], hook: Any) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.exception("%r raised", hook)
+
+
+class Connection:
+    """One connection as an async handler sees it (the ``websockets`` style):
+    ``await recv()``, ``async for message in ws``, ``await send(m)``,
+    ``await close()``, ``await wait_closed()``, ``request``,
+    ``remote_address``. Messages are ``str``/``bytes`` the handler owns."""
+
+    def __init__(self, ws: WebSocket, aio: AioServer) -> None:
+        self.ws = ws
+        self._aio = aio
+        self._loop = aio._loop
+        self._inbox: collections.deque[str | bytes] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._done: asyncio.Future[None] = self._loop.create_future()
+        self._paused = False
+        self._task: asyncio.Task[None] | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    # -- what the request said --------------------------------------------------------
+    @property
+    def request(self) -> Request:
+        """The upgrade request (path, headers, query_params, ...)."""
+        return self.ws.request
+
+    @property
+    def path(self) -> str:
+        """Request path, percent-decoded."""
+        return self.ws.path
+
+    @property
+    def remote_address(self) -> str:
+        """Peer as "ip:port" ("[ip6]:port", or "unix")."""
+        return self.ws.remote_address
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol chosen in on_connect, if any."""
+        return self.ws.subprotocol
+
+    @property
+    def id(self) -> int:
+        """A number unique among this server's connections."""
+        return self.ws.id
+
+    @property
+    def closed(self) -> bool:
+        """True once nothing more can be sent."""
+        return self.ws.closed
+
+    # -- receiving -------------------------------------------------------------------
+    async def recv(self) -> str | bytes:
+        """The next message; :class:`ConnectionClosed` once closed and drained."""
+        while not self._inbox:
+            if self._done.done():
+                raise ConnectionClosed(self.close_code, self.close_reason)
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        message = self._inbox.popleft()
+        if self._paused and len(self._inbox) <= self._aio._low:
+            self._paused = False
+            self.ws.resume_reading()
+        return message
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[str | bytes]:
+        while True:
+            try:
+                yield await self.recv()
+            except ConnectionClosed:
+                return
+
+    # -- sending ---------------------------------------------------------------------
+    async def send(self, message: Message) -> None:
+        """Send a message; waits while the write buffer is above write_high_water."""
+        self.ws.send(message)
+        s = self._aio.server
+        if self.ws._c is not None and lib.ws_server_conn_buffered(self.ws._c) >= s.options[
+                "write_high_water"]:
+            self._drain = self._loop.create_future()
+            try:
+                await asyncio.wait([self._drain, self._done],
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self._drain = None
+
+    async def ping(self, data: bytes = b"") -> None:
+        """Send a ping (the pong is answered for us; at most 125 bytes)."""
+        self.ws.ping(data)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close (the handshake runs in C) and wait until the connection is gone."""
+        if not self._done.done():
+            self._close_now(code, reason)
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed."""
+        await asyncio.shield(self._done)
+
+    def __repr__(self) -> str:
+        return f"<wsuv.aio.Connection {self.ws!r}>"
+
+    # -- from the C callbacks (on the loop) ---------------------------------------------
+    def _deliver(self, message: str | bytes) -> None:
+        self._inbox.append(message)
+        high = self._aio._high
+        if high is not None and not self._paused and len(self._inbox) >= high:
+            self._paused = True
+            self.ws.pause_reading()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _drained(self) -> None:
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def _closed_by_peer(self, code: int, reason: str) -> None:
+        self.close_code = code
+        self.close_reason = reason
+        if not self._done.done():
+            self._done.set_result(None)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _close_now(self, code: int, reason: str) -> None:
+        if self.ws._c is not None and not self._done.done():
+            try:
+                self.ws.close(code, reason)
+            except ValueError:
+                self.ws.close(1011, "")
+
+
+def broadcast(connections: Iterable[Connection | WebSocket], message: str | bytes) -> int:
+    """Send one message to many connections: the frame is encoded once, the
+    fan-out done in C (one call per server). Closed connections are skipped;
+    returns how many were written to."""
+    by_server: dict[int, tuple[Server, list[WebSocket]]] = {}
+    for conn in connections:
+        ws = conn.ws if isinstance(conn, Connection) else conn
+        if not isinstance(ws, WebSocket):
+            raise TypeError(f"broadcast takes connections, not {type(conn).__name__}")
+        entry = by_server.setdefault(id(ws._server), (ws._server, []))
+        entry[1].append(ws)
+    return sum(server.send_many(socks, message) for server, socks in by_server.values())
