@@ -18,6 +18,11 @@ Conventions the README follows (a README example that breaks fails here):
   "expect": "ann: hi", "clients": 2} -->`` (JSON on one line): ``clients``
   clients connect to ``path``, the first sends ``send``, and every one of
   them must receive ``expect``.
+* A block marked ``<!-- readme-test: asyncio -->`` is an *asyncio server
+  example*: it names the port ``8080`` exactly once (replaced by a free
+  port), is run as ``python block.py`` and checked as an echo; SIGINT (which
+  asyncio.run turns into a cancellation) must close the client with 1001 and
+  end the process.
 * Any other block is a *script*: ``python block.py`` must exit 0.
 * Every ``wsuv-serve module:attribute`` in a ```sh block names a server
   example's module and an attribute that module defines.
@@ -38,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import free_port
@@ -117,7 +123,9 @@ def readme_blocks() -> list[Block]:
     return blocks
 
 
-BLOCKS = [b for b in readme_blocks() if b.lang == "python" and b.marker != "skip"]
+BLOCKS = [b for b in readme_blocks()
+          if b.lang == "python" and b.marker not in ("skip", "asyncio")]
+ASYNCIO = [b for b in readme_blocks() if b.lang == "python" and b.marker == "asyncio"]
 SERVERS = [b for b in BLOCKS if b.handler_class is not None]
 SCRIPTS = [b for b in BLOCKS if b.handler_class is None]
 
@@ -230,3 +238,34 @@ def test_wsuv_serve_lines_name_an_example() -> None:
                                    f"example (examples: {sorted(defined)})")
         assert attr.split(".")[0] in defined[module], (
             f"README line {line}: {module}.py (the README's example) defines no {attr!r}")
+
+
+@pytest.mark.parametrize("block", ASYNCIO, ids=_id)
+def test_asyncio_example_runs(block: Block, tmp_path: Path) -> None:
+    assert block.code.count("8080") == 1, f"README line {block.line}: name port 8080 once"
+    port = free_port()
+    path = tmp_path / f"aio_line{block.line}.py"
+    path.write_text(block.code.replace("8080", str(port)))
+    proc = subprocess.Popen([sys.executable, path.name], cwd=tmp_path, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                ws = connect(f"ws://127.0.0.1:{port}/", open_timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "did not listen"
+                time.sleep(0.05)
+        with ws:
+            ws.send("hello")
+            assert ws.recv(timeout=5) == "hello"
+            proc.send_signal(signal.SIGINT)
+            with pytest.raises(ConnectionClosed) as info:
+                ws.recv(timeout=5)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+        proc.wait(15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -28,7 +28,7 @@ from typing import Any
 from wsuv._core import ffi, lib
 from wsuv.handler import Handler, has_async_methods, is_connection_handler, resolve_handler
 from wsuv.request import Request
-from wsuv.server import Server, decide_later, is_pending
+from wsuv.server import Server, _default_logging, decide_later, is_pending
 from wsuv.websocket import ConnectionClosed, Message, WebSocket
 
 __all__ = ["AioServer", "Connection", "broadcast", "serve"]
@@ -143,6 +143,7 @@ class AioServer:
             server._running = True
         self._fd = int(lib.ws_server_backend_fd(server._s))
         self._loop.add_reader(self._fd, self._turn)
+        _default_logging()
         for url in self.addresses:
             log.info("wsuv listening on %s", url)
         # asyncio.run() cancels what is left when main returns: this task's

@@ -126,7 +126,7 @@ def load_app(spec: str) -> Any:
                              f"{part!r}") from exc
         owner = f"{type(obj).__name__} {module_name}:{'.'.join(parts[:i + 1])}"
     try:
-        return resolve_handler(obj, where=spec)
+        return resolve_handler(obj, where=spec, allow_async=True)
     except TypeError as exc:
         raise StartError(str(exc)) from exc
     except Exception as exc:  # the class's __init__ raised
@@ -321,7 +321,12 @@ def _shared_socket(opts: dict[str, Any]) -> socket.socket:
 
 def _run_worker(app: Any, opts: dict[str, Any], start: _Start | None = None) -> None:
     """Serve in this process; ``start`` learns when the listeners are bound."""
+    from wsuv.handler import has_async_methods, is_connection_handler
     from wsuv.server import Server
+
+    if is_connection_handler(app) or has_async_methods(app):
+        _run_worker_aio(app, opts, start)
+        return
 
     try:
         server = Server(app, **opts)
@@ -337,6 +342,44 @@ def _run_worker(app: Any, opts: dict[str, Any], start: _Start | None = None) -> 
         # waited for the daemon then finds the loop's graceful handler.
         server.call_soon_threadsafe(start.release)
     server.run()
+
+
+def _run_worker_aio(app: Any, opts: dict[str, Any], start: _Start | None) -> None:
+    """An async handler: a fresh asyncio loop in this process (uvloop when
+    installed), the server embedded in it, SIGINT/SIGTERM drain it."""
+    import asyncio
+
+    import wsuv.aio
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            server = await wsuv.aio.serve(app, **dict(opts, handle_signals=False))
+        except (TypeError, ValueError) as exc:
+            raise StartError(str(exc)) from exc
+        except OSError as exc:
+            raise _listen_error(exc, opts["host"]) from exc
+        if opts["handle_signals"]:
+            signals = 0
+
+            def on_signal() -> None:
+                nonlocal signals
+                signals += 1  # the first drains gracefully, a second stops at once
+                server.close(graceful=signals == 1)
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, on_signal)
+        if start is not None:
+            start.ready()
+            start.release()
+        await server.wait_closed()
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
 
 
 def _supervise(app: Any, opts: dict[str, Any], workers: int, start: _Start) -> int:
