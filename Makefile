@@ -110,7 +110,7 @@ bench-servers: build node_modules/.installed
 	gcc -O3 -std=gnu11 -Wall -Wextra -Icsrc -o build/loadgen benchmarks/loadgen.c \
 	  csrc/wsparser.c csrc/wsframe.c csrc/sha1.c $$(pkg-config --cflags --libs libuv)
 	@test -x benchmarks/.venv-wsuv/bin/python || $(PYTHON) -m venv benchmarks/.venv-wsuv
-	@benchmarks/.venv-wsuv/bin/pip install -q --upgrade setuptools wheel cffi
+	@benchmarks/.venv-wsuv/bin/pip install -q --upgrade setuptools wheel cffi uvloop
 	benchmarks/.venv-wsuv/bin/pip install -q --no-build-isolation --force-reinstall --no-deps .
 	@test -x benchmarks/.venv/bin/python || $(PYTHON) -m venv benchmarks/.venv
 	@cmp -s benchmarks/requirements-peers.txt benchmarks/.venv/.requirements || { \

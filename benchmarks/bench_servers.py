@@ -97,6 +97,16 @@ SERVERS: list[ServerSpec] = [
                MAIN_PY, lambda port, mode: [str(PEERS / "wsuv_echo.py"), "--port", str(port),
                                             "--mode", "broadcast-loop"],
                ("broadcast",), "import wsuv", wsuv=True),
+    ServerSpec("wsuv-aio-uvloop", "wsuv.aio on uvloop, connection handler: "
+               "`async for m in ws: await ws.send(m)`", MAIN_PY,
+               _peer("wsuv_echo.py", "--embed", "uvloop", "--style", "conn"), ("echo",),
+               "import wsuv, uvloop", wsuv=True),
+    ServerSpec("wsuv-aio-asyncio", "wsuv.aio on the asyncio loop, the same connection handler",
+               MAIN_PY, _peer("wsuv_echo.py", "--embed", "asyncio", "--style", "conn"),
+               ("echo",), "import wsuv", wsuv=True),
+    ServerSpec("wsuv-py-uvloop", "wsuv-py's plain Handler embedded in uvloop (wsuv.aio)",
+               MAIN_PY, _peer("wsuv_echo.py", "--embed", "uvloop", "--style", "handler"),
+               ("echo",), "import wsuv, uvloop", wsuv=True),
     ServerSpec("websockets", "websockets (asyncio implementation, asyncio loop)", PEER_PY,
                _peer("websockets_echo.py"), ("echo", "broadcast"), "import websockets"),
     ServerSpec("picows-uvloop", "picows on uvloop", PEER_PY,
@@ -802,6 +812,20 @@ def evaluate_targets(names: list[str], scen: list[str],
             rows.append(("mem: wsuv-serve idle RSS <= 15 MiB",
                          "not measured" if v is None else f"{v / 1024:.1f} MiB",
                          v is not None and v <= 15 * 1024))
+    # wsuv.aio (issue 11): the async connection handler against the peers on the same loop.
+    cpu = "msgs_per_server_cpu_s"
+    cmp("k16: wsuv-aio-asyncio >= 3x websockets msgs per server CPU-s",
+        ("wsuv-aio-asyncio", "k16", cpu), ("websockets", "k16", cpu), 3)
+    cmp("k16: wsuv-aio-asyncio >= 1.5x picows-asyncio msgs per server CPU-s",
+        ("wsuv-aio-asyncio", "k16", cpu), ("picows-asyncio", "k16", cpu), 1.5)
+    cmp("k16: wsuv-aio-uvloop >= 1.5x picows-uvloop msgs per server CPU-s",
+        ("wsuv-aio-uvloop", "k16", cpu), (P, "k16", cpu), 1.5)
+    for sc in ("c1", "c100"):
+        cmp(f"{sc}: wsuv-aio-uvloop >= picows-uvloop msgs per server CPU-s",
+            ("wsuv-aio-uvloop", sc, cpu), (P, sc, cpu), 1.0)
+    for sc in ("c100", "k16"):
+        cmp(f"{sc}: wsuv-py-uvloop (embedded) within 10% of wsuv-py msgs per server CPU-s",
+            ("wsuv-py-uvloop", sc, cpu), ("wsuv-py", sc, cpu), 0.9)
     cmp("bcast: wsuv-py (server.broadcast) >= 5x picows-uvloop's Python loop, deliveries/s",
         ("wsuv-py", "bcast", "msgs_per_s"), (P, "bcast", "msgs_per_s"), 5)
     return rows

@@ -40,12 +40,40 @@ class LoopBroadcast(wsuv.Handler):
             c.send(message)
 
 
+async def conn_echo(ws: Any) -> None:
+    """The websockets-style connection handler of wsuv.aio."""
+    async for message in ws:
+        await ws.send(message)
+
+
+async def embedded(handler: Any, port: int) -> None:
+    import wsuv.aio
+
+    async with wsuv.aio.serve(handler, "127.0.0.1", port) as server:
+        await server.serve_forever()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--mode", choices=["echo", "broadcast", "broadcast-loop"], default="echo")
     p.add_argument("--busy-poll-us", type=int, default=0)
+    p.add_argument("--embed", choices=["asyncio", "uvloop"], default=None,
+                   help="run inside this asyncio loop (wsuv.aio) instead of wsuv's own")
+    p.add_argument("--style", choices=["conn", "handler"], default="handler",
+                   help="with --embed: an async connection handler, or the plain Echo")
     args = p.parse_args()
+    if args.embed:
+        import asyncio
+
+        app: Any = conn_echo if args.style == "conn" else Echo()
+        if args.embed == "uvloop":
+            import uvloop
+
+            uvloop.run(embedded(app, args.port))
+        else:
+            asyncio.run(embedded(app, args.port))
+        return
     handler: Any = {"echo": Echo, "broadcast": Broadcast, "broadcast-loop": LoopBroadcast}[
         args.mode]()
     server = wsuv.Server(handler, host="127.0.0.1", port=args.port,
