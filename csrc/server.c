@@ -177,6 +177,7 @@ struct ws_server {
   uint8_t embedded;           /* driven by ws_server_run_nowait from another loop */
   uint8_t in_run;             /* inside uv_run */
   uint8_t dirty;              /* embedded: epoll changes wait for the next uv_run */
+  uint8_t ext_corked;         /* embedded: writes between turns hold a cork level */
   size_t cork_len, cork_n;    /* bytes in corkbuf, entries in cork_entries */
   ws_server_conn **cork_conns; /* connections with entries, in first-write order (owned) */
   size_t cork_nconns, cork_conns_cap;
@@ -578,6 +579,14 @@ static int cork_add(ws_server *s, ws_server_conn *c, uint32_t off, size_t len) {
 static void conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
   ws_server *s = c->server;
   if (c->phase >= PH_CLOSED) return;
+  if (s->embedded && !s->in_run && !s->ext_corked && !s->flushing) {
+    /* Sends from asyncio tasks between turns gather like replies inside a
+     * turn: one writev per connection when the next turn starts, which the
+     * wake-up asks for at once. */
+    s->ext_corked = 1;
+    cork_begin(s);
+    uv_async_send(&s->async);
+  }
   if (s->corking && !s->flushing) {
     size_t total = 0;
     for (unsigned i = 0; i < n; i++) total += bufs[i].len;
@@ -1346,12 +1355,17 @@ int ws_server_backend_timeout(const ws_server *s) {
   return s->dirty ? 0 : uv_backend_timeout(&s->loop);
 }
 
-int ws_server_run_nowait(ws_server *s) {
+int ws_server_run_nowait(ws_server *s, int *timeout_ms) {
   s->embedded = 1;
   s->in_run = 1;
   s->dirty = 0;
+  if (s->ext_corked) { /* what tasks sent since the last turn leaves now */
+    s->ext_corked = 0;
+    cork_end(s);
+  }
   int alive = uv_run(&s->loop, UV_RUN_NOWAIT);
   s->in_run = 0;
+  if (timeout_ms) *timeout_ms = alive ? ws_server_backend_timeout(s) : -1;
   return alive != 0;
 }
 

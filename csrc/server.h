@@ -124,7 +124,8 @@ int ws_server_run(ws_server *s);
  * started) wake the backend fd themselves. Signals are the other loop's. */
 int ws_server_backend_fd(const ws_server *s);
 int ws_server_backend_timeout(const ws_server *s);
-int ws_server_run_nowait(ws_server *s);
+int ws_server_run_nowait(ws_server *s, int *timeout_ms); /* also stores the next timeout
+                                                            (NULL: not wanted) */
 /* Starts a graceful shutdown (graceful = 1: stop accepting, close 1001 to
  * all, wait up to shutdown_timeout_ms) or stops now (graceful = 0). */
 void ws_server_stop(ws_server *s, int graceful);

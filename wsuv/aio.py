@@ -34,6 +34,7 @@ from wsuv.websocket import ConnectionClosed, Message, WebSocket
 __all__ = ["AioServer", "Connection", "broadcast", "serve"]
 
 log = logging.getLogger("wsuv")
+_buffered = lib.ws_server_conn_buffered
 
 #: Messages waiting for an async handler, per connection: above the first,
 #: reading from that peer pauses; at or below the second it resumes.
@@ -138,6 +139,8 @@ class AioServer:
         self.port = server.port
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # loop.time() the timer fires at
+        self._timeout = ffi.new("int *")
         self._soon = False
         with server._waiters_lock:
             server._running = True
@@ -158,19 +161,32 @@ class AioServer:
         s = self.server._s
         if s == ffi.NULL:
             return
-        if not lib.ws_server_run_nowait(s):
+        out = self._timeout
+        if not lib.ws_server_run_nowait(s, out):
             self._finish()
             return
-        timeout = lib.ws_server_backend_timeout(s)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        timeout = out[0]
         if timeout == 0:
             if not self._soon:
                 self._soon = True
                 self._loop.call_soon(self._turn)
-        elif timeout > 0:
-            self._timer = self._loop.call_later(timeout / 1000, self._turn)
+            return
+        timer = self._timer
+        if timeout < 0:
+            if timer is not None:
+                timer.cancel()
+                self._timer = None
+            return
+        # Keep the armed timer when it fires at the same millisecond or up
+        # to 1 ms early (an early turn just finds nothing due and re-arms):
+        # a call_later per wake-up costs more than the turn itself.
+        at = self._loop.time() + timeout / 1000
+        if timer is not None:
+            if at - 0.001 <= self._timer_at <= at:
+                return
+            timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._turn)
 
     def _finish(self) -> None:
         self._loop.remove_reader(self._fd)
@@ -387,6 +403,7 @@ class Connection:
         self._done: asyncio.Future[None] = self._loop.create_future()
         self._paused = False
         self._task: asyncio.Task[None] | None = None
+        self._high_water = aio.server.options["write_high_water"]
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -439,22 +456,25 @@ class Connection:
         return message
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
-        return self._messages()
+        return self
 
-    async def _messages(self) -> AsyncIterator[str | bytes]:
-        while True:
-            try:
-                yield await self.recv()
-            except ConnectionClosed:
-                return
+    async def __anext__(self) -> str | bytes:
+        """``async for``: the next message, until the connection is closed."""
+        inbox = self._inbox
+        if inbox and not self._paused:  # the common case: no await, no future
+            return inbox.popleft()
+        try:
+            return await self.recv()
+        except ConnectionClosed:
+            raise StopAsyncIteration from None
 
     # -- sending ---------------------------------------------------------------------
     async def send(self, message: Message) -> None:
         """Send a message; waits while the write buffer is above write_high_water."""
-        self.ws.send(message)
-        s = self._aio.server
-        if self.ws._c is not None and lib.ws_server_conn_buffered(self.ws._c) >= s.options[
-                "write_high_water"]:
+        ws = self.ws
+        ws.send(message)
+        c = ws._c
+        if c is not None and _buffered(c) >= self._high_water:
             self._drain = self._loop.create_future()
             try:
                 await asyncio.wait([self._drain, self._done],

@@ -94,6 +94,9 @@ class Server:
         self.addresses: list[str] = []
         self.port: int | None = None
         static = opts["static_dir"]
+        if static is not None and not os.path.isdir(static):
+            what = "is not a directory" if os.path.exists(static) else "does not exist"
+            raise ValueError(f"static_dir {static} {what}")
         self._static = os.path.realpath(static) if static else None
         want = {name: callable(getattr(handler, name, None)) for name in _OPTIONAL}
         self._want = want

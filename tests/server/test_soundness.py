@@ -525,3 +525,11 @@ def test_slow_work_in_a_pool_does_not_block_other_clients() -> None:
         assert sorted(rtts)[len(rtts) // 2] < 0.04, rtts
     finally:
         pool.shutdown(wait=True)
+
+
+def test_static_dir_that_does_not_exist_is_refused(tmp_path: Any) -> None:
+    with pytest.raises(ValueError, match="static_dir .* does not exist"):
+        Server(None, static_dir=str(tmp_path / "missing"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is not a directory"):
+        Server(None, static_dir=str(tmp_path / "file"))
