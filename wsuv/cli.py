@@ -34,8 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("app", nargs="?", help="handler as module:attribute (a Handler instance, "
-                   "or a class instantiated with no arguments)")
+                   "or a class instantiated with no arguments), or a C application: "
+                   "path/app.so, or path/app.c (compiled once, cached)")
     p.add_argument("--version", action="version", version=f"wsuv {__version__}")
+    # C applications (wsuv/capp.py).
+    p.add_argument("--app-arg", default=None, help="string passed to a C application's "
+                   "wsuv_app_init (default: empty)")
+    p.add_argument("--print-include-dir", action="store_true", help="print the directory of "
+                   "wsuv_app.h (for cc -I) and exit")
     for opt in OPTIONS:
         flag = "--" + opt.name.replace("_", "-")
         if opt.type is bool:
@@ -119,6 +125,8 @@ def _run_worker(app: Any, opts: dict[str, Any]) -> None:
     for url in server.listen():
         log.info("wsuv listening on %s (pid %d)", url, os.getpid())
     server.run()
+    if getattr(type(app), "_wsuv_c_app", False):
+        app.close()  # the C application's on_destroy, in this process
 
 
 def _supervise(app: Any, opts: dict[str, Any], workers: int) -> int:
@@ -178,6 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``wsuv-serve``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    c_app = bool(args.app) and args.app.endswith((".so", ".c"))  # a C application
+    if args.print_include_dir:
+        from wsuv.capp import get_include
+        print(get_include())
+        return 0
+    if args.app_arg is not None and not c_app:
+        parser.error("--app-arg is for a C application (APP ending in .so or .c)")
     opts = {o.name: getattr(args, o.name) for o in OPTIONS}
     try:
         resolve(opts)
@@ -198,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         with open(tmp, "w") as f:
             f.write(f"{os.getpid()}\n")
         os.replace(tmp, args.pidfile)
-    app = load_app(args.app) if args.app else None
+    if c_app:
+        from wsuv.capp import cli_load
+        app = cli_load(args.app, args.app_arg or "")
+    else:
+        app = load_app(args.app) if args.app else None
     try:
         if args.workers > 1:
             return _supervise(app, opts, args.workers)

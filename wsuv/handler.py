@@ -70,16 +70,17 @@ def _describe(obj: Any) -> str:
 
 
 def resolve_handler(obj: Any, where: str = "handler") -> Any:
-    """The handler instance for ``obj``: ``None`` (the built-in C echo), a
-    handler instance, or a handler class instantiated with no arguments.
+    """The handler instance for ``obj``: ``None`` (the built-in C echo), a C
+    application, a handler instance, or a handler class instantiated with no
+    arguments.
 
     Anything else raises :class:`TypeError` with one sentence naming what was
     given, so a mistake fails at start rather than on the first connection.
     """
     import inspect
 
-    if obj is None:
-        return None
+    if obj is None or getattr(type(obj), "_wsuv_c_app", False):
+        return obj  # the built-in C echo, or a C application (wsuv.load_c_app)
     if isinstance(obj, type):
         if not any(callable(getattr(obj, m, None)) for m in REQUIRED_ANY):
             raise TypeError(f"{where} class {obj.__qualname__} defines none of "
