@@ -39,12 +39,15 @@ def get_include() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
 
 
-@ffi.def_extern()
 def wsuv_capp_log(_ctx: Any, level: int, name: Any, msg: Any, length: int) -> None:
+    """host->log of every C application: a line for the ``wsuv.app`` logger."""
     text = ffi.unpack(msg, length).decode("utf-8", "replace")
     if name != ffi.NULL:
         text = f"{ffi.string(name).decode('utf-8', 'replace')}: {text}"
     app_log.log(level, "%s", text)
+
+
+ffi.def_extern(name="wsuv_capp_log")(wsuv_capp_log)
 
 
 class CApp:

@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(tmp, "w") as f:
             f.write(f"{os.getpid()}\n")
         os.replace(tmp, args.pidfile)
+    app: Any
     if c_app:
         from wsuv.capp import cli_load
         app = cli_load(args.app, args.app_arg or "")
