@@ -246,7 +246,11 @@ WSUV_APP_EXPORT const wsuv_app *wsuv_app_init(const wsuv_host *host, wsuv_server
  * own build defines WSUV_APP_HOST and gets the declaration only. */
 WSUV_APP_EXPORT extern const uint32_t wsuv_app_abi_version;
 #if !defined(WSUV_APP_HOST) && defined(__GNUC__)
-__attribute__((weak)) WSUV_APP_EXPORT const uint32_t wsuv_app_abi_version = WSUV_APP_ABI_VERSION;
+#ifdef __cplusplus
+extern /* C++: a namespace-scope const is internal without it */
+#endif
+    __attribute__((weak)) WSUV_APP_EXPORT const uint32_t wsuv_app_abi_version =
+        WSUV_APP_ABI_VERSION;
 #endif
 
 #ifdef __cplusplus
