@@ -81,6 +81,12 @@ SERVERS: list[ServerSpec] = [
                MAIN_PY, lambda port, mode: [str(MAIN_PY.parent / "wsuv-serve"), "--port",
                                             str(port), "--log-level", "warning"],
                ("echo",), "import wsuv", wsuv=True),
+    ServerSpec("wsuv-capp", "wsuv, C application examples/c/echo.c under `wsuv-serve` "
+               "(compiled once into the cache; no Python per message)", MAIN_PY,
+               lambda port, mode: [str(MAIN_PY.parent / "wsuv-serve"),
+                                   str(ROOT / "examples" / "c" / "echo.c"), "--port", str(port),
+                                   "--log-level", "warning"],
+               ("echo",), "import wsuv", wsuv=True, only=("c1", "c100", "k16")),
     ServerSpec("wsuv-py", "wsuv, Python handler: `ws.send(message)`; broadcast: "
                "`server.broadcast(message)`", MAIN_PY, _peer("wsuv_echo.py"),
                ("echo", "broadcast"), "import wsuv", wsuv=True),
@@ -773,6 +779,10 @@ def evaluate_targets(names: list[str], scen: list[str],
         ("websockets", "k16", "msgs_per_s"), 8)
     cmp("k16: wsuv-c >= 10x picows-uvloop msgs/s", ("wsuv-c", "k16", "msgs_per_s"),
         (P, "k16", "msgs_per_s"), 10)
+    for sc_name in ("c100", "k16"):  # issue 15: a C application costs what the built-in echo does
+        cmp(f"{sc_name}: wsuv-capp (examples/c/echo.c) >= 0.95x wsuv-c msgs per server CPU-s",
+            ("wsuv-capp", sc_name, "msgs_per_server_cpu_s"),
+            ("wsuv-c", sc_name, "msgs_per_server_cpu_s"), 0.95)
     for wn in ("wsuv-py", "wsuv-c"):
         cmp(f"64k: {wn} >= 1.3x picows-uvloop MB per server CPU-s",
             (wn, "64k", "msgs_per_server_cpu_s"), (P, "64k", "msgs_per_server_cpu_s"), 1.3)
