@@ -63,7 +63,8 @@ class Server:
     """A WebSocket server on its own libuv loop.
 
     ``handler`` is an object with the :class:`Handler` methods; ``None`` runs
-    the built-in echo entirely in C. Options are listed in
+    the built-in echo entirely in C, and a :func:`wsuv.load_c_app` result runs
+    that C application (no Python per event). Options are listed in
     :mod:`wsuv.options` (README has the table). :meth:`run` blocks the calling
     thread; everything else except :meth:`stop` and
     :meth:`call_soon_threadsafe` must be called from that thread (or from

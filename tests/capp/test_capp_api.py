@@ -157,6 +157,20 @@ def test_python_timers_still_work_beside_c_timers(build: Callable[[str], str]) -
         assert fired.wait(5)
 
 
+def test_backpressure_buffered_and_on_drain(build: Callable[[str], str]) -> None:
+    with probe_server(build, write_high_water=64 * 1024) as srv, \
+            _open(srv, max_size=None) as ws:
+        ws.recv(timeout=5)
+        ws.send("flood")  # 8 MiB at once: the kernel cannot take it all
+        got = [ws.recv(timeout=10) for _ in range(130)]
+        assert got[:128] == [bytes(65536)] * 128
+        flooded, drained = got[128:]
+        assert isinstance(flooded, str) and flooded.startswith("flooded, most buffered ")
+        assert int(flooded.split()[-1]) > 64 * 1024  # it went over write_high_water
+        assert isinstance(drained, str) and drained.startswith("drained ")
+        assert int(drained.split()[-1]) <= 32 * 1024  # at most half of it is left
+
+
 def test_broadcast_count_id_peer(build: Callable[[str], str]) -> None:
     with probe_server(build) as srv, _open(srv) as a, _open(srv) as b:
         a.recv(timeout=5)

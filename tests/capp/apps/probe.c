@@ -100,6 +100,16 @@ static void on_message(void *u, wsuv_conn *c, unsigned op, const char *d, size_t
     int m = snprintf(buf, sizeof buf, "send9=%d close999=%d ping126=%d ping=%d accept=%d", s9,
                      c999, pbig, pok, h->accept(c, NULL, 0));
     h->send(c, WSUV_TEXT, buf, (size_t)m);
+  } else if (has_prefix(d, n, "flood")) {
+    /* 128 messages of 64 KiB at once (8 MiB): more than the kernel takes, so
+     * on_drain follows once the client has read them. */
+    static char chunk[65536];
+    size_t most = 0;
+    for (int i = 0; i < 128; i++) {
+      h->send(c, WSUV_BINARY, chunk, sizeof chunk);
+      if (h->buffered(c) > most) most = h->buffered(c);
+    }
+    reply(p, c, "flooded, most buffered %ld%.0ld", (long)most, 0L);
   } else if (has_prefix(d, n, "stop")) {
     h->stop(p->s, 1);
   } else {
@@ -114,6 +124,11 @@ static void on_timer(void *u, uint64_t timer, void *arg) {
   if (st->timer != timer) return;
   st->timer = 0;
   reply(p, c, "timer fired after %ld ms%.0ld", (long)(p->h->now_ms(p->s) - st->started), 0L);
+}
+
+static void on_drain(void *u, wsuv_conn *c) {
+  probe *p = u;
+  reply(p, c, "drained %ld%.0ld", (long)p->h->buffered(c), 0L);
 }
 
 static void on_close(void *u, wsuv_conn *c, unsigned code, const char *reason, size_t len) {
@@ -138,7 +153,7 @@ static void on_destroy(void *u) {
 static const wsuv_app app = {
     .abi_version = WSUV_APP_ABI_VERSION, .size = sizeof(wsuv_app), .name = "probe",
     .on_connect = on_connect, .on_open = on_open, .on_message = on_message,
-    .on_close = on_close, .on_timer = on_timer, .on_shutdown = on_shutdown,
+    .on_drain = on_drain, .on_close = on_close, .on_timer = on_timer, .on_shutdown = on_shutdown,
     .on_destroy = on_destroy,
 };
 
