@@ -47,6 +47,17 @@ typedef struct capp_timer {
 
 #define NO_SLOT UINT32_MAX
 
+/* The longest close reason a frame can carry (RFC 6455 5.5: 125 - 2). */
+#define WSUV_MAX_REASON 123
+
+/* An on_close that waits for the application's running callback to end. */
+typedef struct capp_closed {
+  ws_server_conn *c;
+  unsigned code;
+  size_t len;
+  char reason[WSUV_MAX_REASON];
+} capp_closed;
+
 struct ws_capp {
   wsuv_host host;           /* handed to the application; its address must not move */
   void *dl;                 /* dlopen handle (owned) */
@@ -63,6 +74,9 @@ struct ws_capp {
   struct capp_request req;
   capp_timer *timers;       /* (owned) */
   uint32_t ntimers, free_timer;
+  int depth;                /* application callbacks running (nested) */
+  capp_closed *closed;      /* on_close calls waiting for depth 0 (owned) */
+  size_t nclosed, closed_cap;
 };
 
 static ws_capp *capp_of(wsuv_server *s) { return (ws_capp *)s; }
@@ -389,50 +403,98 @@ static void host_init(wsuv_host *h) {
 
 /* ---------- server callbacks: the application's adapters ---------- */
 
+/* Every callback into the application is bracketed by app_enter/app_leave.
+ * A connection can finish while the application is running: a write it
+ * makes fails (peer gone, write_limit), or a cork flush inside send_many
+ * dooms another connection. Its on_close then waits in a->closes until the
+ * outermost callback returns, so the pointers and user data the application
+ * is holding stay valid for the whole callback (the server frees the
+ * connection's memory only in a later loop phase). */
+static void app_enter(ws_capp *a) { a->depth++; }
+
+static void app_leave(ws_capp *a) {
+  if (a->depth > 1 || a->nclosed == 0) {
+    a->depth--;
+    return;
+  }
+  /* Still at depth 1: closes reported by these on_close calls queue too. */
+  for (size_t i = 0; i < a->nclosed; i++) {
+    capp_closed e = a->closed[i]; /* copied: the array may grow meanwhile */
+    a->app->on_close(a->app_user, app_conn(e.c), e.code, e.reason, e.len);
+  }
+  a->nclosed = 0;
+  a->depth--;
+}
+
 static void cb_request(ws_server *s, ws_server_conn *c, const ws_handshake *hs) {
   ws_capp *a = ws_server_user(s);
   const wsuv_app *app = a->app;
   a->req.valid = 0;
   if (!app->on_connect && !app->on_open) return; /* accepted */
-  if (req_snapshot(&a->req, hs) != 0) {
-    a->deciding = c;
-    a->decided = 0;
-    reject_500(a, c, "out of memory copying an upgrade request; answered 500");
-    a->deciding = NULL;
-    return;
-  }
-  if (!app->on_connect) return;
+  app_enter(a);
   a->deciding = c;
   a->decided = 0;
-  app->on_connect(a->app_user, app_conn(c), (const wsuv_request *)&a->req);
+  if (req_snapshot(&a->req, hs) != 0)
+    reject_500(a, c, "out of memory copying an upgrade request; answered 500");
+  else if (app->on_connect)
+    app->on_connect(a->app_user, app_conn(c), (const wsuv_request *)&a->req);
   a->deciding = NULL;
+  app_leave(a);
 }
 
 static void cb_open(ws_server *s, ws_server_conn *c) {
   ws_capp *a = ws_server_user(s);
   /* on_open comes right after its on_request, in the same read: the
    * snapshot is this connection's. */
-  if (a->app->on_open)
+  if (a->app->on_open) {
+    app_enter(a);
     a->app->on_open(a->app_user, app_conn(c),
                     a->req.valid ? (const wsuv_request *)&a->req : NULL);
+    app_leave(a);
+  }
   a->req.valid = 0;
 }
 
 static void cb_message(ws_server *s, ws_server_conn *c, unsigned opcode, const char *data,
                        size_t len) {
   ws_capp *a = ws_server_user(s);
+  app_enter(a);
   a->app->on_message(a->app_user, app_conn(c), opcode, data, len);
+  app_leave(a);
 }
 
 static void cb_drain(ws_server *s, ws_server_conn *c) {
   ws_capp *a = ws_server_user(s);
+  app_enter(a);
   a->app->on_drain(a->app_user, app_conn(c));
+  app_leave(a);
 }
 
 static void cb_close(ws_server *s, ws_server_conn *c, unsigned code, const char *reason,
                      size_t len) {
   ws_capp *a = ws_server_user(s);
+  if (len > WSUV_MAX_REASON) len = WSUV_MAX_REASON; /* a close frame's reason fits */
+  if (a->depth > 0) {
+    if (a->nclosed == a->closed_cap) {
+      size_t cap = a->closed_cap ? 2 * a->closed_cap : 8;
+      capp_closed *p = realloc(a->closed, cap * sizeof *p);
+      if (!p) { /* no memory to wait: tell it now rather than never */
+        a->app->on_close(a->app_user, app_conn(c), code, reason, len);
+        return;
+      }
+      a->closed = p;
+      a->closed_cap = cap;
+    }
+    capp_closed *e = &a->closed[a->nclosed++];
+    e->c = c;
+    e->code = code;
+    e->len = len;
+    if (len) memcpy(e->reason, reason, len);
+    return;
+  }
+  app_enter(a);
   a->app->on_close(a->app_user, app_conn(c), code, reason, len);
+  app_leave(a);
 }
 
 static void cb_timer(ws_server *s, uint64_t id) {
@@ -445,13 +507,21 @@ static void cb_timer(ws_server *s, uint64_t id) {
   if (slot == NO_SLOT) return;
   void *arg = a->timers[slot].arg;
   timer_release(a, slot); /* the server freed its handle before calling us */
-  if (a->app->on_timer) a->app->on_timer(a->app_user, id, arg);
+  if (a->app->on_timer) {
+    app_enter(a);
+    a->app->on_timer(a->app_user, id, arg);
+    app_leave(a);
+  }
 }
 
 static void cb_shutdown(ws_server *s) {
   ws_capp *a = ws_server_user(s);
   if (a->next_on_shutdown) a->next_on_shutdown(s);
-  if (a->app->on_shutdown) a->app->on_shutdown(a->app_user);
+  if (a->app->on_shutdown) {
+    app_enter(a);
+    a->app->on_shutdown(a->app_user);
+    app_leave(a);
+  }
 }
 
 ws_server *ws_capp_server_new(ws_capp *a, const ws_server_config *cfg, ws_server_callbacks *cb) {
@@ -478,6 +548,8 @@ void ws_capp_detach(ws_capp *a) {
   a->server = NULL;
   a->deciding = NULL;
   a->req.valid = 0;
+  a->nclosed = 0; /* none: they are delivered before any callback returns */
+  a->depth = 0;
   /* The server closed and freed every pending timer's handle. */
   for (uint32_t i = 0; i < a->ntimers; i++)
     if (a->timers[i].t) timer_release(a, i);
@@ -512,6 +584,7 @@ static void capp_release(ws_capp *a) {
   free(a->req.buf);
   free(a->req.spans);
   free(a->timers);
+  free(a->closed);
   free(a->path);
   free(a);
 }

@@ -98,6 +98,30 @@ def test_close_own_connection_in_on_message(build: Callable[[str], str],
     assert "on_close 4000 bye" in caplog.text
 
 
+def test_connection_dropped_inside_send_closes_after_the_callback(
+        build: Callable[[str], str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="wsuv.app")
+    with probe_server(build, write_limit=1 << 20) as srv:
+        with contextlib.suppress(ConnectionClosed), _open(srv) as ws:
+            ws.recv(timeout=5)
+            ws.send("overflow")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # until the server drops us
+                ws.recv(timeout=5)
+        deadline = time.monotonic() + 5
+        while "on_close 1006" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with _open(srv) as ws2:  # the server goes on
+            assert str(ws2.recv(timeout=5)).startswith("open")
+    # The first send was taken (then the limit dropped the connection); the
+    # second is refused; on_close had not run inside the callback.
+    assert "overflow: send=0 after=-1 on_close_ran=0" in caplog.text
+    assert "on_close 1006 write buffer limit exceeded" in caplog.text
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines.index("probe: overflow: send=0 after=-1 on_close_ran=0") < lines.index(
+        "probe: on_close 1006 write buffer limit exceeded")
+
+
 def test_bad_arguments_are_refused(build: Callable[[str], str]) -> None:
     with probe_server(build) as srv, _open(srv) as ws:
         ws.recv(timeout=5)

@@ -32,6 +32,11 @@
  *     that connection (or, for a connection that on_connect rejected or that
  *     never opened, until on_connect returns). Never use it afterwards: the
  *     memory is reused.
+ *   - Callbacks do not nest: on_close never runs while another callback of
+ *     the application is running. A connection that fails during one (a
+ *     write to it failed, or passed write_limit, inside send or broadcast)
+ *     gets its on_close right after that callback returns; until then host
+ *     functions on it answer WSUV_ECLOSED, and its user data is still yours.
  *   - A wsuv_request pointer is valid during on_connect and on_open only.
  *   - Every `const char *data, size_t len` handed to a callback is valid
  *     during that callback only and is not NUL-terminated; copy what you keep.
@@ -106,13 +111,15 @@ typedef struct wsuv_host {
   /* Sends one message as a single frame: opcode WSUV_TEXT (data must be
    * UTF-8; wsuv does not check, a peer would close with 1007) or
    * WSUV_BINARY. Returns 0, WSUV_ECLOSED, or WSUV_EINVAL (bad opcode).
-   * The bytes are queued in wsuv (corked with the others of this callback)
-   * before it returns; queueing past write_limit closes the connection. */
+   * The bytes are written or queued in wsuv (small ones corked with the
+   * others of this callback) before it returns; queueing past write_limit
+   * drops the connection (on_close 1006 after this callback). */
   int (*send)(wsuv_conn *c, unsigned opcode, const char *data, size_t len);
   /* Starts the close handshake with code (1000-4999 except 1004-1006, 1015;
    * 0 = no code) and a UTF-8 reason of at most 123 bytes. on_close follows
-   * when the peer answers (or close_timeout passes), never from inside this
-   * call. Returns 0, WSUV_ECLOSED (already closing), or WSUV_EINVAL. */
+   * when the peer answers (or close_timeout passes), never before the
+   * current callback returns. Returns 0, WSUV_ECLOSED (already closing), or
+   * WSUV_EINVAL. */
   int (*close)(wsuv_conn *c, unsigned code, const char *reason, size_t len);
   /* Sends a ping with at most 125 bytes of payload (the pong is not
    * reported). Returns 0, WSUV_ECLOSED or WSUV_EINVAL. */
@@ -214,7 +221,8 @@ typedef struct wsuv_app {
    * on_open. code is the peer's close code (1005 if its close frame had
    * none, 1006 if the connection dropped without one; the code wsuv sent if
    * it failed the connection); reason is UTF-8. Free the user data here;
-   * after this returns c is invalid. Sends to c fail (WSUV_ECLOSED). */
+   * after this returns c is invalid. Sends to c fail (WSUV_ECLOSED). Never
+   * called while another callback runs (see Lifetimes). */
   void (*on_close)(void *app_user, wsuv_conn *c, unsigned code, const char *reason,
                    size_t len);
   /* A timer from host->timer_start fired (it is gone now). */

@@ -13,7 +13,7 @@ typedef struct {
 } probe;
 
 /* A connection's user data: its pending timer (cancelled in on_close). */
-typedef struct { uint64_t timer; uint64_t started; } conn_state;
+typedef struct { uint64_t timer; uint64_t started; int closed; } conn_state;
 
 static int has_prefix(const char *d, size_t n, const char *p) {
   size_t k = strlen(p);
@@ -110,6 +110,17 @@ static void on_message(void *u, wsuv_conn *c, unsigned op, const char *d, size_t
       if (h->buffered(c) > most) most = h->buffered(c);
     }
     reply(p, c, "flooded, most buffered %ld%.0ld", (long)most, 0L);
+  } else if (has_prefix(d, n, "overflow")) {
+    /* 32 MiB at once, over write_limit: the connection is dropped inside
+     * send, but its on_close waits until this callback returns, so st (freed
+     * there) is still ours here. */
+    size_t big = (size_t)32 << 20;
+    char *buf = calloc(1, big);
+    int rc = buf ? h->send(c, WSUV_BINARY, buf, big) : -99;
+    free(buf);
+    int after = h->send(c, WSUV_TEXT, "after", 5);
+    h->log(p->s, WSUV_LOG_WARNING, "overflow: send=%d after=%d on_close_ran=%d", rc, after,
+           st->closed);
   } else if (has_prefix(d, n, "stop")) {
     h->stop(p->s, 1);
   } else {
@@ -135,6 +146,7 @@ static void on_close(void *u, wsuv_conn *c, unsigned code, const char *reason, s
   probe *p = u;
   conn_state *st = p->h->get_user(c);
   if (st && st->timer) p->h->timer_cancel(p->s, st->timer);
+  if (st) st->closed = 1; /* seen by nobody, unless on_close ran too early */
   free(st);
   p->h->log(p->s, WSUV_LOG_INFO, "on_close %u %.*s", code, (int)len, reason);
 }
