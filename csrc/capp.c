@@ -291,6 +291,8 @@ static size_t h_send_many(wsuv_server *s, wsuv_conn *const *conns, size_t n, uns
                           const char *data, size_t len) {
   ws_capp *a = capp_of(s);
   if (!a->server || !is_data_opcode(opcode) || (len && !data) || (n && !conns)) return 0;
+  /* The array is the application's wsuv_conn pointers, which are our
+   * ws_server_conn pointers: same representation, read as such in server.c. */
   return ws_server_send_many(a->server, (ws_server_conn *const *)conns, n, opcode, data, len);
 }
 

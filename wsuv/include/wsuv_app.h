@@ -14,10 +14,10 @@
  *   wsuv.Server(wsuv.load_c_app("app.so", arg="..."), port=...)   from Python
  *
  * Versions. WSUV_APP_ABI_VERSION changes whenever a table's layout or a
- * documented behaviour changes. Both tables start with {abi_version, size};
- * wsuv refuses, with one sentence and before any callback runs, a library
- * whose wsuv_app_abi_version or whose returned table carries another version
- * or another size than its own.
+ * documented behaviour changes. Both tables start with {abi_version, size}.
+ * wsuv refuses, with one sentence, a library whose wsuv_app_abi_version is
+ * not its own (before wsuv_app_init runs), and a wsuv_app table of another
+ * version or size (before any of its callbacks runs).
  *
  * Threads. Every callback runs on the server's loop thread, one at a time,
  * and every host function must be called on that thread from inside a
