@@ -81,12 +81,15 @@ SERVERS: list[ServerSpec] = [
                MAIN_PY, lambda port, mode: [str(MAIN_PY.parent / "wsuv-serve"), "--port",
                                             str(port), "--log-level", "warning"],
                ("echo",), "import wsuv", wsuv=True),
-    ServerSpec("wsuv-capp", "wsuv, C application examples/c/echo.c under `wsuv-serve` "
-               "(compiled once into the cache; no Python per message)", MAIN_PY,
-               lambda port, mode: [str(MAIN_PY.parent / "wsuv-serve"),
-                                   str(ROOT / "examples" / "c" / "echo.c"), "--port", str(port),
-                                   "--log-level", "warning"],
-               ("echo",), "import wsuv", wsuv=True, only=("c1", "c100", "k16")),
+    ServerSpec("wsuv-capp", "wsuv, a C application under `wsuv-serve` (compiled once into "
+               "the cache; no Python per message): examples/c/echo.c; broadcast: "
+               "benchmarks/peers/capp_broadcast.c (`host->broadcast`)", MAIN_PY,
+               lambda port, mode: [str(MAIN_PY.parent / "wsuv-serve"), str(
+                   ROOT / "examples" / "c" / "echo.c" if mode == "echo"
+                   else PEERS / "capp_broadcast.c"), "--port", str(port), "--log-level",
+                   "warning"],
+               ("echo", "broadcast"), "import wsuv", wsuv=True,
+               only=("c1", "c100", "k16", "bcast")),
     ServerSpec("wsuv-py", "wsuv, Python handler: `ws.send(message)`; broadcast: "
                "`server.broadcast(message)`", MAIN_PY, _peer("wsuv_echo.py"),
                ("echo", "broadcast"), "import wsuv", wsuv=True),
@@ -812,6 +815,8 @@ def evaluate_targets(names: list[str], scen: list[str],
             rows.append(("mem: wsuv-serve idle RSS <= 15 MiB",
                          "not measured" if v is None else f"{v / 1024:.1f} MiB",
                          v is not None and v <= 15 * 1024))
+    cmp("bcast: wsuv-capp (host->broadcast) >= wsuv-py (server.broadcast), deliveries/s",
+        ("wsuv-capp", "bcast", "msgs_per_s"), ("wsuv-py", "bcast", "msgs_per_s"), 1.0)
     cmp("bcast: wsuv-py (server.broadcast) >= 5x picows-uvloop's Python loop, deliveries/s",
         ("wsuv-py", "bcast", "msgs_per_s"), (P, "bcast", "msgs_per_s"), 5)
     return rows
