@@ -144,6 +144,21 @@ def test_timer_fires_on_time(build: Callable[[str], str]) -> None:
         assert 0.14 <= elapsed < 3
 
 
+def test_pause_and_resume_reading(build: Callable[[str], str]) -> None:
+    with probe_server(build) as srv, _open(srv) as ws:
+        ws.recv(timeout=5)
+        t0 = time.monotonic()
+        ws.send("pause")
+        assert ws.recv(timeout=5) == "paused"
+        ws.send("read after the pause")
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.1)  # not read yet
+        resumed = str(ws.recv(timeout=5))
+        assert resumed.startswith("resumed after ") and int(resumed.split()[2]) >= 200
+        assert ws.recv(timeout=5) == "read after the pause"
+        assert time.monotonic() - t0 >= 0.2
+
+
 def test_timer_cancel_and_stale_id(build: Callable[[str], str]) -> None:
     with probe_server(build) as srv, _open(srv) as ws:
         ws.recv(timeout=5)

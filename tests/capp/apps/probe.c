@@ -13,7 +13,7 @@ typedef struct {
 } probe;
 
 /* A connection's user data: its pending timer (cancelled in on_close). */
-typedef struct { uint64_t timer; uint64_t started; int closed; } conn_state;
+typedef struct { uint64_t timer; uint64_t started; int closed; int resume; } conn_state;
 
 static int has_prefix(const char *d, size_t n, const char *p) {
   size_t k = strlen(p);
@@ -73,6 +73,13 @@ static void on_message(void *u, wsuv_conn *c, unsigned op, const char *d, size_t
     st->started = h->now_ms(p->s);
     st->timer = h->timer_start(p->s, (uint64_t)ms, c);
     reply(p, c, "timer started %ld %ld", ms, st->timer != 0);
+  } else if (has_prefix(d, n, "pause")) {
+    /* Stop reading this peer for 200 ms; on_timer resumes. */
+    h->pause_reading(c);
+    st->resume = 1;
+    st->started = h->now_ms(p->s);
+    st->timer = h->timer_start(p->s, 200, c);
+    reply(p, c, "paused%.0ld%.0ld", 0L, 0L);
   } else if (has_prefix(d, n, "cancel")) {
     uint64_t t = h->timer_start(p->s, 50, c);
     int a = h->timer_cancel(p->s, t);
@@ -134,6 +141,12 @@ static void on_timer(void *u, uint64_t timer, void *arg) {
   conn_state *st = p->h->get_user(c);
   if (st->timer != timer) return;
   st->timer = 0;
+  if (st->resume) {
+    st->resume = 0;
+    reply(p, c, "resumed after %ld ms%.0ld", (long)(p->h->now_ms(p->s) - st->started), 0L);
+    p->h->resume_reading(c);
+    return;
+  }
   reply(p, c, "timer fired after %ld ms%.0ld", (long)(p->h->now_ms(p->s) - st->started), 0L);
 }
 
