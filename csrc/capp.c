@@ -414,17 +414,18 @@ static void host_init(wsuv_host *h) {
  * connection's memory only in a later loop phase). */
 static void app_enter(ws_capp *a) { a->depth++; }
 
-static void app_leave(ws_capp *a) {
-  if (a->depth > 1 || a->nclosed == 0) {
-    a->depth--;
-    return;
-  }
+/* Out of line: the per-message path (cb_message) stays a few instructions. */
+__attribute__((noinline)) static void app_deliver_closed(ws_capp *a) {
   /* Still at depth 1: closes reported by these on_close calls queue too. */
   for (size_t i = 0; i < a->nclosed; i++) {
     capp_closed e = a->closed[i]; /* copied: the array may grow meanwhile */
     a->app->on_close(a->app_user, app_conn(e.c), e.code, e.reason, e.len);
   }
   a->nclosed = 0;
+}
+
+static void app_leave(ws_capp *a) {
+  if (a->depth == 1 && a->nclosed) app_deliver_closed(a);
   a->depth--;
 }
 
