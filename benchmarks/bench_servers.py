@@ -815,8 +815,9 @@ def evaluate_targets(names: list[str], scen: list[str],
             rows.append(("mem: wsuv-serve idle RSS <= 15 MiB",
                          "not measured" if v is None else f"{v / 1024:.1f} MiB",
                          v is not None and v <= 15 * 1024))
-    cmp("bcast: wsuv-capp (host->broadcast) >= wsuv-py (server.broadcast), deliveries/s",
-        ("wsuv-capp", "bcast", "msgs_per_s"), ("wsuv-py", "bcast", "msgs_per_s"), 1.0)
+    cmp("bcast: wsuv-capp (host->broadcast) >= wsuv-py (server.broadcast), deliveries per "
+        "server CPU-s", ("wsuv-capp", "bcast", "msgs_per_server_cpu_s"),
+        ("wsuv-py", "bcast", "msgs_per_server_cpu_s"), 1.0)
     cmp("bcast: wsuv-py (server.broadcast) >= 5x picows-uvloop's Python loop, deliveries/s",
         ("wsuv-py", "bcast", "msgs_per_s"), (P, "bcast", "msgs_per_s"), 5)
     return rows
