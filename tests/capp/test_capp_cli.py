@@ -78,8 +78,8 @@ def test_changed_source_compiles_again(tmp_path: Path) -> None:
     assert len(list((tmp_path / "wsuv").glob("myecho-*.so"))) == 2
 
 
-def test_serve_shared_object_with_app_arg(tmp_path: Path,
-                                          build: Callable[[str], str]) -> None:
+@pytest.mark.parametrize("kind", ["so", "c"])
+def test_serve_chat_with_app_arg(tmp_path: Path, build: Callable[[str], str], kind: str) -> None:
     def check(port: int) -> None:
         url = f"ws://127.0.0.1:{port}"
         a = websocket.create_connection(f"{url}/r1", timeout=5)
@@ -96,7 +96,8 @@ def test_serve_shared_object_with_app_arg(tmp_path: Path,
             a.close()
             b.close()
 
-    log = _serve_and_check([build("examples/chat"), "--app-arg", "2"], _env(tmp_path), check)
+    app = build("examples/chat") if kind == "so" else str(EXAMPLES / "chat.c")
+    log = _serve_and_check([app, "--app-arg", "2"], _env(tmp_path), check)
     assert "chat rooms of at most 2 members" in log
 
 
