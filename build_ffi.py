@@ -105,7 +105,10 @@ def _http_parser() -> tuple[list[str], list[str], list[str]]:
 
 
 # Layers in dependency order: a cdef may use types declared by earlier ones.
-LAYERS = ["sha1", "utf8", "wsframe", "wsparser", "collect", "handshake", "wsconn", "server"]
+LAYERS = ["sha1", "utf8", "wsframe", "wsparser", "collect", "handshake", "wsconn", "server",
+          "capp"]
+# The public header of C applications (capp.c implements its host side).
+APP_INCLUDE = HERE / "wsuv" / "include"
 
 
 def _cdef() -> str:
@@ -141,11 +144,11 @@ def make_builder() -> FFI:
         "wsuv._core",
         _headers(),
         sources=_sources(),
-        include_dirs=[str(CSRC), *uv_incs],
+        include_dirs=[str(CSRC), str(APP_INCLUDE), *uv_incs],
         extra_compile_args=cflags,
         extra_link_args=extra_link,
         extra_objects=uv_objs + hp_objs,
-        libraries=uv_libs + hp_libs,
+        libraries=uv_libs + hp_libs + ["dl"],  # dl: capp.c loads C applications
         library_dirs=uv_dirs + hp_dirs,
     )
     return ffi

@@ -81,6 +81,15 @@ SERVERS: list[ServerSpec] = [
                MAIN_PY, lambda port, mode: [str(MAIN_PY.parent / "wsuv-serve"), "--port",
                                             str(port), "--log-level", "warning"],
                ("echo",), "import wsuv", wsuv=True),
+    ServerSpec("wsuv-capp", "wsuv, a C application under `wsuv-serve` (compiled once into "
+               "the cache; no Python per message): examples/c/echo.c; broadcast: "
+               "benchmarks/peers/capp_broadcast.c (`host->broadcast`)", MAIN_PY,
+               lambda port, mode: [str(MAIN_PY.parent / "wsuv-serve"), str(
+                   ROOT / "examples" / "c" / "echo.c" if mode == "echo"
+                   else PEERS / "capp_broadcast.c"), "--port", str(port), "--log-level",
+                   "warning"],
+               ("echo", "broadcast"), "import wsuv", wsuv=True,
+               only=("c1", "c100", "k16", "bcast")),
     ServerSpec("wsuv-py", "wsuv, Python handler: `ws.send(message)`; broadcast: "
                "`server.broadcast(message)`", MAIN_PY, _peer("wsuv_echo.py"),
                ("echo", "broadcast"), "import wsuv", wsuv=True),
@@ -783,6 +792,10 @@ def evaluate_targets(names: list[str], scen: list[str],
         ("websockets", "k16", "msgs_per_s"), 8)
     cmp("k16: wsuv-c >= 10x picows-uvloop msgs/s", ("wsuv-c", "k16", "msgs_per_s"),
         (P, "k16", "msgs_per_s"), 10)
+    for sc_name in ("c100", "k16"):  # issue 15: a C application costs what the built-in echo does
+        cmp(f"{sc_name}: wsuv-capp (examples/c/echo.c) >= 0.95x wsuv-c msgs per server CPU-s",
+            ("wsuv-capp", sc_name, "msgs_per_server_cpu_s"),
+            ("wsuv-c", sc_name, "msgs_per_server_cpu_s"), 0.95)
     for wn in ("wsuv-py", "wsuv-c"):
         cmp(f"64k: {wn} >= 1.3x picows-uvloop MB per server CPU-s",
             (wn, "64k", "msgs_per_server_cpu_s"), (P, "64k", "msgs_per_server_cpu_s"), 1.3)
@@ -826,6 +839,9 @@ def evaluate_targets(names: list[str], scen: list[str],
     for sc in ("c100", "k16"):
         cmp(f"{sc}: wsuv-py-uvloop (embedded) within 10% of wsuv-py msgs per server CPU-s",
             ("wsuv-py-uvloop", sc, cpu), ("wsuv-py", sc, cpu), 0.9)
+    cmp("bcast: wsuv-capp (host->broadcast) >= wsuv-py (server.broadcast), deliveries per "
+        "server CPU-s", ("wsuv-capp", "bcast", "msgs_per_server_cpu_s"),
+        ("wsuv-py", "bcast", "msgs_per_server_cpu_s"), 1.0)
     cmp("bcast: wsuv-py (server.broadcast) >= 5x picows-uvloop's Python loop, deliveries/s",
         ("wsuv-py", "bcast", "msgs_per_s"), (P, "bcast", "msgs_per_s"), 5)
     return rows

@@ -1643,3 +1643,5 @@ void ws_server_conn_resume_reading(ws_server_conn *c) {
 }
 
 size_t ws_server_conn_size(void) { return sizeof(ws_server_conn); }
+
+ws_server *ws_server_conn_server(const ws_server_conn *c) { return c->server; }

@@ -188,4 +188,8 @@ void ws_server_conn_resume_reading(ws_server_conn *c);
 /* sizeof(struct ws_server_conn): the C memory one open connection costs. */
 size_t ws_server_conn_size(void);
 
+/* The server a connection belongs to (C applications, capp.h, find their
+ * state through its user pointer). */
+ws_server *ws_server_conn_server(const ws_server_conn *c);
+
 #endif

@@ -1,6 +1,7 @@
 """wsuv: a fast RFC 6455 WebSocket server for Python with a C core on libuv.
 
 High level: :class:`Server` / :func:`serve` with a :class:`Handler`.
+C applications: :func:`load_c_app` (``wsuv_app.h``, in :func:`get_include`).
 Low level: :class:`FrameParser`, :func:`encode_frame`, :class:`Utf8Validator`,
 :func:`accept_key` for people who want frames rather than messages.
 """
@@ -19,6 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from wsuv.accept import accept_key
     from wsuv.aio import broadcast
+    from wsuv.capp import CApp, CAppError, get_include, load_c_app
     from wsuv.frames import (
         Frame,
         FrameChunk,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 # frames.py pulls in typing (about 0.6 MiB of a wsuv-serve's idle RSS).
 _LAZY = {
     "accept_key": "wsuv.accept",
+    **dict.fromkeys(("CApp", "CAppError", "get_include", "load_c_app"), "wsuv.capp"),
     **dict.fromkeys(("Frame", "FrameChunk", "FrameEnd", "FrameHeader", "FrameParser",
                      "Opcode", "StreamingFrameParser", "encode_frame"), "wsuv.frames"),
     "Utf8Validator": "wsuv.utf8",
@@ -56,6 +59,8 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Accept",
+    "CApp",
+    "CAppError",
     "ConnectionClosed",
     "Frame",
     "FrameChunk",
@@ -78,7 +83,9 @@ __all__ = [
     "accept_key",
     "broadcast",
     "encode_frame",
+    "get_include",
     "is_valid_utf8",
+    "load_c_app",
     "serve",
 ]
 

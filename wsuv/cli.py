@@ -54,8 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("app", nargs="?", help="handler as module:attribute (a Handler instance, "
-                   "or a class instantiated with no arguments)")
+                   "or a class instantiated with no arguments), or a C application: "
+                   "path/app.so, or path/app.c (compiled once, cached)")
     p.add_argument("--version", action="version", version=f"wsuv {__version__}")
+    # C applications (wsuv/capp.py).
+    p.add_argument("--app-arg", default=None, help="string passed to a C application's "
+                   "wsuv_app_init (default: empty)")
+    p.add_argument("--print-include-dir", action="store_true", help="print the directory of "
+                   "wsuv_app.h (for cc -I) and exit")
     for opt in OPTIONS:
         flag = "--" + opt.name.replace("_", "-")
         if opt.type is bool:
@@ -342,6 +348,8 @@ def _run_worker(app: Any, opts: dict[str, Any], start: _Start | None = None) -> 
         # waited for the daemon then finds the loop's graceful handler.
         server.call_soon_threadsafe(start.release)
     server.run()
+    if getattr(type(app), "_wsuv_c_app", False):
+        app.close()  # the C application's on_destroy, in this process
 
 
 def _run_worker_aio(app: Any, opts: dict[str, Any], start: _Start | None) -> None:
@@ -441,12 +449,19 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``wsuv-serve``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    c_app = bool(args.app) and args.app.endswith((".so", ".c"))  # a C application
+    if args.print_include_dir:
+        from wsuv.capp import get_include
+        print(get_include())
+        return 0
+    if args.app_arg is not None and not c_app:
+        parser.error("--app-arg is for a C application (APP ending in .so or .c)")
     opts = {o.name: getattr(args, o.name) for o in OPTIONS}
     try:
         resolve(opts)
     except (TypeError, ValueError) as exc:
         parser.error("--" + str(exc).replace("_", "-"))  # exits 2, naming the flag
-    if args.app is not None:
+    if args.app is not None and not c_app:
         module_name, _, attr = args.app.partition(":")
         if not module_name or not attr:
             parser.error(f"APP must be module:attribute, not {args.app!r}")
@@ -469,7 +484,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     start = _Start(pipe, args.pidfile, debug, bool(args.log_file))
     try:
-        app = load_app(args.app) if args.app else None
+        app: Any
+        if c_app:
+            from wsuv.capp import cli_load
+            app = cli_load(args.app, args.app_arg or "")  # SystemExit(1) with its one line
+        else:
+            app = load_app(args.app) if args.app else None
         if args.workers > 1:
             return _supervise(app, opts, args.workers, start)
         _run_worker(app, opts, start)

@@ -84,8 +84,9 @@ def has_async_methods(handler: Any) -> bool:
 
 
 def resolve_handler(obj: Any, where: str = "handler", *, allow_async: bool = False) -> Any:
-    """The handler instance for ``obj``: ``None`` (the built-in C echo), a
-    handler instance, or a handler class instantiated with no arguments; with
+    """The handler instance for ``obj``: ``None`` (the built-in C echo), a C
+    application, a handler instance, or a handler class instantiated with no
+    arguments; with
     ``allow_async`` (wsuv.aio) also ``async def`` methods and a connection
     handler ``async def handler(ws)``, returned as it is.
 
@@ -94,8 +95,8 @@ def resolve_handler(obj: Any, where: str = "handler", *, allow_async: bool = Fal
     """
     import inspect
 
-    if obj is None:
-        return None
+    if obj is None or getattr(type(obj), "_wsuv_c_app", False):
+        return obj  # the built-in C echo, or a C application (wsuv.load_c_app)
     if is_connection_handler(obj):
         if allow_async:
             return obj

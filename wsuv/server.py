@@ -66,7 +66,8 @@ class Server:
     """A WebSocket server on its own libuv loop.
 
     ``handler`` is an object with the :class:`Handler` methods; ``None`` runs
-    the built-in echo entirely in C. Options are listed in
+    the built-in echo entirely in C, and a :func:`wsuv.load_c_app` result runs
+    that C application (no Python per event). Options are listed in
     :mod:`wsuv.options` (README has the table). :meth:`run` blocks the calling
     thread (the loop thread). From any other thread: :meth:`stop`,
     :meth:`call_soon_threadsafe` and :meth:`call_later` hand themselves over;
@@ -135,7 +136,12 @@ class Server:
         cb.on_timer = lib.wsuv_on_timer
         cb.on_shutdown = lib.wsuv_on_shutdown
         cb.on_cancel = lib.wsuv_on_cancel
-        if handler is not None:
+        # A C application (wsuv.load_c_app): its callbacks replace the Python
+        # trampolines, so no Python runs per event (capp.h).
+        self._c_app = handler if getattr(type(handler), "_wsuv_c_app", False) else None
+        if self._c_app is not None:
+            self._s = self._c_app._server_new(cfg, cb)
+        elif handler is not None:
             cb.on_request = lib.wsuv_on_request
             cb.on_open = lib.wsuv_on_open
             cb.on_message = lib.wsuv_on_message
@@ -145,7 +151,8 @@ class Server:
                 cb.on_control = lib.wsuv_on_control
             if want["on_drain"]:
                 cb.on_drain = lib.wsuv_on_drain
-        self._s = lib.ws_server_new(cfg, cb, ffi.NULL)
+        if self._c_app is None:
+            self._s = lib.ws_server_new(cfg, cb, ffi.NULL)
         if self._s == ffi.NULL:
             raise MemoryError("ws_server_new failed")
         _SERVERS[self._s] = self
@@ -169,6 +176,8 @@ class Server:
         """Free a server that will not run (``run`` frees its own at the end)."""
         if self._s != ffi.NULL and not self._ran:
             _SERVERS.pop(self._s, None)
+            if self._c_app is not None:
+                self._c_app._detach()
             lib.ws_server_free(self._s)
             self._s = ffi.NULL
 
@@ -228,6 +237,8 @@ class Server:
         for key in [k for k, (srv, _r) in _PENDING.items() if srv is self]:
             _PENDING.pop(key, None)
         _SERVERS.pop(self._s, None)
+        if self._c_app is not None:
+            self._c_app._detach()
         lib.ws_server_free(self._s)
         self._s = ffi.NULL
 

@@ -1,0 +1,2 @@
+/* A shared object, but not a wsuv application. */
+__attribute__((visibility("default"))) int something_else(void) { return 42; }
