@@ -142,6 +142,7 @@ class AioServer:
         self._timer_at = 0.0  # loop.time() the timer fires at
         self._timeout = ffi.new("int *")
         self._soon = False
+        self._in_turn = False
         with server._waiters_lock:
             server._running = True
         self._fd = int(lib.ws_server_backend_fd(server._s))
@@ -159,10 +160,15 @@ class AioServer:
         """One non-blocking libuv turn, then the next deadline."""
         self._soon = False
         s = self.server._s
-        if s == ffi.NULL:
+        if s == ffi.NULL or self._in_turn:  # never re-enter uv_run
             return
         out = self._timeout
-        if not lib.ws_server_run_nowait(s, out):
+        self._in_turn = True
+        try:
+            alive = lib.ws_server_run_nowait(s, out)
+        finally:
+            self._in_turn = False
+        if not alive:
             self._finish()
             return
         timeout = out[0]
