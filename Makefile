@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PKGS := build-essential pkg-config libuv1-dev libhttp-parser-dev chromium nginx-light openssl
+APT_PKGS := build-essential pkg-config libuv1-dev libhttp-parser-dev zlib1g-dev chromium nginx-light openssl
 # Commands that may come from a package of another name (e.g. nodesource's
 # nodejs ships npm): installed from Debian only when the command is missing.
 APT_CMDS := node:nodejs npm:npm
@@ -165,7 +165,7 @@ fuzz-ci: fuzz-build
 
 build/tests/engine_stress: tests/c/engine_stress.c $(filter-out csrc/server.c,$(wildcard csrc/*.c)) $(wildcard csrc/*.h)
 	@mkdir -p build/tests
-	$(CC) -std=c11 -g -O1 -Wall -Wextra -Icsrc -o $@ tests/c/engine_stress.c $(filter-out csrc/server.c,$(wildcard csrc/*.c)) -lhttp_parser
+	$(CC) -std=c11 -g -O1 -Wall -Wextra -Icsrc -o $@ tests/c/engine_stress.c $(filter-out csrc/server.c,$(wildcard csrc/*.c)) -lhttp_parser -lz
 
 memcheck: build/tests/engine_stress | $(VENV)/.deps
 	@command -v valgrind >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
