@@ -323,6 +323,8 @@ struct ws_pmd {
   uint8_t out_msg;                /* a fragmented compressed message is being sent */
   uint8_t tail_left;              /* inflate_end: bytes of the 00 00 ff ff tail not yet fed */
   uint8_t broken;                 /* the inflater failed: refuse further input */
+  uint8_t ended;                  /* the message's DEFLATE stream ended (BFINAL): the
+                                     rest of the message, tail included, is ignored */
   z_stream *def, *inf;            /* NULL until first use and after a release */
   uint8_t *obuf;                  /* deflate output (owned) */
   size_t ocap;
@@ -463,9 +465,10 @@ static int inf_ready(ws_pmd *m) {
   return 0;
 }
 
-/* After a block with BFINAL set the stream has ended; the peer may go on
- * (RFC 7692 7.2.3.4 lets it end blocks that way): start a new stream that
- * keeps the window under context takeover. */
+/* After a block with BFINAL set the stream has ended (RFC 7692 7.2.3.4 lets
+ * a sender end a message that way): whatever follows in that message, the
+ * appended tail included, is not DEFLATE data and is ignored. The next
+ * message starts a new stream that keeps the window under context takeover. */
 static int inf_restart(ws_pmd *m) {
   z_stream *z = m->inf;
   if (m->recv_reset) return inflateReset(z) == Z_OK ? 0 : WS_PMD_ERROR;
@@ -489,6 +492,10 @@ static int inf_run(ws_pmd *m, const uint8_t *in, size_t in_len, size_t *in_used,
   if (r != 0) return r;
   z_stream *z = m->inf;
   m->used = 1;
+  if (m->ended) {
+    *in_used = in_len;
+    return WS_PMD_OK;
+  }
   for (;;) {
     size_t in_left = in_len - *in_used, out_left = out_cap - *out_len;
     uInt ia = (uInt)(in_left > ZCHUNK ? ZCHUNK : in_left);
@@ -502,9 +509,9 @@ static int inf_run(ws_pmd *m, const uint8_t *in, size_t in_len, size_t *in_used,
     *out_len += oa - z->avail_out;
     if (zr == Z_STREAM_END) {
       if ((r = inf_restart(m)) != 0) goto failed;
-      if (*out_len == out_cap) return WS_PMD_MORE;
-      if (*in_used == in_len) return WS_PMD_OK;
-      continue;
+      m->ended = 1;
+      *in_used = in_len;
+      return WS_PMD_OK;
     }
     if (zr == Z_MEM_ERROR) {
       r = WS_PMD_NOMEM;
@@ -554,6 +561,7 @@ int ws_pmd_inflate_end(ws_pmd *m, uint8_t *out, size_t out_cap, size_t *out_len)
   /* The tail is an empty stored block: once it is in and the output was not
    * full, everything the message holds has come out. */
   m->in_msg = 0;
+  m->ended = 0;
   if (m->recv_reset && inflateReset(m->inf) != Z_OK) {
     m->broken = 1;
     return WS_PMD_ERROR;
@@ -628,8 +636,16 @@ int ws_pmd_deflate(ws_pmd *m, const uint8_t *data, size_t len, int fin, const ui
     if (last && z->avail_in == 0 && z->avail_out != 0) break;
   }
   if (fin) {
-    /* RFC 7692 7.2.1: drop the 00 00 ff ff that the sync flush ends with. */
-    if (n >= 4) n -= 4;
+    /* RFC 7692 7.2.1: drop the 00 00 ff ff that the sync flush ends with.
+     * zlib writes nothing for a flush right after a flush (an empty message,
+     * or an empty last fragment): then the message ends with the one byte
+     * that, with the receiver's tail, makes an empty stored block. */
+    static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+    if (n >= 4 && memcmp(m->obuf + n - 4, tail, 4) == 0) {
+      n -= 4;
+    } else if (n == 0) {
+      m->obuf[n++] = 0x00;
+    }
     m->out_msg = 0;
     if (m->send_reset && deflateReset(z) != Z_OK) goto nomem;
     if (single && m->send_reset && n >= len) return WS_PMD_RAW;

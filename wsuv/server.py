@@ -114,6 +114,14 @@ class Server:
         cfg.handle_signals = int(bool(opts["handle_signals"]))
         cfg.want_control = int(want["on_ping"] or want["on_pong"])
         cfg.busy_poll_us = opts["busy_poll_us"]
+        cfg.compression = int(opts["compression"] == "deflate")
+        cfg.pmd.window_bits = opts["compression_window_bits"]
+        cfg.pmd.mem_level = opts["compression_mem_level"]
+        cfg.pmd.peer_window_bits = opts["compression_client_window_bits"]
+        cfg.pmd.peer_no_context_takeover = int(bool(opts["compression_client_no_context_takeover"]))
+        cfg.pmd.no_context_takeover = int(bool(opts["compression_no_context_takeover"]))
+        cfg.pmd.threshold = opts["compression_threshold"]
+        cfg.compression_idle_ms = _ms(opts["compression_idle_timeout"])
 
         cb = ffi.new("ws_server_callbacks *")
         cb.on_http = lib.wsuv_on_http
@@ -264,6 +272,13 @@ class Server:
         arr = ffi.new("ws_server_conn *[]", conns)
         return int(lib.ws_server_send_many(self._s, arr, len(conns), op, data, len(data)))
 
+    def compression_memory(self) -> tuple[int, int]:
+        """(bytes, peak): zlib and deflate-buffer memory all connections hold now, and the
+        most they held at once (counted in C by zlib's allocation hooks)."""
+        peak = ffi.new("size_t *")
+        now = lib.ws_server_deflate_memory(self._s, peak) if self._s != ffi.NULL else 0
+        return int(now), int(peak[0])
+
     # -- HTTP ---------------------------------------------------------------------
     def _http_response(self, request: Request) -> Response | None:
         if self._want["on_http"]:
@@ -396,6 +411,8 @@ def wsuv_on_request(s: Any, c: Any, hs: Any) -> None:
             msg = b"internal server error"
             lib.ws_server_conn_reject(c, 500, msg, len(msg), b"", 0)
             return
+        if not decision.compression:
+            lib.ws_server_conn_set_compression(c, 0)
     sp = subprotocol.encode() if subprotocol else b""
     lib.ws_server_conn_accept(c, sp, len(sp), headers, len(headers))
     # Registered only in on_open: C calls it right after this returns, or
