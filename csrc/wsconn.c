@@ -370,6 +370,11 @@ int ws_conn_enable_deflate(ws_conn *c, ws_pmd_ctx *ctx, const ws_pmd_params *par
   c->pmd = ws_pmd_new(ctx, params, WS_PMD_SERVER);
   if (!c->pmd) return -1;
   c->parser.rsv_allowed = WS_RSV1;
+  /* A compressed frame of incompressible data is a little larger than the
+   * message it carries (stored blocks, flush markers): let such frames
+   * through; the limit that matters is counted on the inflated bytes. */
+  uint64_t limit = c->parser.max_frame_size;
+  if (limit && limit < UINT64_MAX / 2) c->parser.max_frame_size = limit + limit / 16 + 1024;
   return 0;
 }
 

@@ -24,7 +24,9 @@
  * still 1002); a compressed message is inflated as its chunks arrive, into
  * the assembly buffer in bounded steps, with the size limit and UTF-8 checked
  * on the inflated bytes (a bomb stops at max_message_size with 1009 before
- * more memory is spent; corrupt data is 1007). ws_conn_send compresses
+ * more memory is spent; corrupt data is 1007). A compressed frame itself may
+ * be up to max_message_size + 1/16 + 1 KiB long (incompressible data grows
+ * a little when deflated). ws_conn_send compresses
  * messages of at least the threshold. Uncompressed traffic keeps its paths
  * (in-place delivery included); compressed messages are always assembled.
  * The engine owns the ws_pmd (freed by ws_conn_free); its zlib memory is

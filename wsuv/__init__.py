@@ -10,8 +10,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from wsuv.exceptions import ProtocolError, WsuvError
-from wsuv.request import Headers, Request, Response
 from wsuv.handler import Accept, Handler
+from wsuv.request import Headers, Request, Response
 from wsuv.server import Server, TimerHandle, serve
 from wsuv.websocket import ConnectionClosed, WebSocket
 

@@ -247,7 +247,7 @@ def test_client_offer_and_accept_follow_the_config() -> None:
     assert rc == 1 and params.server_no_context_takeover == 1
     assert params.server_max_window_bits == 15 and params.client_max_window_bits == 15
     # What our server answers, our client accepts.
-    for _name, offer, answer in SERVER_ROWS:
+    for _name, _offer, answer in SERVER_ROWS:
         if answer and "server_max_window_bits" in answer:
             assert client_accept(answer, default_config(peer_window_bits=15))[0] == 1
 
