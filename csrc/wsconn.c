@@ -246,8 +246,10 @@ static int inflate_into(ws_conn *c, const uint8_t *in, size_t len, int end) {
     if (got && c->msg_opcode == WS_OP_TEXT && ws_utf8_feed(&c->utf8, out, got, NULL) != WS_UTF8_OK)
       return fail(c, 1007, "invalid UTF-8 in a text message");
     c->msg_len += got;
-    in += used;
-    len -= used;
+    if (used) { /* in is NULL at the message's end */
+      in += used;
+      len -= used;
+    }
     if (r == WS_PMD_OK) return WS_CB_OK;
   }
 }
