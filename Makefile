@@ -95,7 +95,7 @@ clean:
 bench-servers: build node_modules/.installed
 	@mkdir -p build
 	gcc -O3 -std=gnu11 -Wall -Wextra -Icsrc -o build/loadgen benchmarks/loadgen.c \
-	  csrc/wsparser.c csrc/wsframe.c csrc/sha1.c $$(pkg-config --cflags --libs libuv)
+	  csrc/wsparser.c csrc/wsframe.c csrc/sha1.c csrc/pmdeflate.c $$(pkg-config --cflags --libs libuv) -lz
 	@test -x benchmarks/.venv-wsuv/bin/python || $(PYTHON) -m venv benchmarks/.venv-wsuv
 	@benchmarks/.venv-wsuv/bin/pip install -q --upgrade setuptools wheel cffi
 	benchmarks/.venv-wsuv/bin/pip install -q --no-build-isolation --force-reinstall --no-deps .

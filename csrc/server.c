@@ -21,6 +21,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "wsframe.h"
 
@@ -164,6 +167,9 @@ struct ws_server {
   cork_entry cork_entries[CORK_ENTRIES];
   ws_pmd_ctx pmd_ctx;          /* deflate configuration and memory accounting */
   ws_pmd *bcast[16];           /* context-free compressors for broadcasts, by window bits (owned) */
+  size_t pmd_released;         /* deflate bytes given back since the last heap trim */
+  uint64_t pmd_trim_ms;        /* when the heap was last trimmed */
+  uv_timer_t trim_timer;       /* a trim deferred by the once-a-second bound */
   size_t read_len;             /* bytes offered to each read, <= READ_BUF_SIZE */
   char readbuf[READ_BUF_SIZE];
   char corkbuf[CORK_SIZE];
@@ -738,6 +744,30 @@ static uint64_t conn_deadline(const ws_server_conn *c) {
 
 static void on_conn_timer(uv_timer_t *t);
 
+/* zlib's blocks (4-8 KiB each) sit among everything else in malloc's heap:
+ * given back, they stay in the process (glibc returns only the heap's top)
+ * until the heap is trimmed. Idle releases come in waves (connections that
+ * went quiet together): the heap is trimmed once 256 KiB were given back,
+ * at most once a second (a trim walks the heap); what the bound holds back
+ * is trimmed by trim_timer when the second is over. */
+static void pmd_trim(ws_server *s) {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+  s->pmd_released = 0;
+  s->pmd_trim_ms = uv_now(&s->loop);
+}
+
+static void on_trim_timer(uv_timer_t *t) { pmd_trim(t->data); }
+
+static void pmd_released(ws_server *s, size_t bytes, uint64_t now) {
+  s->pmd_released += bytes;
+  if (s->pmd_released < 256 * 1024) return;
+  if (now >= s->pmd_trim_ms + 1000) pmd_trim(s);
+  else if (!uv_is_active((uv_handle_t *)&s->trim_timer))
+    uv_timer_start(&s->trim_timer, on_trim_timer, s->pmd_trim_ms + 1000 - now, 0);
+}
+
 static void arm_timer(ws_server_conn *c) {
   if (c->phase == PH_CLOSED) return;
   uint64_t d = conn_deadline(c);
@@ -785,7 +815,7 @@ static void on_conn_timer(uv_timer_t *t) {
     if (c->pmd_watch && now >= c->pmd_check_ms + cfg->compression_idle_ms) {
       /* A whole period without a compressed or inflated message: give the
        * streams back (see ws_pmd_release for what is kept). */
-      if (!ws_pmd_take_used(c->ws.pmd)) ws_pmd_release(c->ws.pmd);
+      if (!ws_pmd_take_used(c->ws.pmd)) pmd_released(s, ws_pmd_release(c->ws.pmd), now);
       c->pmd_watch = (uint8_t)ws_pmd_live(c->ws.pmd);
       c->pmd_check_ms = now;
     }
@@ -1130,6 +1160,9 @@ ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks 
   uv_timer_init(&s->loop, &s->shutdown_timer);
   s->shutdown_timer.data = s;
   uv_unref((uv_handle_t *)&s->shutdown_timer);
+  uv_timer_init(&s->loop, &s->trim_timer);
+  s->trim_timer.data = s;
+  uv_unref((uv_handle_t *)&s->trim_timer);
   uv_check_init(&s->loop, &s->poll_end);
   s->poll_end.data = s;
   uv_check_start(&s->poll_end, on_poll_end);

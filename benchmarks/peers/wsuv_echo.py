@@ -45,11 +45,13 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--mode", choices=["echo", "broadcast", "broadcast-loop"], default="echo")
     p.add_argument("--busy-poll-us", type=int, default=0)
+    p.add_argument("--deflate", action="store_true", help="permessage-deflate on (defaults)")
     args = p.parse_args()
     handler: Any = {"echo": Echo, "broadcast": Broadcast, "broadcast-loop": LoopBroadcast}[
         args.mode]()
     server = wsuv.Server(handler, host="127.0.0.1", port=args.port,
-                         busy_poll_us=args.busy_poll_us)
+                         busy_poll_us=args.busy_poll_us,
+                         compression="deflate" if args.deflate else None)
     handler.server = server
     server.run()
 
