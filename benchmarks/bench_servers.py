@@ -104,7 +104,9 @@ SERVERS: list[ServerSpec] = [
                ("echo",), "import wsuv", wsuv=True, only=("c1",)),
     ServerSpec("wsuv-py-loop", "wsuv, Python handler, broadcast as a Python loop of `ws.send`",
                MAIN_PY, lambda port, mode: [str(PEERS / "wsuv_echo.py"), "--port", str(port),
-                                            "--mode", "broadcast-loop"],
+                                            "--mode", "broadcast-loop",
+                                            *(["--deflate"] if mode.endswith("-deflate")
+                                              else [])],
                ("broadcast",), "import wsuv", wsuv=True),
     ServerSpec("websockets", "websockets (asyncio implementation, asyncio loop)", PEER_PY,
                _peer("websockets_echo.py"), ("echo", "broadcast"), "import websockets"),
@@ -117,8 +119,7 @@ SERVERS: list[ServerSpec] = [
     ServerSpec("aiohttp", "aiohttp web server (asyncio loop)", PEER_PY, _peer("aiohttp_echo.py"),
                ("echo", "broadcast"), "import aiohttp"),
     ServerSpec("node-ws", "Node.js `ws` (root package.json)", None,
-               lambda port, mode: [str(PEERS / "node_ws_echo.js"), "--port", str(port),
-                                   "--mode", mode], ("echo", "broadcast"), ""),
+               _peer("node_ws_echo.js"), ("echo", "broadcast"), ""),
     ServerSpec("socketify", "socketify (uWebSockets via cffi). It drives uWS from an asyncio "
                "loop by polling it (`run_nowait`): many `epoll_wait` calls per message and CPU "
                "use even with no connection, which shortens its wake-up latency",
@@ -126,7 +127,7 @@ SERVERS: list[ServerSpec] = [
 ]
 BY_NAME = {s.name: s for s in SERVERS}
 # Servers measured with permessage-deflate on (the peers' own implementations).
-DEFLATE_SERVERS = ("wsuv-c", "wsuv-py", "websockets", "aiohttp", "node-ws")
+DEFLATE_SERVERS = ("wsuv-c", "wsuv-py", "wsuv-py-loop", "websockets", "aiohttp", "node-ws")
 
 # --- scenarios -----------------------------------------------------------------------
 
@@ -156,6 +157,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("mem", "idle connections", "idle", 10000, 1, 64),
     Scenario("z1", "deflate: 100 conns, K=1, 1 KiB JSON", "echo", 100, 1, 1024, deflate=True),
     Scenario("z16", "deflate: 100 conns, K=16, 1 KiB JSON", "echo", 100, 16, 1024, deflate=True),
+    Scenario("zbcast", "deflate: broadcast 1 -> 1,000, K=8, 1 KiB JSON", "broadcast", 1000, 8,
+             1024, deflate=True),
     Scenario("zmem", "1,000 idle connections with deflate, after one 1 KiB JSON message each "
              "way and 12 s idle", "idle", 1000, 1, 1024, deflate=True),
 ]
@@ -735,17 +738,19 @@ def render(args: argparse.Namespace, servers: list[ServerSpec], scenarios: list[
     # memory
     mem = [s for s in scenarios if s.mode == "idle"]
     if mem:
-        w(f"## Memory and connection rate ({args.mem_conns:,} idle upgraded connections)\n")
+        w("## Memory and connection rate\n")
         w("RSS from /proc/PID/status of a fresh server process: at start, then with every "
-          "connection open and idle (after 1 s). Upgrades/s: connections opened and upgraded "
+          "connection open and idle (after 1 s; with deflate after 12 s, twice wsuv's "
+          "compression_idle_timeout). Upgrades/s: connections opened and upgraded "
           "per second by the load generator, 64 handshakes at a time; server CPU is its "
           "CPU time spent over that phase.\n")
         w("| server | RSS at start | RSS with conns | KiB per conn | upgrades/s | "
           "server CPU for the upgrades |")
         w("|---|---|---|---|---|---|")
         for sc in mem:
-            if len(mem) > 1:
-                w(f"| **{sc.title}** | | | | | |")
+            title = f"{args.mem_conns:,} idle upgraded connections" if sc.name == "mem" \
+                else sc.title
+            w(f"| **{title}** | | | | | |")
             for n in names:
                 runs = results.get((n, sc.name), [])
                 if not runs:
