@@ -67,6 +67,12 @@ build/parser_bench: benchmarks/parser_bench.c csrc/wsparser.c csrc/wsframe.c csr
 	@mkdir -p build
 	$(CC) -O3 -std=c11 -Wall -Wextra -Werror -Icsrc -o $@ benchmarks/parser_bench.c csrc/wsparser.c csrc/wsframe.c
 
+# zlib against libdeflate for one 1 KiB JSON message (needs libdeflate-dev; not a
+# dependency of wsuv: see docs/PERFORMANCE.md for why it is not used).
+build/deflate_bench: benchmarks/deflate_bench.c
+	@mkdir -p build
+	$(CC) -O3 -std=gnu11 -Wall -Wextra -Werror -o $@ benchmarks/deflate_bench.c -lz -ldeflate
+
 bench-parser: build build/parser_bench
 	$(PY) -m pip install -q wsproto websockets
 	./build/parser_bench
