@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PKGS := build-essential pkg-config libuv1-dev libhttp-parser-dev chromium nginx-light openssl
+APT_PKGS := build-essential pkg-config libuv1-dev libhttp-parser-dev zlib1g-dev chromium nginx-light openssl
 # Commands that may come from a package of another name (e.g. nodesource's
 # nodejs ships npm): installed from Debian only when the command is missing.
 APT_CMDS := node:nodejs npm:npm
@@ -74,6 +74,12 @@ build/parser_bench: benchmarks/parser_bench.c csrc/wsparser.c csrc/wsframe.c csr
 	@mkdir -p build
 	$(CC) -O3 -std=c11 -Wall -Wextra -Werror -Icsrc -o $@ benchmarks/parser_bench.c csrc/wsparser.c csrc/wsframe.c
 
+# zlib against libdeflate for one 1 KiB JSON message (needs libdeflate-dev; not a
+# dependency of wsuv: see docs/PERFORMANCE.md for why it is not used).
+build/deflate_bench: benchmarks/deflate_bench.c
+	@mkdir -p build
+	$(CC) -O3 -std=gnu11 -Wall -Wextra -Werror -o $@ benchmarks/deflate_bench.c -lz -ldeflate
+
 bench-parser: build build/parser_bench
 	$(PY) -m pip install -q wsproto websockets
 	./build/parser_bench
@@ -108,7 +114,7 @@ clean:
 bench-servers: build node_modules/.installed
 	@mkdir -p build
 	gcc -O3 -std=gnu11 -Wall -Wextra -Icsrc -o build/loadgen benchmarks/loadgen.c \
-	  csrc/wsparser.c csrc/wsframe.c csrc/sha1.c $$(pkg-config --cflags --libs libuv)
+	  csrc/wsparser.c csrc/wsframe.c csrc/sha1.c csrc/pmdeflate.c $$(pkg-config --cflags --libs libuv) -lz
 	@test -x benchmarks/.venv-wsuv/bin/python || $(PYTHON) -m venv benchmarks/.venv-wsuv
 	@benchmarks/.venv-wsuv/bin/pip install -q --upgrade setuptools wheel cffi uvloop
 	benchmarks/.venv-wsuv/bin/pip install -q --no-build-isolation --force-reinstall --no-deps .
@@ -130,7 +136,7 @@ FUZZ_CC ?= clang
 FUZZ_CFLAGS ?= -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc
 FUZZ_APT_PKGS ?= clang libclang-rt-14-dev
 FUZZ_COMMON := fuzz/fuzz_common.h fuzz/ref_ws.h
-FUZZ_BINS := build/fuzz/fuzz_frame_parser build/fuzz/fuzz_utf8 build/fuzz/fuzz_handshake build/fuzz/fuzz_wsconn
+FUZZ_BINS := build/fuzz/fuzz_frame_parser build/fuzz/fuzz_utf8 build/fuzz/fuzz_handshake build/fuzz/fuzz_wsconn build/fuzz/fuzz_pmdeflate
 STRESS_CONNS ?= 10000
 
 .PHONY: fuzz fuzz-ci fuzz-build fuzz-deps memcheck
@@ -158,9 +164,13 @@ build/fuzz/fuzz_handshake: fuzz/fuzz_handshake.c $(FUZZ_COMMON) csrc/handshake.c
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_handshake.c csrc/handshake.c csrc/sha1.c -lhttp_parser
 
-build/fuzz/fuzz_wsconn: fuzz/fuzz_wsconn.c $(FUZZ_COMMON) csrc/wsconn.c csrc/wsparser.c csrc/wsframe.c csrc/utf8.c csrc/wsconn.h csrc/wsparser.h csrc/wsframe.h csrc/utf8.h
+build/fuzz/fuzz_wsconn: fuzz/fuzz_wsconn.c $(FUZZ_COMMON) csrc/wsconn.c csrc/wsparser.c csrc/wsframe.c csrc/utf8.c csrc/pmdeflate.c csrc/wsconn.h csrc/wsparser.h csrc/wsframe.h csrc/utf8.h csrc/pmdeflate.h
 	@mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_wsconn.c csrc/wsconn.c csrc/wsparser.c csrc/wsframe.c csrc/utf8.c
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_wsconn.c csrc/wsconn.c csrc/wsparser.c csrc/wsframe.c csrc/utf8.c csrc/pmdeflate.c -lz
+
+build/fuzz/fuzz_pmdeflate: fuzz/fuzz_pmdeflate.c $(FUZZ_COMMON) csrc/pmdeflate.c csrc/wsconn.c csrc/wsparser.c csrc/wsframe.c csrc/utf8.c csrc/pmdeflate.h csrc/wsconn.h csrc/wsparser.h csrc/wsframe.h csrc/utf8.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_pmdeflate.c csrc/pmdeflate.c csrc/wsconn.c csrc/wsparser.c csrc/wsframe.c csrc/utf8.c -lz
 
 $(FUZZ_BINS): | fuzz-deps
 
@@ -178,7 +188,7 @@ fuzz-ci: fuzz-build
 
 build/tests/engine_stress: tests/c/engine_stress.c $(filter-out csrc/server.c,$(wildcard csrc/*.c)) $(wildcard csrc/*.h)
 	@mkdir -p build/tests
-	$(CC) -std=c11 -g -O1 -Wall -Wextra -Icsrc -o $@ tests/c/engine_stress.c $(filter-out csrc/server.c,$(wildcard csrc/*.c)) -lhttp_parser
+	$(CC) -std=c11 -g -O1 -Wall -Wextra -Icsrc -o $@ tests/c/engine_stress.c $(filter-out csrc/server.c,$(wildcard csrc/*.c)) -lhttp_parser -lz
 
 memcheck: build/tests/engine_stress | $(VENV)/.deps
 	@command -v valgrind >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \

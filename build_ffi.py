@@ -2,8 +2,9 @@
 
 The declarations Python may call live in csrc/ffi/*.cdef, one file per layer,
 so that each layer's contract with Python sits beside its C header.
-libuv and http-parser come from the system; their static archives are linked
-in when present so that the extension depends on libc alone.
+libuv, http-parser and zlib come from the system; the static archives of the
+first two are linked in when present (zlib is linked shared: libz.so.1 is on
+every Debian system).
 """
 
 from __future__ import annotations
@@ -84,6 +85,16 @@ def _libuv() -> tuple[list[str], list[str], list[str], list[str]]:
     return incs, [], ["uv"], [libdir] if libdir else []
 
 
+def _zlib() -> list[str]:
+    """libraries for zlib (permessage-deflate): the system's shared libz."""
+    if not _has_header("zlib.h", []):
+        raise MissingLibrary(
+            "wsuv needs zlib for permessage-deflate: install the Debian package "
+            "'zlib1g-dev' (apt-get install zlib1g-dev)."
+        )
+    return ["z"]
+
+
 def _http_parser() -> tuple[list[str], list[str], list[str]]:
     """(extra_objects, libraries, library_dirs) for the Node.js http-parser."""
     if not _has_header("http_parser.h", []):
@@ -105,8 +116,8 @@ def _http_parser() -> tuple[list[str], list[str], list[str]]:
 
 
 # Layers in dependency order: a cdef may use types declared by earlier ones.
-LAYERS = ["sha1", "utf8", "wsframe", "wsparser", "collect", "handshake", "wsconn", "server",
-          "capp"]
+LAYERS = ["sha1", "utf8", "wsframe", "wsparser", "collect", "handshake", "pmdeflate", "wsconn",
+          "server", "capp"]
 # The public header of C applications (capp.c implements its host side).
 APP_INCLUDE = HERE / "wsuv" / "include"
 
@@ -128,6 +139,7 @@ def _headers() -> str:
 def make_builder() -> FFI:
     uv_incs, uv_objs, uv_libs, uv_dirs = _libuv()
     hp_objs, hp_libs, hp_dirs = _http_parser()
+    z_libs = _zlib()
     debug = bool(os.environ.get("WSUV_DEBUG"))
     cflags = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE"]
     # cffi's own generated glue trips a few of -Wextra's checks; keep them quiet there.
@@ -148,7 +160,7 @@ def make_builder() -> FFI:
         extra_compile_args=cflags,
         extra_link_args=extra_link,
         extra_objects=uv_objs + hp_objs,
-        libraries=uv_libs + hp_libs + ["dl"],  # dl: capp.c loads C applications
+        libraries=uv_libs + hp_libs + z_libs + ["dl"],  # dl: capp.c loads C applications
         library_dirs=uv_dirs + hp_dirs,
     )
     return ffi

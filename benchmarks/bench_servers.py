@@ -69,18 +69,28 @@ class ServerSpec:
 
     def applies(self, sc: Scenario) -> bool:
         mode = "echo" if sc.mode == "idle" else sc.mode  # idle conns: the echo server
+        if sc.deflate and self.name not in DEFLATE_SERVERS:
+            return False
         return mode in self.modes and (not self.only or sc.name in self.only)
 
 
 def _peer(script: str, *extra: str) -> Callable[[int, str], list[str]]:
-    return lambda port, mode: [str(PEERS / script), *extra, "--port", str(port), "--mode", mode]
+    """A peer script; mode "echo-deflate" runs "echo" with permessage-deflate on."""
+    return lambda port, mode: [str(PEERS / script), *extra, "--port", str(port), "--mode",
+                               mode.removesuffix("-deflate"),
+                               *(["--deflate"] if mode.endswith("-deflate") else [])]
+
+
+def _wsuv_serve(*extra: str) -> Callable[[int, str], list[str]]:
+    """wsuv-serve (the built-in C echo); compression is on by default, off otherwise."""
+    return lambda port, mode: [str(MAIN_PY.parent / "wsuv-serve"), "--port", str(port),
+                               "--log-level", "warning", *extra,
+                               *([] if mode.endswith("-deflate") else ["--no-compression"])]
 
 
 SERVERS: list[ServerSpec] = [
     ServerSpec("wsuv-c", "wsuv, built-in C echo (the `wsuv-serve` console script, no app)",
-               MAIN_PY, lambda port, mode: [str(MAIN_PY.parent / "wsuv-serve"), "--port",
-                                            str(port), "--log-level", "warning"],
-               ("echo",), "import wsuv", wsuv=True),
+               MAIN_PY, _wsuv_serve(), ("echo",), "import wsuv", wsuv=True),
     ServerSpec("wsuv-capp", "wsuv, a C application under `wsuv-serve` (compiled once into "
                "the cache; no Python per message): examples/c/echo.c; broadcast: "
                "benchmarks/peers/capp_broadcast.c (`host->broadcast`)", MAIN_PY,
@@ -96,15 +106,16 @@ SERVERS: list[ServerSpec] = [
     ServerSpec("wsuv-c-busy", "wsuv-c with `--busy-poll-us 1000` (opt-in: after a read the "
                "loop polls without sleeping for 1 ms, trading a spinning CPU for wake-up "
                "latency); latency scenario only", MAIN_PY,
-               lambda port, mode: [str(MAIN_PY.parent / "wsuv-serve"), "--port", str(port),
-                                   "--log-level", "warning", "--busy-poll-us", "1000"],
+               _wsuv_serve("--busy-poll-us", "1000"),
                ("echo",), "import wsuv", wsuv=True, only=("c1",)),
     ServerSpec("wsuv-py-busy", "wsuv-py with `busy_poll_us=1000` (as wsuv-c-busy); latency "
                "scenario only", MAIN_PY, _peer("wsuv_echo.py", "--busy-poll-us", "1000"),
                ("echo",), "import wsuv", wsuv=True, only=("c1",)),
     ServerSpec("wsuv-py-loop", "wsuv, Python handler, broadcast as a Python loop of `ws.send`",
                MAIN_PY, lambda port, mode: [str(PEERS / "wsuv_echo.py"), "--port", str(port),
-                                            "--mode", "broadcast-loop"],
+                                            "--mode", "broadcast-loop",
+                                            *(["--deflate"] if mode.endswith("-deflate")
+                                              else [])],
                ("broadcast",), "import wsuv", wsuv=True),
     ServerSpec("wsuv-aio-uvloop", "wsuv.aio on uvloop, connection handler: "
                "`async for m in ws: await ws.send(m)`", MAIN_PY,
@@ -127,14 +138,15 @@ SERVERS: list[ServerSpec] = [
     ServerSpec("aiohttp", "aiohttp web server (asyncio loop)", PEER_PY, _peer("aiohttp_echo.py"),
                ("echo", "broadcast"), "import aiohttp"),
     ServerSpec("node-ws", "Node.js `ws` (root package.json)", None,
-               lambda port, mode: [str(PEERS / "node_ws_echo.js"), "--port", str(port),
-                                   "--mode", mode], ("echo", "broadcast"), ""),
+               _peer("node_ws_echo.js"), ("echo", "broadcast"), ""),
     ServerSpec("socketify", "socketify (uWebSockets via cffi). It drives uWS from an asyncio "
                "loop by polling it (`run_nowait`): many `epoll_wait` calls per message and CPU "
                "use even with no connection, which shortens its wake-up latency",
                PEER_PY, _peer("socketify_echo.py"), ("echo", "broadcast"), "import socketify"),
 ]
 BY_NAME = {s.name: s for s in SERVERS}
+# Servers measured with permessage-deflate on (the peers' own implementations).
+DEFLATE_SERVERS = ("wsuv-c", "wsuv-py", "wsuv-py-loop", "websockets", "aiohttp", "node-ws")
 
 # --- scenarios -----------------------------------------------------------------------
 
@@ -147,6 +159,12 @@ class Scenario:
     conns: int
     inflight: int
     size: int
+    deflate: bool = False  # permessage-deflate on both ends, JSON-like text payloads
+
+    @property
+    def server_mode(self) -> str:
+        mode = "echo" if self.mode == "idle" else self.mode
+        return mode + ("-deflate" if self.deflate else "")
 
 
 SCENARIOS: list[Scenario] = [
@@ -156,6 +174,12 @@ SCENARIOS: list[Scenario] = [
     Scenario("64k", "10 conns, K=1, 64 KiB", "echo", 10, 1, 65536),
     Scenario("bcast", "broadcast 1 -> 1,000, K=8, 64 B", "broadcast", 1000, 8, 64),
     Scenario("mem", "idle connections", "idle", 10000, 1, 64),
+    Scenario("z1", "deflate: 100 conns, K=1, 1 KiB JSON", "echo", 100, 1, 1024, deflate=True),
+    Scenario("z16", "deflate: 100 conns, K=16, 1 KiB JSON", "echo", 100, 16, 1024, deflate=True),
+    Scenario("zbcast", "deflate: broadcast 1 -> 1,000, K=8, 1 KiB JSON", "broadcast", 1000, 8,
+             1024, deflate=True),
+    Scenario("zmem", "1,000 idle connections with deflate, after one 1 KiB JSON message each "
+             "way and 12 s idle", "idle", 1000, 1, 1024, deflate=True),
 ]
 SCEN = {s.name: s for s in SCENARIOS}
 
@@ -255,15 +279,19 @@ def kill_all() -> None:
 
 def run_loadgen(server: Running, sc: Scenario, args: argparse.Namespace) -> dict[str, Any]:
     """One measured run; returns loadgen's JSON (or {"error": ...})."""
-    conns = args.mem_conns if sc.mode == "idle" else sc.conns
+    conns = args.mem_conns if sc.mode == "idle" and not sc.deflate else sc.conns
     cmd = [*pin(1, args.pin), str(LOADGEN), "--port", str(server.port), "--mode", sc.mode,
            "--conns", str(conns), "--inflight", str(sc.inflight), "--size", str(sc.size),
            "--warmup", str(args.warmup), "--duration", str(args.duration),
            "--server-pid", str(server.pid)]
     if args.text:
         cmd.append("--text")
+    if sc.deflate:
+        cmd += ["--deflate", "--json"]
     if sc.mode == "broadcast":
         cmd += ["--settle", "0.5"]
+    if sc.mode == "idle" and sc.deflate:
+        cmd += ["--settle", "12"]  # past wsuv's compression_idle_timeout (5 s) twice
     timeout = 180.0 if sc.mode == "idle" else args.warmup + args.duration + 60
     cmd += ["--timeout", str(timeout)]
     try:
@@ -461,7 +489,10 @@ def describe(res: dict[str, Any], sc: Scenario) -> str:
                 f"{res['conns_per_s']:.0f} upgrades/s")
     return (f"{res['msgs_per_s']:>10.0f} msg/s {res['mb_per_s']:8.2f} MB/s "
             f"p50 {res['lat_p50_us']:8.1f} us  server cpu {res.get('server_cpu_pct', 0):5.1f}% "
-            f"client cpu {res['client_cpu_pct']:5.1f}%")
+            f"client cpu {res['client_cpu_pct']:5.1f}%"
+            + (f"  {res['msgs_per_server_cpu_s']:.0f} msgs/server-CPU-s, "
+               f"{res['wire_bytes_per_msg']:.0f} wire B/msg" if sc.deflate
+               and "wire_bytes_per_msg" in res and "msgs_per_server_cpu_s" in res else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -499,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"{sc.name}: {args.mem_conns} idle connections")
             for spec in [s for s in servers if s.applies(sc)]:
                 try:
-                    srv = Running(spec, "echo", args.pin)
+                    srv = Running(spec, sc.server_mode, args.pin)
                 except RuntimeError as exc:
                     record(spec, sc, {"error": str(exc)})
                     continue
@@ -532,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
                     if not spec.applies(sc):
                         continue
                     try:
-                        srv = server_for(spec, sc.mode)
+                        srv = server_for(spec, sc.server_mode)
                     except RuntimeError as exc:
                         record(spec, sc, {"error": str(exc)})
                         continue
@@ -675,28 +706,81 @@ def render(args: argparse.Namespace, servers: list[ServerSpec], scenarios: list[
             w(f"| {t} | {measured} | {'yes' if ok else '**no**'} |")
         w("")
 
+    # compression
+    zs = [s for s in scenarios if s.deflate and s.mode != "idle"]
+    if zs:
+        w("## permessage-deflate\n")
+        w("Every server with its own permessage-deflate on (wsuv: its defaults; websockets "
+          "and aiohttp: compression on; Node ws: `perMessageDeflate: true`); the load "
+          "generator offers Chrome's `permessage-deflate; client_max_window_bits`, "
+          "compresses its 1 KiB JSON-like messages with a 15-bit window (wsuv's "
+          "csrc/pmdeflate.c in the client role), requires the server to accept, and checks "
+          "every inflated echo. Wire bytes: TCP payload both ways per echoed message "
+          "(frame headers included). Ratios: wsuv's value over the best peer's.\n")
+        w("| server | " + " | ".join(f"{s.title}: msgs/s | msgs per server CPU-s | wire B/msg"
+                                    for s in zs) + " |")
+        w("|---" * (3 * len(zs) + 1) + "|")
+        for n in names:
+            cells = []
+            for sc in zs:
+                if not BY_NAME[n].applies(sc):
+                    cells += ["n/a"] * 3
+                    continue
+                errs = errors(n, sc.name)
+                if errs and len(errs) == len(results.get((n, sc.name), [])):
+                    cells += [f"error: {errs[0]}", "", ""]
+                    continue
+                cells.append(med_range(get(n, sc.name, "msgs_per_s"), si, reps))
+                cells.append(med_range(get(n, sc.name, "msgs_per_server_cpu_s"), si, reps))
+                wb = med(n, sc.name, "wire_bytes_per_msg")
+                cells.append("-" if wb is None else f"{wb:.0f}")
+            w(f"| {n} | " + " | ".join(cells) + " |")
+        for wn in ("wsuv-c", "wsuv-py"):
+            if wn not in names:
+                continue
+            for sc in zs:
+                peers = [p for p in names if not BY_NAME[p].wsuv and BY_NAME[p].applies(sc)]
+                cpu = {p: med(p, sc.name, "msgs_per_server_cpu_s") for p in peers}
+                cpu = {p: v for p, v in cpu.items() if v}
+                mine = med(wn, sc.name, "msgs_per_server_cpu_s")
+                wire = {p: med(p, sc.name, "wire_bytes_per_msg") for p in peers}
+                wire = {p: v for p, v in wire.items() if v}
+                mwire = med(wn, sc.name, "wire_bytes_per_msg")
+                if mine and cpu:
+                    best = max(cpu, key=lambda p: cpu[p])
+                    w(f"\n{sc.name}: {wn} {mine / cpu[best]:.2f}x the msgs per server CPU-s "
+                      f"of the best peer ({best})"
+                      + (f"; wire bytes {mwire:.0f} vs smallest peer "
+                         f"{min(wire.values()):.0f} B/msg" if mwire and wire else "") + ".")
+        w("")
+
     # memory
     mem = [s for s in scenarios if s.mode == "idle"]
     if mem:
-        w(f"## Memory and connection rate ({args.mem_conns:,} idle upgraded connections)\n")
+        w("## Memory and connection rate\n")
         w("RSS from /proc/PID/status of a fresh server process: at start, then with every "
-          "connection open and idle (after 1 s). Upgrades/s: connections opened and upgraded "
+          "connection open and idle (after 1 s; with deflate after 12 s, twice wsuv's "
+          "compression_idle_timeout). Upgrades/s: connections opened and upgraded "
           "per second by the load generator, 64 handshakes at a time; server CPU is its "
           "CPU time spent over that phase.\n")
         w("| server | RSS at start | RSS with conns | KiB per conn | upgrades/s | "
           "server CPU for the upgrades |")
         w("|---|---|---|---|---|---|")
-        for n in names:
-            runs = results.get((n, "mem"), [])
-            if not runs:
-                continue
-            r = runs[-1]
-            if "error" in r:
-                w(f"| {n} | error: {r['error']} | | | | |")
-                continue
-            w(f"| {n} | {r['rss_start_kib'] / 1024:.1f} MiB | {r['rss_conns_kib'] / 1024:.1f} "
-              f"MiB | {r.get('kib_per_conn', 0):.2f} | {r['conns_per_s']:,.0f} | "
-              f"{r.get('server_cpu_connect_s', 0):.2f} s |")
+        for sc in mem:
+            title = f"{args.mem_conns:,} idle upgraded connections" if sc.name == "mem" \
+                else sc.title
+            w(f"| **{title}** | | | | | |")
+            for n in names:
+                runs = results.get((n, sc.name), [])
+                if not runs:
+                    continue
+                r = runs[-1]
+                if "error" in r:
+                    w(f"| {n} | error: {r['error']} | | | | |")
+                    continue
+                w(f"| {n} | {r['rss_start_kib'] / 1024:.1f} MiB | "
+                  f"{r['rss_conns_kib'] / 1024:.1f} MiB | {r.get('kib_per_conn', 0):.2f} | "
+                  f"{r['conns_per_s']:,.0f} | {r.get('server_cpu_connect_s', 0):.2f} s |")
         w("")
 
     # details
@@ -813,6 +897,34 @@ def evaluate_targets(names: list[str], scen: list[str],
             rows.append((f"c1: {wn} p50 latency <= every peer's",
                          f"{mine:.1f} us vs best peer {best} {others_ok[best]:.1f} us",
                          mine <= others_ok[best]))
+    if "zmem" in scen:
+        for wn in ("wsuv-c", "wsuv-py"):
+            v = med(wn, "zmem", "kib_per_conn")
+            if wn in names:
+                rows.append((f"zmem: {wn} <= 8 KiB per idle connection with deflate",
+                             "not measured" if v is None else f"{v:.2f} KiB",
+                             v is not None and v <= 8))
+    for z in ("z1", "z16"):
+        if z not in scen:
+            continue
+        for wn in ("wsuv-c", "wsuv-py"):
+            peers = [p for p in ("websockets", "aiohttp", "node-ws") if p in names]
+            vals = {p: med(p, z, "msgs_per_server_cpu_s") for p in peers}
+            vals = {p: v for p, v in vals.items() if v}
+            mine = med(wn, z, "msgs_per_server_cpu_s")
+            if wn not in names or not vals:
+                continue
+            best = max(vals, key=lambda p: vals[p])
+            r = (mine or 0) / vals[best]
+            rows.append((f"{z}: {wn} >= 2x the fastest deflate peer, msgs per server CPU-s",
+                         f"{r:.2f}x ({best})", r >= 2))
+            wire = {p: med(p, z, "wire_bytes_per_msg") for p in peers}
+            wire = {p: v for p, v in wire.items() if v}
+            mw = med(wn, z, "wire_bytes_per_msg")
+            if mw and wire:
+                rows.append((f"{z}: {wn} wire bytes per message <= every deflate peer's",
+                             f"{mw:.0f} vs {min(wire.values()):.0f} B",
+                             mw <= min(wire.values())))
     if "mem" in scen:
         for wn in ("wsuv-c", "wsuv-py"):
             v = med(wn, "mem", "kib_per_conn")

@@ -11,7 +11,9 @@
  *              flight, a message completes when every receiver has it. Counts
  *              deliveries (messages received by receivers).
  *   idle       opens N connections (bounded concurrency), reports upgrades/s,
- *              and the server's RSS before and with all of them open.
+ *              and the server's RSS before and with all of them open (after
+ *              --settle seconds). With --deflate each connection first sends
+ *              one message and waits for its echo (both compressed).
  *
  * After a warm-up W, counters reset and a window of D seconds is measured:
  * messages/s, MB/s (payload bytes received), latency percentiles (send to
@@ -20,8 +22,16 @@
  * The result is one JSON object on stdout; any protocol or verification error
  * is fatal (exit 1, message on stderr). Every run is bounded by --timeout.
  *
- * Build: gcc -O3 -Icsrc benchmarks/loadgen.c csrc/{wsparser,wsframe,sha1}.c \
- *        $(pkg-config --cflags --libs libuv)   (make bench-servers does this)
+ * With --deflate every connection offers permessage-deflate the way Chrome
+ * does ("permessage-deflate; client_max_window_bits") and requires the
+ * server to accept it: messages are compressed and inflated with wsuv's own
+ * csrc/pmdeflate.c in the client role, checked after inflation, and the
+ * bytes on the wire are counted both ways (wire_rx_bytes / wire_tx_bytes).
+ * --json makes text payloads JSON-like (what compression is for) instead of
+ * random letters.
+ *
+ * Build: gcc -O3 -Icsrc benchmarks/loadgen.c csrc/{wsparser,wsframe,sha1,pmdeflate}.c \
+ *        $(pkg-config --cflags --libs libuv) -lz   (make bench-servers does this)
  */
 #define _GNU_SOURCE
 
@@ -38,6 +48,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "pmdeflate.h"
 #include "sha1.h"
 #include "wsframe.h"
 #include "wsparser.h"
@@ -59,7 +70,9 @@ static struct {
   int text;              /* 1: text frames, else binary */
   int concurrency;       /* handshakes in progress at once */
   int server_pid;        /* 0: no server accounting */
-} opt = {"127.0.0.1", 0, "/", MODE_ECHO, 1, 1, 64, 1.0, 3.0, 0, 1.0, 0, 64, 0};
+  int deflate;           /* offer (and require) permessage-deflate */
+  int json;              /* JSON-like text payloads */
+} opt = {"127.0.0.1", 0, "/", MODE_ECHO, 1, 1, 64, 1.0, 3.0, 0, 1.0, 0, 64, 0, 0, 0};
 
 /* ------------------------------------------------------------------------- */
 /* small helpers                                                             */
@@ -245,6 +258,17 @@ static double hist_quantile(double q) {
 static uint8_t *pattern; /* size + 256 bytes */
 static const char hexd[] = "0123456789abcdef";
 
+static size_t pattern_len; /* bytes in pattern */
+
+/* Where message seq's payload starts in the pattern: seq & 255, or with
+ * --json anywhere in a 1 MiB pattern, so that consecutive messages share
+ * keys and structure (as JSON does) but not whole values, and a compressor
+ * cannot just point back at the previous message. */
+static size_t pat_off(uint64_t seq) {
+  if (!opt.json) return (size_t)(seq & 255);
+  return (size_t)((seq * 2654435761u) % (uint64_t)(pattern_len - opt.size));
+}
+
 static void put_seq(uint8_t *out, uint64_t seq) {
   for (int i = SEQ_DIGITS - 1; i >= 0; i--, seq >>= 4) out[i] = (uint8_t)hexd[seq & 15];
 }
@@ -281,6 +305,10 @@ typedef struct conn {
   uint8_t *out;            /* frames waiting to be written */
   size_t out_len, out_cap;
   int writing;             /* a uv_write is pending */
+  /* permessage-deflate (--deflate) */
+  ws_pmd *pmd;
+  uint8_t rx_z;            /* the message being received is compressed */
+  uint8_t primed;          /* idle + deflate: its one message went and came back */
 } conn;
 
 typedef struct wreq {
@@ -310,12 +338,18 @@ static cpu_sample srv_start, srv_end;
 static cpu_times cpus_start, cpus_end;
 static long rss_start = -1, rss_conns = -1;
 static uint64_t cnt_msgs, cnt_bytes, cnt_sent, cnt_missed, cnt_missed_total, cnt_pings;
+static uint64_t cnt_wire_rx, cnt_wire_tx; /* bytes read / queued for writing in the window */
+static ws_pmd_ctx pmd_ctx;
+static ws_pmd_config pmd_cfg;
+static uint8_t *plain;      /* one message before compression (--deflate) */
+static uint8_t zout[64 * 1024]; /* inflated bytes, a piece at a time */
 static uint64_t *bc_count; /* broadcast: receivers that have each in-flight seq */
 static uint64_t bc_done;   /* broadcast: sequences completed (all receivers) */
 
 static void start_connect(int i);
 static void begin_phase(void);
 static void conn_close(conn *c);
+static void conn_opened(conn *c);
 
 static void out_reserve(conn *c, size_t extra) {
   if (c->out_len + extra <= c->out_cap) return;
@@ -328,16 +362,22 @@ static void out_reserve(conn *c, size_t extra) {
 
 /* Appends one masked frame; payload may be NULL (then `len` bytes are
  * already at the write position, e.g. a message built in place). */
-static uint8_t *out_frame(conn *c, unsigned op, const uint8_t *payload, size_t len) {
+static uint8_t *out_frame_rsv(conn *c, unsigned op, unsigned rsv, const uint8_t *payload,
+                              size_t len) {
   out_reserve(c, len + WS_FRAME_MAX_HEADER);
   uint64_t r = rng();
   uint8_t key[4] = {(uint8_t)r, (uint8_t)(r >> 8), (uint8_t)(r >> 16), (uint8_t)(r >> 24)};
   uint8_t *h = c->out + c->out_len;
-  size_t hl = ws_frame_header(h, op, 1, 0, len, key);
+  size_t hl = ws_frame_header(h, op, 1, rsv, len, key);
   uint8_t *p = h + hl;
   if (payload) memcpy(p, payload, len);
   c->out_len += hl + len;
+  if (phase == P_MEASURE) cnt_wire_tx += hl + len;
   return p; /* caller masks after filling */
+}
+
+static uint8_t *out_frame(conn *c, unsigned op, const uint8_t *payload, size_t len) {
+  return out_frame_rsv(c, op, 0, payload, len);
 }
 
 /* dst = src ^ key, in one pass (copying, then masking in place, reads and
@@ -358,12 +398,32 @@ static void copy_masked(uint8_t *dst, const uint8_t *src, size_t len, const uint
 }
 
 static void send_message(conn *c) {
+  if (c->pmd) {
+    /* The message as it would go plain, then compressed into the frame. */
+    uint64_t seq = c->tx_seq++;
+    put_seq(plain, seq);
+    memcpy(plain + SEQ_DIGITS, pattern + pat_off(seq) + SEQ_DIGITS, opt.size - SEQ_DIGITS);
+    const uint8_t *z = plain;
+    size_t zlen = opt.size;
+    unsigned rsv = 0;
+    int r = ws_pmd_compresses(c->pmd, opt.size)
+                ? ws_pmd_deflate(c->pmd, plain, opt.size, 1, &z, &zlen) : WS_PMD_RAW;
+    if (r == WS_PMD_OK) rsv = WS_RSV1;
+    else if (r == WS_PMD_RAW) z = plain, zlen = opt.size;
+    else die("conn %d: deflate failed", c->id);
+    uint8_t *p = out_frame_rsv(c, opt.text ? WS_OP_TEXT : WS_OP_BINARY, rsv, z, zlen);
+    ws_frame_mask(p, zlen, p - 4, 0);
+    c->sent_at[seq % (uint64_t)opt.inflight] = now_ns;
+    c->inflight++;
+    cnt_sent++;
+    return;
+  }
   uint64_t seq = c->tx_seq++;
   uint8_t *p = out_frame(c, opt.text ? WS_OP_TEXT : WS_OP_BINARY, NULL, opt.size);
   put_seq(p, seq);
   ws_frame_mask(p, SEQ_DIGITS, p - 4, 0);
   _Static_assert(SEQ_DIGITS % 4 == 0, "the mask's phase restarts after the sequence digits");
-  copy_masked(p + SEQ_DIGITS, pattern + (seq & 255) + SEQ_DIGITS, opt.size - SEQ_DIGITS, p - 4);
+  copy_masked(p + SEQ_DIGITS, pattern + pat_off(seq) + SEQ_DIGITS, opt.size - SEQ_DIGITS, p - 4);
   c->sent_at[seq % (uint64_t)opt.inflight] = now_ns;
   c->inflight++;
   cnt_sent++;
@@ -410,6 +470,8 @@ static void on_write(uv_write_t *req, int status) {
 static void on_closed(uv_handle_t *h) {
   conn *c = h->data;
   c->state = C_CLOSED;
+  ws_pmd_free(c->pmd);
+  c->pmd = NULL;
   free(c->out);
   c->out = NULL;
   c->out_cap = c->out_len = 0;
@@ -442,15 +504,20 @@ static int on_header(ws_parser *p) {
     c->ctl_len = 0;
     return WS_CB_OK;
   }
-  if (c->role == R_IDLE && phase != P_STOP) return fail_conn(c, "data frame on an idle connection");
+  if (c->role == R_IDLE && phase != P_STOP && (c->primed || !opt.deflate))
+    return fail_conn(c, "data frame on an idle connection");
   if (p->opcode != WS_OP_CONTINUATION) {
     unsigned want = opt.text ? WS_OP_TEXT : WS_OP_BINARY;
     if (p->opcode != want && c->role != R_IDLE)
       return fail_conn(c, opt.text ? "expected a text frame" : "expected a binary frame");
     c->msg_op = p->opcode;
     c->rx_pos = 0;
+    c->rx_z = (p->rsv & WS_RSV1) != 0;
+    if (c->rx_z && !c->pmd) return fail_conn(c, "compressed frame without deflate");
+  } else if (p->rsv & WS_RSV1) {
+    return fail_conn(c, "RSV1 on a continuation frame");
   }
-  if (c->rx_pos + p->length > opt.size) return fail_conn(c, "message longer than sent");
+  if (!c->rx_z && c->rx_pos + p->length > opt.size) return fail_conn(c, "message longer than sent");
   return WS_CB_OK;
 }
 
@@ -465,9 +532,28 @@ static int check_bytes(conn *c, uint64_t seq, uint64_t pos, const uint8_t *at, s
     pos += n;
     len -= n;
   }
-  if (len && memcmp(at, pattern + (seq & 255) + pos, len))
+  if (len && memcmp(at, pattern + pat_off(seq) + pos, len))
     return fail_conn(c, "echoed payload differs from what was sent");
   return WS_CB_OK;
+}
+
+static int rx_data(conn *c, const uint8_t *u, size_t len);
+
+/* Inflates compressed payload (end = 1: the message's end) and checks it. */
+static int rx_inflate(conn *c, const uint8_t *in, size_t len, int end) {
+  for (;;) {
+    size_t used = 0, got = 0;
+    int r = end ? ws_pmd_inflate_end(c->pmd, zout, sizeof zout, &got)
+                : ws_pmd_inflate(c->pmd, in, len, &used, zout, sizeof zout, &got);
+    if (r < 0) return fail_conn(c, "compressed data from the server does not inflate");
+    if (got && c->rx_pos + got > opt.size) return fail_conn(c, "message longer than sent");
+    if (got && rx_data(c, zout, got) != WS_CB_OK) return WS_CB_ABORT;
+    if (used) {
+      in += used;
+      len -= used;
+    }
+    if (r == WS_PMD_OK) return WS_CB_OK;
+  }
 }
 
 static int on_chunk(ws_parser *p, const char *at, size_t len) {
@@ -478,7 +564,13 @@ static int on_chunk(ws_parser *p, const char *at, size_t len) {
     c->ctl_len = (uint8_t)(c->ctl_len + len);
     return WS_CB_OK;
   }
-  if (c->role == R_IDLE) return WS_CB_OK; /* only during P_STOP */
+  if (c->role == R_IDLE && (c->primed || phase == P_STOP)) return WS_CB_OK;
+  if (c->rx_z) return rx_inflate(c, u, len, 0);
+  return rx_data(c, u, len);
+}
+
+/* Message bytes (inflated), in order: checked against what was sent. */
+static int rx_data(conn *c, const uint8_t *u, size_t len) {
   if (c->role == R_RECEIVER || c->role == R_SENDER) {
     /* broadcast: the sequence is in the first 16 bytes */
     if (c->rx_pos < SEQ_DIGITS) {
@@ -585,7 +677,15 @@ static int on_complete(ws_parser *p) {
       break;
   }
   if (!p->fin) return WS_CB_OK;
-  if (c->role == R_IDLE) return WS_CB_OK;
+  if (c->role == R_IDLE && (c->primed || phase == P_STOP)) return WS_CB_OK;
+  if (c->rx_z && rx_inflate(c, NULL, 0, 1) != WS_CB_OK) return WS_CB_ABORT;
+  if (c->role == R_IDLE) { /* idle + deflate: the one message is back */
+    if (c->rx_pos != opt.size) return fail_conn(c, "message shorter than sent");
+    c->primed = 1;
+    c->inflight--;
+    conn_opened(c);
+    return WS_CB_OK;
+  }
   if (c->rx_pos != opt.size) return fail_conn(c, "message shorter than sent");
   message_done(c);
   return WS_CB_OK;
@@ -601,8 +701,6 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   (void)suggested;
   *b = uv_buf_init(rbuf, sizeof rbuf);
 }
-
-static void conn_opened(conn *c);
 
 static void feed_frames(conn *c, char *data, size_t len) {
   ws_parser *p = &c->parser;
@@ -657,8 +755,17 @@ static void handshake_bytes(conn *c, char *data, size_t len) {
   const char *v = find_header(c->hs_buf, head, "sec-websocket-accept", &vl);
   if (!v || vl != WS_ACCEPT_LEN || memcmp(v, c->accept, WS_ACCEPT_LEN))
     die("conn %d: missing or wrong Sec-WebSocket-Accept", c->id);
-  if (find_header(c->hs_buf, head, "sec-websocket-extensions", &vl))
-    die("conn %d: server negotiated an extension we did not offer", c->id);
+  v = find_header(c->hs_buf, head, "sec-websocket-extensions", &vl);
+  if (v && !opt.deflate) die("conn %d: server negotiated an extension we did not offer", c->id);
+  if (opt.deflate) {
+    ws_pmd_params params;
+    if (!v || ws_pmd_client_accept(&pmd_cfg, v, vl, &params) != 1)
+      die("conn %d: server did not accept permessage-deflate validly (%.*s)", c->id,
+          v ? (int)vl : 4, v ? v : "none");
+    c->pmd = ws_pmd_new(&pmd_ctx, &params, WS_PMD_CLIENT);
+    if (!c->pmd) die("out of memory");
+    c->parser.rsv_allowed = WS_RSV1;
+  }
   c->state = C_OPEN;
   free(c->hs_buf);
   c->hs_buf = NULL;
@@ -676,6 +783,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     die("conn %d: connection lost: %s", c->id, uv_strerror((int)nread));
   }
   now_ns = uv_hrtime();
+  if (phase == P_MEASURE) cnt_wire_rx += (uint64_t)nread;
   if (c->state == C_HANDSHAKE) handshake_bytes(c, b->base, (size_t)nread);
   else feed_frames(c, b->base, (size_t)nread);
   flush(c);
@@ -694,11 +802,15 @@ static void on_connect(uv_connect_t *req, int status) {
   size_t kl = ws_base64_encode(raw, 16, c->key, sizeof c->key);
   ws_accept_key(c->key, kl, c->accept);
   out_reserve(c, 512);
+  char offer[WS_PMD_HEADER_MAX] = "";
+  if (opt.deflate) ws_pmd_client_offer(&pmd_cfg, offer, sizeof offer);
   int n = snprintf((char *)c->out, c->out_cap,
                    "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\nSec-WebSocket-Key: %.*s\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n",
-                   opt.path, opt.host, opt.port, (int)kl, c->key);
+                   "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+                   opt.path, opt.host, opt.port, (int)kl, c->key,
+                   opt.deflate ? "Sec-WebSocket-Extensions: " : "", offer,
+                   opt.deflate ? "\r\n" : "");
   c->out_len = (size_t)n;
   int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (rc) die("conn %d: read_start: %s", c->id, uv_strerror(rc));
@@ -721,7 +833,13 @@ static void start_connect(int i) {
 }
 
 static void conn_opened(conn *c) {
-  (void)c;
+  /* idle + deflate: a connection counts as open once one message (compressed
+   * both ways) has gone to the server and come back. */
+  if (c->role == R_IDLE && opt.deflate && !c->primed) {
+    send_message(c);
+    flush(c);
+    return;
+  }
   opened++;
   if (started < nconns) start_connect(started);
   if (opened == nconns) {
@@ -819,6 +937,7 @@ static void usage(void) {
           "usage: loadgen --port P [--host H] [--path /] [--mode echo|broadcast|idle]\n"
           "  [--conns N] [--inflight K] [--size S] [--warmup W] [--duration D]\n"
           "  [--text] [--concurrency C] [--settle SEC] [--server-pid PID] [--timeout SEC]\n"
+          "  [--deflate] [--json]\n"
           "  echo: N connections with K messages of S bytes in flight each\n"
           "  broadcast: 1 sender + N receivers, K messages in flight\n"
           "  idle: open N connections, report upgrades/s and the server's RSS\n");
@@ -848,6 +967,8 @@ int main(int argc, char **argv) {
     else if (ARG("--concurrency")) opt.concurrency = atoi(v);
     else if (ARG("--server-pid")) opt.server_pid = atoi(v);
     else if (!strcmp(a, "--text")) opt.text = 1;
+    else if (!strcmp(a, "--deflate")) opt.deflate = 1;
+    else if (!strcmp(a, "--json")) opt.json = opt.text = 1;
     else if (!strcmp(a, "--binary")) opt.text = 0;
     else usage();
 #undef ARG
@@ -864,12 +985,41 @@ int main(int argc, char **argv) {
   rng_state ^= (uint64_t)getpid() * 0x100000001B3ull ^ uv_hrtime();
   if (!rng_state) rng_state = 1;
 
-  pattern = malloc(opt.size + 256);
+  pattern_len = opt.size + 256;
+  if (opt.json && pattern_len < (1u << 20) + opt.size) pattern_len = (1u << 20) + opt.size;
+  pattern = malloc(pattern_len);
   if (!pattern) die("out of memory");
   for (size_t i = 0; i < opt.size + 256; i++) {
     uint64_t r = rng();
     pattern[i] = opt.text ? (uint8_t)("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -"[r & 63])
                           : (uint8_t)(r >> 24);
+  }
+  if (opt.json) { /* records like {"id":123456,"name":"item-07","price":12.34,"ok":true}, */
+    static const char *names[] = {"alpha", "beta", "gamma", "delta", "omega"};
+    size_t at = 0, cap = pattern_len;
+    while (at < cap) {
+      char rec[128];
+      uint64_t r = rng();
+      int n = snprintf(rec, sizeof rec, "{\"id\":%u,\"name\":\"%s-%02u\",\"price\":%u.%02u,"
+                       "\"ok\":%s},", (unsigned)(r % 1000000), names[(r >> 20) % 5],
+                       (unsigned)((r >> 24) % 100), (unsigned)((r >> 32) % 1000),
+                       (unsigned)((r >> 42) % 100), (r >> 50) & 1 ? "true" : "false");
+      size_t take = (size_t)n < cap - at ? (size_t)n : cap - at;
+      memcpy(pattern + at, rec, take);
+      at += take;
+    }
+  }
+  if (opt.deflate) {
+    ws_pmd_config_default(&pmd_cfg);
+    /* Like a browser: our compressor at 15 bits, and no request to shrink
+     * the server's window (the offer is Chrome's). */
+    pmd_cfg.window_bits = 15;
+    pmd_cfg.mem_level = 8;
+    pmd_cfg.peer_window_bits = 15;
+    pmd_cfg.threshold = 0;
+    ws_pmd_ctx_init(&pmd_ctx, &pmd_cfg);
+    plain = malloc(opt.size);
+    if (!plain) die("out of memory");
   }
 
   nconns = opt.mode == MODE_BROADCAST ? opt.conns + 1 : opt.conns;
@@ -882,7 +1032,7 @@ int main(int argc, char **argv) {
               : opt.mode == MODE_ECHO ? R_ECHO
               : i == 0 ? R_SENDER
                        : R_RECEIVER;
-    if (c->role == R_ECHO || c->role == R_SENDER) {
+    if (c->role == R_ECHO || c->role == R_SENDER || (c->role == R_IDLE && opt.deflate)) {
       c->sent_at = calloc((size_t)opt.inflight, sizeof *c->sent_at);
       if (!c->sent_at) die("out of memory");
     }
@@ -961,6 +1111,12 @@ int main(int argc, char **argv) {
       printf(", \"broadcasts_completed\": %" PRIu64 ", \"missed\": %" PRIu64
              ", \"missed_before_window\": %" PRIu64,
              bc_done, cnt_missed, cnt_missed_total - cnt_missed);
+  }
+  if (opt.mode != MODE_IDLE) {
+    printf(", \"deflate\": %s, \"wire_rx_bytes\": %" PRIu64 ", \"wire_tx_bytes\": %" PRIu64,
+           opt.deflate ? "true" : "false", cnt_wire_rx, cnt_wire_tx);
+    if (cnt_msgs) printf(", \"wire_bytes_per_msg\": %.1f", (double)(cnt_wire_rx + cnt_wire_tx) /
+                         (double)cnt_msgs);
   }
   printf(", \"pings\": %" PRIu64 ", \"unclean_closes\": %d}\n", cnt_pings, unclean);
   if (opt.mode == MODE_BROADCAST && cnt_missed) {

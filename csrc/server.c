@@ -17,10 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "wsframe.h"
 
@@ -112,6 +116,11 @@ struct ws_server_conn {
   uint8_t corked;             /* has entries in the server's cork */
   uint8_t doomed;             /* a write failed during a cork flush (enum doom): destroy after it */
   uint32_t cork_head, cork_tail; /* its entries, chained through cork_entry.next */
+  uint8_t pmd_refused;        /* the application declined compression */
+  uint8_t pmd_on;             /* permessage-deflate accepted (pmd_params) */
+  uint8_t pmd_watch;          /* its streams are live: the idle check is armed */
+  ws_pmd_params pmd_params;   /* what was negotiated, until the engine starts */
+  uint64_t pmd_check_ms;      /* start of the current idle period */
 };
 
 typedef struct cork_entry {
@@ -182,12 +191,18 @@ struct ws_server {
   ws_server_conn **cork_conns; /* connections with entries, in first-write order (owned) */
   size_t cork_nconns, cork_conns_cap;
   cork_entry cork_entries[CORK_ENTRIES];
+  ws_pmd_ctx pmd_ctx;          /* deflate configuration and memory accounting */
+  ws_pmd *bcast[16];           /* context-free compressors for broadcasts, by window bits (owned) */
+  size_t pmd_released;         /* deflate bytes given back since the last heap trim */
+  uint64_t pmd_trim_ms;        /* when the heap was last trimmed */
+  uv_timer_t trim_timer;       /* a trim deferred by the once-a-second bound */
   size_t read_len;             /* bytes offered to each read, <= READ_BUF_SIZE */
   char readbuf[READ_BUF_SIZE];
   char corkbuf[CORK_SIZE];
 };
 
 static const ws_conn_callbacks engine_callbacks;
+static void pmd_note(ws_server_conn *c);
 
 /* ---------- calls into the application ----------
  *
@@ -234,6 +249,9 @@ void ws_server_config_default(ws_server_config *cfg) {
   cfg->write_high_water = 1 << 20;
   cfg->write_limit = 16 << 20;
   cfg->handle_signals = 1;
+  cfg->compression = 1;
+  ws_pmd_config_default(&cfg->pmd);
+  cfg->compression_idle_ms = 5000;
 }
 
 const char *ws_server_strerror(int err) { return uv_strerror(err); }
@@ -772,6 +790,16 @@ static void eng_buf_give(ws_conn *e, void *buf, size_t cap) {
   free(buf);
 }
 
+/* Assembly buffers are plain malloc blocks (pooled or not): grow in place
+ * when the allocator can, so an inflating message never holds two copies. */
+static void *eng_buf_resize(ws_conn *e, void *buf, size_t len, size_t need, size_t *cap) {
+  (void)e;
+  (void)len;
+  void *p = realloc(buf, need);
+  if (p) *cap = need;
+  return p;
+}
+
 /* The engine is about to write a pong or close: deliver held messages first. */
 static void eng_flush(ws_conn *e) {
   ws_server_conn *c = e->data;
@@ -779,9 +807,23 @@ static void eng_flush(ws_conn *e) {
 }
 
 static const ws_conn_callbacks engine_callbacks = {
-    eng_write, eng_message, eng_control, eng_closed, eng_flush, eng_buf_take, eng_buf_give};
+    eng_write, eng_message, eng_control, eng_closed, eng_flush, eng_buf_take, eng_buf_give,
+    eng_buf_resize};
 
 /* ---------- timers ---------- */
+
+static void arm_timer(ws_server_conn *c);
+
+/* After traffic: a connection whose deflate streams just came alive starts
+ * its idle watch (the timer may be armed for a later deadline). */
+static void pmd_note(ws_server_conn *c) {
+  if (c->pmd_watch || c->phase != PH_OPEN || !c->ws.pmd) return;
+  if (!c->server->cfg.compression_idle_ms || !ws_pmd_live(c->ws.pmd)) return;
+  c->pmd_watch = 1;
+  c->pmd_check_ms = uv_now(&c->server->loop);
+  ws_pmd_take_used(c->ws.pmd);
+  arm_timer(c);
+}
 
 static uint64_t min_deadline(uint64_t a, uint64_t b) { return a == 0 ? b : (b && b < a ? b : a); }
 
@@ -805,6 +847,7 @@ static uint64_t conn_deadline(const ws_server_conn *c) {
       d = min_deadline(d, c->last_read_ms + cfg->ping_interval_ms);
     if (c->throttled) d = min_deadline(d, c->window_ms + 1000);
     if (c->held) d = min_deadline(d, c->wwindow_ms + 1000);
+    if (c->pmd_watch) d = min_deadline(d, c->pmd_check_ms + cfg->compression_idle_ms);
     break;
   case PH_FLUSHING:
     d = c->closing_ms + (cfg->close_timeout_ms ? cfg->close_timeout_ms : 5000);
@@ -816,6 +859,30 @@ static uint64_t conn_deadline(const ws_server_conn *c) {
 }
 
 static void on_conn_timer(uv_timer_t *t);
+
+/* zlib's blocks (4-8 KiB each) sit among everything else in malloc's heap:
+ * given back, they stay in the process (glibc returns only the heap's top)
+ * until the heap is trimmed. Idle releases come in waves (connections that
+ * went quiet together): the heap is trimmed once 256 KiB were given back,
+ * at most once a second (a trim walks the heap); what the bound holds back
+ * is trimmed by trim_timer when the second is over. */
+static void pmd_trim(ws_server *s) {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+  s->pmd_released = 0;
+  s->pmd_trim_ms = uv_now(&s->loop);
+}
+
+static void on_trim_timer(uv_timer_t *t) { pmd_trim(t->data); }
+
+static void pmd_released(ws_server *s, size_t bytes, uint64_t now) {
+  s->pmd_released += bytes;
+  if (s->pmd_released < 256 * 1024) return;
+  if (now >= s->pmd_trim_ms + 1000) pmd_trim(s);
+  else if (!uv_is_active((uv_handle_t *)&s->trim_timer))
+    uv_timer_start(&s->trim_timer, on_trim_timer, s->pmd_trim_ms + 1000 - now, 0);
+}
 
 static void arm_timer(ws_server_conn *c) {
   if (c->phase == PH_CLOSED) return;
@@ -862,6 +929,13 @@ static void on_conn_timer(uv_timer_t *t) {
     if (!c->ping_sent_ms && cfg->ping_interval_ms && c->ws.state == WS_CONN_OPEN &&
         now >= c->last_read_ms + cfg->ping_interval_ms) {
       if (ws_conn_ping(&c->ws, (const uint8_t *)"wsuv", 4) == 0) c->ping_sent_ms = now;
+    }
+    if (c->pmd_watch && now >= c->pmd_check_ms + cfg->compression_idle_ms) {
+      /* A whole period without a compressed or inflated message: give the
+       * streams back (see ws_pmd_release for what is kept). */
+      if (!ws_pmd_take_used(c->ws.pmd)) pmd_released(s, ws_pmd_release(c->ws.pmd), now);
+      c->pmd_watch = (uint8_t)ws_pmd_live(c->ws.pmd);
+      c->pmd_check_ms = now;
     }
     if (c->held && now >= c->wwindow_ms + 1000) release_held(c, 0);
     if (c->phase != PH_OPEN) return; /* a held write failed */
@@ -913,6 +987,7 @@ static void start_engine(ws_server_conn *c) {
   ws_conn_init(&c->ws, &engine_callbacks, &s->cfg.limits);
   c->ws.data = c;
   c->ws.want_control = s->cfg.want_control ? 1 : 0;
+  int pmd_failed = c->pmd_on && ws_conn_enable_deflate(&c->ws, &s->pmd_ctx, &c->pmd_params) != 0;
   c->phase = PH_OPEN;
   c->last_read_ms = uv_now(&s->loop);
   ws_handshake_free(c->hs);
@@ -922,6 +997,8 @@ static void start_engine(ws_server_conn *c) {
     app_turn(s);
     APP_CALL(s, s->cb.on_open(s, c));
   }
+  /* We announced the extension and cannot honour it. */
+  if (pmd_failed && c->phase == PH_OPEN) ws_server_conn_close(c, 1011, "out of memory", 13);
   arm_timer(c);
 }
 
@@ -977,6 +1054,7 @@ static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
   if (c->decision != DEC_ACCEPT || c->phase != PH_HANDSHAKE) return;
   start_engine(c);
   if (used < len && c->phase == PH_OPEN) ws_conn_feed(&c->ws, (uint8_t *)data + used, len - used);
+  pmd_note(c);
 }
 
 /* A pending decision became an accept: open, feed the kept bytes, read on. */
@@ -1011,6 +1089,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     handle_handshake(c, buf->base, (size_t)nread);
   } else if (c->phase == PH_OPEN) {
     ws_conn_feed(&c->ws, (uint8_t *)buf->base, (size_t)nread);
+    pmd_note(c);
   }
   /* The messages wait for the end of the poll phase (on_poll_end), and the
    * replies stay corked until then: one Python call and one writev per
@@ -1232,6 +1311,7 @@ ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks 
   s->read_len = read_len_for(&s->cfg);
   s->drain_at = s->cfg.write_low_water ? s->cfg.write_low_water : s->cfg.write_high_water / 2;
   if (s->drain_at > s->cfg.write_high_water) s->drain_at = s->cfg.write_high_water;
+  ws_pmd_ctx_init(&s->pmd_ctx, &s->cfg.pmd);
   if (s->cb.on_batch && !s->cfg.echo) {
     s->batch = malloc(BATCH_MAX_ENTRIES * WS_SERVER_BATCH_WORDS * sizeof *s->batch);
     s->arena = malloc(BATCH_ARENA);
@@ -1255,6 +1335,9 @@ ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks 
   uv_timer_init(&s->loop, &s->shutdown_timer);
   s->shutdown_timer.data = s;
   uv_unref((uv_handle_t *)&s->shutdown_timer);
+  uv_timer_init(&s->loop, &s->trim_timer);
+  s->trim_timer.data = s;
+  uv_unref((uv_handle_t *)&s->trim_timer);
   uv_check_init(&s->loop, &s->poll_end);
   s->poll_end.data = s;
   uv_check_start(&s->poll_end, on_poll_end);
@@ -1409,6 +1492,7 @@ void ws_server_free(ws_server *s) {
   free(s->arena);
   free(s->cork_conns);
   for (int i = 0; i < POOL_SLOTS; i++) free(s->pool[i]);
+  for (int i = 0; i < 16; i++) ws_pmd_free(s->bcast[i]);
   free(s);
 }
 
@@ -1468,7 +1552,9 @@ int ws_server_conn_can_send(const ws_server_conn *c) { return conn_can_send(c); 
 
 int ws_server_conn_send(ws_server_conn *c, unsigned opcode, const char *data, size_t len) {
   if (!conn_can_send(c)) return -1;
-  return ws_conn_send(&c->ws, opcode, (const uint8_t *)data, len);
+  int r = ws_conn_send(&c->ws, opcode, (const uint8_t *)data, len);
+  if (c->ws.pmd && !c->pmd_watch) pmd_note(c);
+  return r;
 }
 
 int ws_server_conn_ping(ws_server_conn *c, const char *data, size_t len) {
@@ -1511,18 +1597,84 @@ static void frame_bufs(uv_buf_t b[2], uint8_t hdr[WS_FRAME_MAX_HEADER], unsigned
   b[1] = uv_buf_init((char *)data, (unsigned)len);
 }
 
+/* One broadcast: the raw frame, and the compressed ones made so far (one per
+ * compressor window; NULL payload = not made yet, raw = compression did not
+ * pay, use the raw frame). */
+typedef struct fan {
+  uv_buf_t raw[2];
+  uint8_t raw_hdr[WS_FRAME_MAX_HEADER];
+  uint32_t raw_off;
+  const char *data;
+  size_t len;
+  unsigned opcode;
+  struct {
+    uint8_t made, raw;
+    uint8_t hdr[WS_FRAME_MAX_HEADER];
+    uv_buf_t b[2];
+    uint32_t off;
+  } z[16];
+} fan;
+
+static void fan_init(fan *f, unsigned opcode, const char *data, size_t len) {
+  frame_bufs(f->raw, f->raw_hdr, opcode, data, len);
+  f->raw_off = UINT32_MAX;
+  f->data = data;
+  f->len = len;
+  f->opcode = opcode;
+  for (int i = 0; i < 16; i++) f->z[i].made = 0;
+}
+
+/* The context-free compressor of a window (kept by the server). */
+static ws_pmd *bcast_pmd(ws_server *s, unsigned bits) {
+  if (!s->bcast[bits]) {
+    ws_pmd_params p;
+    memset(&p, 0, sizeof p);
+    p.server_no_context_takeover = 1;
+    p.server_max_window_bits = (uint8_t)bits;
+    p.client_max_window_bits = 15;
+    s->bcast[bits] = ws_pmd_new(&s->pmd_ctx, &p, WS_PMD_SERVER);
+  }
+  return s->bcast[bits];
+}
+
+/* Sends the broadcast to c: compressed once per window for the receivers
+ * that negotiated deflate, then c's own compressor learns the message. */
+static size_t fan_send(ws_server *s, ws_server_conn *c, fan *f) {
+  if (!conn_can_send(c)) return 0;
+  ws_pmd *m = c->ws.pmd;
+  if (!m || !ws_pmd_compresses(m, f->len)) return fan_out(s, c, f->raw, &f->raw_off);
+  unsigned w = ws_pmd_send_window(m) & 15;
+  if (!f->z[w].made) {
+    f->z[w].made = 1;
+    f->z[w].raw = 1;
+    f->z[w].off = UINT32_MAX;
+    ws_pmd *enc = bcast_pmd(s, w);
+    const uint8_t *z = NULL;
+    size_t zlen = 0;
+    if (enc && ws_pmd_deflate(enc, (const uint8_t *)f->data, f->len, 1, &z, &zlen) == WS_PMD_OK) {
+      size_t hlen = ws_frame_header(f->z[w].hdr, f->opcode, 1, WS_RSV1, zlen, NULL);
+      f->z[w].b[0] = uv_buf_init((char *)f->z[w].hdr, (unsigned)hlen);
+      f->z[w].b[1] = uv_buf_init((char *)z, (unsigned)zlen);
+      f->z[w].raw = 0;
+    }
+  }
+  if (f->z[w].raw) return fan_out(s, c, f->raw, &f->raw_off);
+  size_t sent = fan_out(s, c, f->z[w].b, &f->z[w].off);
+  /* The peer's inflater now holds the message: so must c's compressor. */
+  if (sent && conn_can_send(c)) ws_pmd_deflate_prime(m, (const uint8_t *)f->data, f->len);
+  return sent;
+}
+
 size_t ws_server_broadcast(ws_server *s, unsigned opcode, const char *data, size_t len,
                            const ws_server_conn *except) {
-  uint8_t hdr[WS_FRAME_MAX_HEADER];
-  uv_buf_t b[2];
-  frame_bufs(b, hdr, opcode, data, len);
+  fan f;
+  fan_init(&f, opcode, data, len);
   size_t sent = 0;
-  uint32_t off = UINT32_MAX;
   cork_begin(s); /* the frames leave together, one writev per connection */
   ws_server_conn *c = s->conns, *next;
   for (; c; c = next) {
     next = c->next; /* a write failure may destroy c */
-    if (c != except) sent += fan_out(s, c, b, &off);
+    if (c != except) sent += fan_send(s, c, &f);
   }
   cork_end(s);
   return sent;
@@ -1530,13 +1682,11 @@ size_t ws_server_broadcast(ws_server *s, unsigned opcode, const char *data, size
 
 size_t ws_server_send_many(ws_server *s, ws_server_conn *const *conns, size_t n,
                            unsigned opcode, const char *data, size_t len) {
-  uint8_t hdr[WS_FRAME_MAX_HEADER];
-  uv_buf_t b[2];
-  frame_bufs(b, hdr, opcode, data, len);
+  fan f;
+  fan_init(&f, opcode, data, len);
   size_t sent = 0;
-  uint32_t off = UINT32_MAX;
   cork_begin(s);
-  for (size_t i = 0; i < n; i++) sent += fan_out(s, conns[i], b, &off);
+  for (size_t i = 0; i < n; i++) sent += fan_send(s, conns[i], &f);
   cork_end(s);
   return sent;
 }
@@ -1568,6 +1718,73 @@ size_t ws_server_conn_peer(const ws_server_conn *c, char *out, size_t cap) {
   return r < 0 ? 0 : ((size_t)r < cap ? (size_t)r : cap - 1);
 }
 
+/* Case-insensitive: does the block of header lines name this field? */
+static int headers_name(const char *h, size_t len, const char *name) {
+  size_t n = strlen(name);
+  for (size_t i = 0; i + n <= len; i++) {
+    if ((i == 0 || h[i - 1] == '\n') && strncasecmp(h + i, name, n) == 0) return 1;
+  }
+  return 0;
+}
+
+/* Negotiates permessage-deflate for c (during its accept): the answer's
+ * header line into line (cap >= WS_PMD_HEADER_MAX + 32); its length, 0 if
+ * none. */
+static size_t negotiate_deflate(ws_server_conn *c, const char *app_headers, size_t app_len,
+                                char *line, size_t cap) {
+  ws_server *s = c->server;
+  c->pmd_on = 0;
+  if (!s->cfg.compression || c->pmd_refused) return 0;
+  if (app_len && headers_name(app_headers, app_len, "sec-websocket-extensions:")) return 0;
+  static const char name[] = "sec-websocket-extensions";
+  size_t blen = 0, total = 0;
+  const char *base = ws_handshake_buffer(c->hs, &blen);
+  const ws_header_span *h = ws_handshake_headers(c->hs);
+  size_t count = ws_handshake_header_count(c->hs);
+  for (size_t i = 0; i < count; i++)
+    if (h[i].name_len == sizeof name - 1 && strncasecmp(base + h[i].name_off, name, sizeof name - 1) == 0)
+      total += h[i].value_len + 2;
+  if (total == 0) return 0;
+  char *joined = malloc(total);
+  if (!joined) return 0;
+  size_t jl = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (h[i].name_len != sizeof name - 1 ||
+        strncasecmp(base + h[i].name_off, name, sizeof name - 1) != 0)
+      continue;
+    if (jl) {
+      joined[jl++] = ',';
+      joined[jl++] = ' ';
+    }
+    memcpy(joined + jl, base + h[i].value_off, h[i].value_len);
+    jl += h[i].value_len;
+  }
+  char answer[WS_PMD_HEADER_MAX];
+  size_t alen = 0;
+  int ok = ws_pmd_negotiate(&s->cfg.pmd, joined, jl, &c->pmd_params, answer, sizeof answer, &alen);
+  free(joined);
+  if (ok != 1) return 0;
+  int n = snprintf(line, cap, "Sec-WebSocket-Extensions: %s\r\n", answer);
+  if (n <= 0 || (size_t)n >= cap) return 0;
+  c->pmd_on = 1;
+  return (size_t)n;
+}
+
+void ws_server_conn_set_compression(ws_server_conn *c, int on) { c->pmd_refused = !on; }
+
+size_t ws_server_conn_extensions(const ws_server_conn *c, char *out, size_t cap) {
+  if (cap < WS_PMD_HEADER_MAX) return 0;
+  out[0] = 0;
+  if (c->ws.pmd && c->phase >= PH_OPEN) return ws_pmd_format_answer(ws_pmd_params_of(c->ws.pmd), out, cap);
+  if (c->pmd_on) return ws_pmd_format_answer(&c->pmd_params, out, cap);
+  return 0;
+}
+
+size_t ws_server_deflate_memory(const ws_server *s, size_t *peak) {
+  if (peak) *peak = s->pmd_ctx.peak;
+  return s->pmd_ctx.bytes;
+}
+
 int ws_server_conn_defer(ws_server_conn *c) {
   if (c->phase != PH_HANDSHAKE || !c->hs || c->decision != DEC_NONE) return -1;
   c->decision = DEC_PENDING;
@@ -1579,15 +1796,33 @@ int ws_server_conn_accept(ws_server_conn *c, const char *subprotocol, size_t sub
   if (c->phase != PH_HANDSHAKE || !c->hs) return -1;
   int pending = c->decision == DEC_PENDING;
   if (c->decision != DEC_NONE && !pending) return -1;
-  size_t cap = 256 + subprotocol_len + headers_len;
+  char ext[WS_PMD_HEADER_MAX + 32];
+  size_t ext_len = negotiate_deflate(c, headers, headers_len, ext, sizeof ext);
+  size_t all_len = ext_len + headers_len;
+  char *all = ext;
+  if (ext_len && headers_len) {
+    all = malloc(all_len);
+    if (!all) return -1;
+    memcpy(all, ext, ext_len);
+    memcpy(all + ext_len, headers, headers_len);
+  } else if (!ext_len) {
+    all = (char *)headers;
+  }
+  size_t cap = 256 + subprotocol_len + all_len;
   char stackbuf[1024];
   char *out = cap <= sizeof stackbuf ? stackbuf : malloc(cap);
-  if (!out) return -1;
-  size_t n = ws_handshake_accept_response(c->hs, subprotocol, subprotocol_len, headers,
-                                          headers_len, out, cap);
+  if (!out) {
+    if (all != ext && all != headers) free(all);
+    return -1;
+  }
+  size_t n = ws_handshake_accept_response(c->hs, subprotocol, subprotocol_len, all, all_len, out,
+                                          cap);
+  if (all != ext && all != headers) free(all);
   if (n) {
     c->decision = DEC_ACCEPT;
     conn_write_raw(c, out, n);
+  } else {
+    c->pmd_on = 0;
   }
   if (out != stackbuf) free(out);
   if (n && pending && c->phase == PH_HANDSHAKE) open_after_pending(c);

@@ -52,6 +52,12 @@ typedef struct ws_server_config {
   int handle_signals;             /* SIGINT/SIGTERM start a graceful shutdown: 1 */
   int want_control;               /* report pings/pongs (on_control): 0 */
   uint32_t busy_poll_us;          /* after a read, poll without sleeping this long: 0 = off */
+  int compression;                /* negotiate permessage-deflate (RFC 7692): 1 */
+  ws_pmd_config pmd;              /* our side of it (pmdeflate.h defaults) */
+  uint32_t compression_idle_ms;   /* a connection whose streams saw no message this
+                                     long gives their memory back (ws_pmd_release;
+                                     checked every period, so it happens after 1-2
+                                     periods): 5000; 0 = never */
 } ws_server_config;
 
 void ws_server_config_default(ws_server_config *cfg);
@@ -144,7 +150,12 @@ ws_server_timer *ws_server_timer_start(ws_server *s, uint64_t ms, uint64_t id);
 void ws_server_timer_cancel(ws_server_timer *t);
 
 /* Sends one message to every open connection (except `except`, may be NULL);
- * the frame header is encoded once. Returns the number of connections sent to. */
+ * the frame header is encoded once. With compression, the message is
+ * compressed once per distinct compressor window among the receivers that
+ * negotiated it (without context, so it decodes whatever each receiver's
+ * inflater holds), and each receiver's own compressor is then re-primed with
+ * the message (ws_pmd_deflate_prime) so its next direct message refers to
+ * the window the peer really has. Returns the number of connections sent to. */
 size_t ws_server_broadcast(ws_server *s, unsigned opcode, const char *data, size_t len,
                            const ws_server_conn *except);
 /* Sends one message to conns[0..n) (NULLs and closed ones skipped). */
@@ -159,13 +170,27 @@ uint64_t ws_server_conn_id(const ws_server_conn *c);
 size_t ws_server_conn_peer(const ws_server_conn *c, char *out, size_t cap);
 
 /* During on_request: accept (optionally choosing a subprotocol and adding
- * header lines, each ending in CRLF) or reject with an HTTP status. Or defer:
- * the connection waits (reading nothing, the handshake timeout running) for
+ * header lines, each ending in CRLF) or reject with an HTTP status. Accept
+ * negotiates permessage-deflate from the request's Sec-WebSocket-Extensions
+ * lines (all of them, joined) when the server's compression is on, the
+ * application did not refuse it (ws_server_conn_set_compression) and its
+ * headers carry no Sec-WebSocket-Extensions of their own. Or defer: the
+ * connection waits (reading nothing, the handshake timeout running) for
  * ws_server_conn_accept / _reject from outside the callback; an accept then
  * calls on_open from inside it. If the connection goes first, on_cancel. */
 int ws_server_conn_defer(ws_server_conn *c);
 int ws_server_conn_accept(ws_server_conn *c, const char *subprotocol, size_t subprotocol_len,
                           const char *headers, size_t headers_len);
+/* During on_request, before accepting: 0 declines compression for this
+ * connection whatever the client offered (1 is the default). */
+void ws_server_conn_set_compression(ws_server_conn *c, int on);
+/* The Sec-WebSocket-Extensions value we answered (NUL-terminated, "" if
+ * none) into out[0..cap), cap >= WS_PMD_HEADER_MAX; returns its length. Valid
+ * from the accept on. */
+size_t ws_server_conn_extensions(const ws_server_conn *c, char *out, size_t cap);
+/* zlib and deflate buffer bytes every connection (and the broadcast
+ * compressors) hold now, and the most held at once. */
+size_t ws_server_deflate_memory(const ws_server *s, size_t *peak);
 int ws_server_conn_reject(ws_server_conn *c, int status, const char *reason, size_t reason_len,
                           const char *headers, size_t headers_len);
 /* During on_http: a full response (Content-Length and Connection: close are

@@ -28,13 +28,16 @@
 
 #include "wsframe.h"
 
-static_assert(sizeof(void *) != 8 || sizeof(ws_conn) == 264,
-              "sizeof(ws_conn) is documented as 264 bytes on LP64");
+static_assert(sizeof(void *) != 8 || sizeof(ws_conn) == 280,
+              "sizeof(ws_conn) is documented as 280 bytes on LP64");
 
 /* RFC 6455 5.5.1: a close payload is a 2-byte code and at most 123 bytes. */
 #define MAX_CLOSE_REASON (WS_FRAME_MAX_CONTROL - 2)
 /* First assembly buffer; then it doubles. */
 #define MIN_ASSEMBLY 256
+/* Inflated bytes asked of zlib per step at most: what a compressed message
+ * can make the buffer grow by beyond the bytes already checked. */
+#define INFLATE_STEP (64 * 1024)
 
 /* A non-NULL pointer for empty payloads: callers may hand it to code that
  * rejects NULL even with a zero length. */
@@ -49,14 +52,19 @@ void ws_conn_limits_default(ws_conn_limits *l) {
 
 /* One frame, one write call: the header from a stack buffer, then the
  * payload where it lies (omitted when empty). */
-static void write_frame(ws_conn *c, unsigned opcode, int fin, const uint8_t *data, size_t len) {
+static void write_frame_rsv(ws_conn *c, unsigned opcode, int fin, unsigned rsv,
+                            const uint8_t *data, size_t len) {
   uint8_t header[WS_FRAME_MAX_HEADER];
   ws_conn_buf bufs[2];
   bufs[0].base = header;
-  bufs[0].len = ws_frame_header(header, opcode, fin, 0, len, NULL);
+  bufs[0].len = ws_frame_header(header, opcode, fin, rsv, len, NULL);
   bufs[1].base = data;
   bufs[1].len = len;
   c->cb->write(c, bufs, len ? 2 : 1);
+}
+
+static void write_frame(ws_conn *c, unsigned opcode, int fin, const uint8_t *data, size_t len) {
+  write_frame_rsv(c, opcode, fin, 0, data, len);
 }
 
 /* Writes our close frame (never twice); code 0 sends an empty payload. */
@@ -84,6 +92,7 @@ static void end_message(ws_conn *c) {
   c->msg_len = 0;
   c->msg_frames = 0;
   c->msg_opcode = 0;
+  c->msg_deflate = 0;
   if (c->msg_cap > WS_CONN_KEEP_BUFFER) release_buffer(c);
 }
 
@@ -105,6 +114,14 @@ static int reserve(ws_conn *c, size_t need, size_t known) {
   if (limit && cap > limit) cap = (size_t)limit;
   if (known && cap > known && known >= MIN_ASSEMBLY) cap = known;
   if (cap < need) cap = need;
+  if (c->msg && c->cb->buf_resize) {
+    size_t got = 0;
+    uint8_t *p = c->cb->buf_resize(c, c->msg, c->msg_len, cap, &got);
+    if (!p) return -1;
+    c->msg = p;
+    c->msg_cap = got;
+    return 0;
+  }
   if (c->cb->buf_take) {
     size_t got = 0;
     uint8_t *p = c->cb->buf_take(c, cap, &got);
@@ -163,6 +180,13 @@ static int go_on(const ws_conn *c) {
 
 static int on_header(ws_parser *p) {
   ws_conn *c = p->data;
+  /* The parser lets RSV1 through only once deflate is negotiated; RFC 7692
+   * 6: it marks a compressed message, on its first frame only. */
+  if (p->rsv & WS_RSV1) {
+    if (WS_OP_IS_CONTROL(p->opcode)) return fail(c, 1002, "RSV1 set on a control frame");
+    if (p->opcode == WS_OP_CONTINUATION)
+      return fail(c, 1002, "RSV1 set on a continuation frame");
+  }
   if (WS_OP_IS_CONTROL(p->opcode)) {
     c->ctl_len = 0;
     return WS_CB_OK;
@@ -173,15 +197,61 @@ static int on_header(ws_parser *p) {
     c->msg_opcode = p->opcode;
     c->msg_frames = 1;
     c->msg_len = 0;
+    c->msg_deflate = (p->rsv & WS_RSV1) ? 1 : 0;
     ws_utf8_init(&c->utf8);
   } else if (++c->msg_frames > c->limits.max_fragments && c->limits.max_fragments) {
     return fail(c, 1009, "message split into too many fragments");
   }
-  /* msg_len never passes the limit, so the subtraction cannot wrap. */
+  /* msg_len never passes the limit, so the subtraction cannot wrap. A
+   * compressed frame is bounded by the parser (max_frame_size) and its
+   * inflated bytes as they come out (inflate_into). */
   uint64_t limit = c->limits.max_message_size;
   if (!limit || limit > SIZE_MAX) limit = SIZE_MAX;
-  if (p->length > limit - c->msg_len) return fail(c, 1009, "message larger than the size limit");
+  if (!c->msg_deflate && p->length > limit - c->msg_len)
+    return fail(c, 1009, "message larger than the size limit");
   return WS_CB_OK;
+}
+
+/* Inflates compressed payload (or, with end = 1, the message's end) into the
+ * assembly buffer, at most INFLATE_STEP bytes beyond what the buffer holds at
+ * a time and never more than one byte past the size limit: a bomb is caught
+ * with 1009 when that byte appears, before more memory is spent. Inflated
+ * text is validated as it comes out (fail fast, 1007). */
+static int inflate_into(ws_conn *c, const uint8_t *in, size_t len, int end) {
+  uint64_t limit64 = c->limits.max_message_size;
+  size_t limit = !limit64 || limit64 > SIZE_MAX - 1 ? SIZE_MAX - 1 : (size_t)limit64;
+  uint8_t spill[1];
+  for (;;) {
+    uint8_t *out;
+    size_t cap;
+    if (c->msg_len < limit) {
+      size_t step = c->msg_len < INFLATE_STEP ? (c->msg_len > 4096 ? c->msg_len : 4096)
+                                              : INFLATE_STEP;
+      size_t want = limit - c->msg_len < step ? limit : c->msg_len + step;
+      if (want > c->msg_cap && reserve(c, want, 0) != 0)
+        return fail(c, 1011, "out of memory for the message");
+      out = c->msg + c->msg_len;
+      cap = c->msg_cap - c->msg_len;
+      if (cap > limit - c->msg_len) cap = limit - c->msg_len;
+    } else {
+      out = spill; /* any byte here is one too many */
+      cap = sizeof spill;
+    }
+    size_t used = 0, got = 0;
+    int r = end ? ws_pmd_inflate_end(c->pmd, out, cap, &got)
+                : ws_pmd_inflate(c->pmd, in, len, &used, out, cap, &got);
+    if (r == WS_PMD_ERROR) return fail(c, 1007, "invalid compressed data");
+    if (r == WS_PMD_NOMEM) return fail(c, 1011, "out of memory for decompression");
+    if (got && out == spill) return fail(c, 1009, "message larger than the size limit once inflated");
+    if (got && c->msg_opcode == WS_OP_TEXT && ws_utf8_feed(&c->utf8, out, got, NULL) != WS_UTF8_OK)
+      return fail(c, 1007, "invalid UTF-8 in a text message");
+    c->msg_len += got;
+    if (used) { /* in is NULL at the message's end */
+      in += used;
+      len -= used;
+    }
+    if (r == WS_PMD_OK) return WS_CB_OK;
+  }
 }
 
 static int on_chunk(ws_parser *p, const char *at, size_t len) {
@@ -193,6 +263,7 @@ static int on_chunk(ws_parser *p, const char *at, size_t len) {
     c->ctl_len = (uint8_t)(c->ctl_len + len);
     return WS_CB_OK;
   }
+  if (c->msg_deflate) return inflate_into(c, data, len, 0);
   /* Fail fast (RFC 6455 8.1): the first invalid byte ends the connection,
    * whatever is still to come. */
   if (c->msg_opcode == WS_OP_TEXT && ws_utf8_feed(&c->utf8, data, len, NULL) != WS_UTF8_OK)
@@ -271,7 +342,9 @@ static int on_complete(ws_parser *p) {
       c->cb->control(c, p->opcode, c->ctl_len ? c->ctl : empty_payload, c->ctl_len);
     return go_on(c);
   default:
-    return p->fin ? deliver_message(c) : WS_CB_OK;
+    if (!p->fin) return WS_CB_OK;
+    if (c->msg_deflate && inflate_into(c, NULL, 0, 1) != WS_CB_OK) return WS_CB_ABORT;
+    return deliver_message(c);
   }
 }
 
@@ -294,8 +367,23 @@ void ws_conn_init(ws_conn *c, const ws_conn_callbacks *cb, const ws_conn_limits 
   c->state = WS_CONN_OPEN;
 }
 
+int ws_conn_enable_deflate(ws_conn *c, ws_pmd_ctx *ctx, const ws_pmd_params *params) {
+  if (c->pmd) return 0;
+  c->pmd = ws_pmd_new(ctx, params, WS_PMD_SERVER);
+  if (!c->pmd) return -1;
+  c->parser.rsv_allowed = WS_RSV1;
+  /* A compressed frame of incompressible data is a little larger than the
+   * message it carries (stored blocks, flush markers): let such frames
+   * through; the limit that matters is counted on the inflated bytes. */
+  uint64_t limit = c->parser.max_frame_size;
+  if (limit && limit < UINT64_MAX / 2) c->parser.max_frame_size = limit + limit / 16 + 1024;
+  return 0;
+}
+
 void ws_conn_free(ws_conn *c) {
   release_buffer(c);
+  ws_pmd_free(c->pmd);
+  c->pmd = NULL;
   c->inplace = NULL;
   c->inplace_len = 0;
 }
@@ -315,9 +403,34 @@ size_t ws_conn_feed(ws_conn *c, uint8_t *data, size_t len) {
   return n;
 }
 
+/* Our side ran out of memory while sending: close 1011 without calling
+ * back into the application (it is the one calling us). */
+static int send_failed(ws_conn *c) {
+  static const char why[] = "out of memory for compression";
+  if (!c->close_sent) write_close(c, 1011, why, sizeof why - 1);
+  finish(c, 1011, why, sizeof why - 1, 0);
+  return -1;
+}
+
+/* One frame of a compressed message; RSV1 on the first (first = 1). */
+static int send_deflated(ws_conn *c, unsigned opcode, int fin, int first, const uint8_t *data,
+                         size_t len) {
+  const uint8_t *z = NULL;
+  size_t zlen = 0;
+  int r = ws_pmd_deflate(c->pmd, data, len, fin, &z, &zlen);
+  if (r == WS_PMD_RAW) {
+    write_frame(c, opcode, fin, data, len);
+    return 0;
+  }
+  if (r != WS_PMD_OK) return send_failed(c);
+  write_frame_rsv(c, opcode, fin, first ? WS_RSV1 : 0, z, zlen);
+  return 0;
+}
+
 int ws_conn_send(ws_conn *c, unsigned opcode, const uint8_t *data, size_t len) {
   if (c->close_sent || c->state != WS_CONN_OPEN || c->send_open) return -1;
   if (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY) return -1;
+  if (c->pmd && ws_pmd_compresses(c->pmd, len)) return send_deflated(c, opcode, 1, 1, data, len);
   write_frame(c, opcode, 1, data, len);
   return 0;
 }
@@ -332,7 +445,10 @@ int ws_conn_send_frame(ws_conn *c, unsigned opcode, int fin, const uint8_t *data
   } else if (c->send_open) {
     return -1;
   }
-  c->send_open = fin ? 0 : 1;
+  int first = opcode != WS_OP_CONTINUATION;
+  int deflated = first ? c->pmd && (!fin || ws_pmd_compresses(c->pmd, len)) : c->send_open == 2;
+  c->send_open = fin ? 0 : (uint8_t)(deflated ? 2 : 1);
+  if (deflated) return send_deflated(c, opcode, fin, first, data, len);
   write_frame(c, opcode, fin, data, len);
   return 0;
 }

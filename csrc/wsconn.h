@@ -18,6 +18,20 @@
  * in place is being received, and released after it is delivered if it grew
  * past WS_CONN_KEEP_BUFFER bytes (and when the connection is closed).
  *
+ * permessage-deflate (RFC 7692, pmdeflate.h), when the transport enables it
+ * after the handshake (ws_conn_enable_deflate): RSV1 is then allowed on the
+ * first frame of a data message (on a continuation or control frame it is
+ * still 1002); a compressed message is inflated as its chunks arrive, into
+ * the assembly buffer in bounded steps, with the size limit and UTF-8 checked
+ * on the inflated bytes (a bomb stops at max_message_size with 1009 before
+ * more memory is spent; corrupt data is 1007). A compressed frame itself may
+ * be up to max_message_size + 1/16 + 1 KiB long (incompressible data grows
+ * a little when deflated). ws_conn_send compresses
+ * messages of at least the threshold. Uncompressed traffic keeps its paths
+ * (in-place delivery included); compressed messages are always assembled.
+ * The engine owns the ws_pmd (freed by ws_conn_free); its zlib memory is
+ * counted by the ws_pmd_ctx the transport passed in.
+ *
  * Re-entrancy: from inside a callback the application may call ws_conn_send,
  * ws_conn_send_frame, ws_conn_ping, ws_conn_pong, ws_conn_close and
  * ws_conn_abort (after an abort the engine stops at once); it must not call
@@ -25,7 +39,7 @@
  * allocated until the outermost engine call returns (free it later, e.g. from
  * the transport's socket close callback).
  *
- * sizeof(ws_conn) is 264 bytes on LP64 (checked by a static assertion).
+ * sizeof(ws_conn) is 280 bytes on LP64 (checked by a static assertion).
  */
 #ifndef WS_CONN_H
 #define WS_CONN_H
@@ -33,6 +47,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pmdeflate.h"
 #include "utf8.h"
 #include "wsparser.h"
 
@@ -80,6 +95,13 @@ typedef struct ws_conn_callbacks {
    * engine uses malloc/realloc/free. */
   void *(*buf_take)(ws_conn *c, size_t need, size_t *cap);
   void (*buf_give)(ws_conn *c, void *buf, size_t cap);
+  /* Optional, with buf_take/buf_give: grows a buffer they handed out (cap
+   * bytes, the first len in use) to at least need bytes, in place when it
+   * can (realloc), and stores the new capacity; NULL on failure (buf stays
+   * the engine's). Without it growth is take + copy + give, which holds old
+   * and new buffer at once: inflated messages grow step by step, and a bomb
+   * would cost 1.5x the size limit at the last step. */
+  void *(*buf_resize)(ws_conn *c, void *buf, size_t len, size_t need, size_t *cap);
 } ws_conn_callbacks;
 
 typedef struct ws_conn_limits {
@@ -114,8 +136,10 @@ struct ws_conn {
   uint8_t state;                /* enum ws_conn_state */
   uint8_t close_sent;           /* 1 once our close frame was written */
   uint8_t want_control;         /* 1: report pings/pongs through cb->control */
-  uint8_t send_open;            /* 1 while our fragmented message is unfinished */
+  uint8_t send_open;            /* 1 while our fragmented message is unfinished,
+                                   2 if that message is compressed */
   uint8_t busy;                 /* 1 during ws_conn_feed */
+  uint8_t msg_deflate;          /* 1: the message being received is compressed */
   /* Control frame being received (<= 125 bytes, may arrive split). */
   uint8_t ctl_len;
   uint8_t ctl[125];
@@ -123,6 +147,8 @@ struct ws_conn {
    * from there, without a copy. */
   const uint8_t *inplace;
   size_t inplace_len;
+  ws_pmd *pmd;                  /* permessage-deflate streams (owned), NULL if
+                                   not negotiated */
   void *data;                   /* for the transport; never touched, not even
                                    by ws_conn_init */
 };
@@ -132,7 +158,15 @@ struct ws_conn {
  * must be masked, ours are not. */
 void ws_conn_init(ws_conn *c, const ws_conn_callbacks *cb, const ws_conn_limits *limits);
 
-/* Releases the assembly buffer. Safe in any state (not from a callback);
+/* Turns permessage-deflate on with the negotiated parameters (server
+ * role), before the first ws_conn_feed; ctx (the transport's, for
+ * configuration and memory accounting) must outlive c. Allocates only the
+ * small ws_pmd; zlib streams come on first use. Returns 0, or -1 on
+ * allocation failure (the connection then goes on uncompressed: the caller
+ * must not have announced the extension, or should fail the connection). */
+int ws_conn_enable_deflate(ws_conn *c, ws_pmd_ctx *ctx, const ws_pmd_params *params);
+
+/* Releases the assembly buffer and the deflate streams. Safe in any state (not from a callback);
  * c may be reused after ws_conn_init. */
 void ws_conn_free(ws_conn *c);
 
@@ -141,14 +175,18 @@ void ws_conn_free(ws_conn *c);
  * way (bytes after a close frame or an error are ignored). */
 size_t ws_conn_feed(ws_conn *c, uint8_t *data, size_t len);
 
-/* Sends one message (WS_OP_TEXT or WS_OP_BINARY) as a single frame. The
+/* Sends one message (WS_OP_TEXT or WS_OP_BINARY) as a single frame,
+ * compressed (RSV1) when deflate is on and len reaches the threshold. The
  * caller vouches that text is UTF-8. Returns 0, or -1 if the connection is
  * closing or closed, the opcode is not TEXT/BINARY, or a message sent with
  * ws_conn_send_frame is unfinished (nothing written). */
 int ws_conn_send(ws_conn *c, unsigned opcode, const uint8_t *data, size_t len);
 
 /* Sends a frame of a message in pieces: opcode TEXT/BINARY for the first,
- * WS_OP_CONTINUATION after; fin = 1 on the last. Returns 0, or -1 as above
+ * WS_OP_CONTINUATION after; fin = 1 on the last. With deflate on, a message
+ * whose first frame is not final, or reaches the threshold, is compressed
+ * frame by frame (RSV1 on the first; each frame flushed so it decodes at
+ * once). Returns 0, or -1 as above
  * and also for a CONTINUATION with no message open or a TEXT/BINARY frame
  * while one is open (RFC 6455 5.4). */
 int ws_conn_send_frame(ws_conn *c, unsigned opcode, int fin, const uint8_t *data, size_t len);

@@ -275,12 +275,50 @@ def python() -> dict[str, bytes]:
     return out
 
 
+def pmd_script(*recs: tuple[int, bytes]) -> bytes:
+    """Script records of fuzz_pmdeflate.c: op, 16-bit length, data."""
+    return b"".join(bytes([op]) + struct.pack("<H", len(d)) + d for op, d in recs)
+
+
+def pmdeflate() -> dict[str, bytes]:
+    import zlib
+
+    out: dict[str, bytes] = {}
+    offers = {
+        "chrome": b"permessage-deflate; client_max_window_bits",
+        "firefox": b"permessage-deflate",
+        "window8": b"permessage-deflate; server_max_window_bits=8; client_max_window_bits=8",
+        "fallback": b"permessage-deflate; server_max_window_bits=7, permessage-deflate; "
+                    b"client_max_window_bits=10",
+        "quoted": b'x; y="a,b", permessage-deflate; client_max_window_bits="9"',
+        "nct": b"permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        "dup": b"permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+    }
+    for name, value in offers.items():
+        out[f"offer_{name}"] = bytes([0, 0x3C, 0, 0]) + value
+    json_msg = b'{"id": 1, "name": "alpha", "tags": ["a", "b"], "ok": true}' * 4
+    out["script_text"] = bytes([1, 0x3F, 0, 1]) + pmd_script(
+        (0, json_msg), (0x20 | 0, json_msg), (2, b"ping"), (1, bytes(range(200))))
+    out["script_echo"] = bytes([3, 0x3F, 0, 2]) + pmd_script(
+        (0, json_msg), (0x40 | 1, json_msg * 3), (0x08 | 0, b"plain text"))
+    out["script_nct_small_windows"] = bytes([1 | 4 | 8, 0x09, 0, 3]) + pmd_script(
+        (0, json_msg), (0, json_msg))
+    out["script_bomb"] = bytes([3, 0x3F, 4, 4]) + pmd_script((3, b"\0" * 300))
+    out["script_bad_rsv"] = bytes([1, 0x3F, 0, 5]) + pmd_script((0x10 | 0x20, json_msg))
+    out["script_corrupt"] = bytes([1, 0x3F, 0, 6]) + pmd_script((0x04 | 1, json_msg))
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    z = (c.compress(json_msg) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    out["raw_compressed"] = bytes([2, 0x3F, 0, 7]) + frame(1, z, rsv=0x40) + frame(
+        9, b"p", rsv=0x40)
+    return out
+
+
 def main() -> None:
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "corpus"
     total_files = total_bytes = 0
     for harness, gen in (("fuzz_frame_parser", frame_parser), ("fuzz_utf8", utf8),
                          ("fuzz_handshake", handshake), ("fuzz_wsconn", wsconn),
-                         ("fuzz_python", python)):
+                         ("fuzz_pmdeflate", pmdeflate), ("fuzz_python", python)):
         d = root / harness
         d.mkdir(parents=True, exist_ok=True)
         for old in d.iterdir():

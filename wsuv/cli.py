@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         if opt.type is bool:
             p.add_argument(flag, dest=opt.name, action=argparse.BooleanOptionalAction,
                            default=opt.default, help=opt.help)
+        elif opt.choices is not None:
+            p.add_argument(flag, dest=opt.name, choices=opt.choices, default=opt.default,
+                           help=opt.help)
+            p.add_argument("--no-" + flag[2:], dest=opt.name, action="store_const",
+                           const=None, help=f"turn {flag} off")
         else:
             p.add_argument(flag, dest=opt.name, type=opt.type, default=opt.default,
                            help=opt.help)

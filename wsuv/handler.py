@@ -16,17 +16,22 @@ if TYPE_CHECKING:
 
 
 class Accept:
-    """``on_connect`` may return this to choose a subprotocol or add headers."""
+    """``on_connect`` may return this to choose a subprotocol, add headers, or
+    refuse compression for this connection (``compression=False``: the
+    client's permessage-deflate offer is declined, whatever the server's
+    ``compression`` option says)."""
 
-    __slots__ = ("subprotocol", "headers")
+    __slots__ = ("subprotocol", "headers", "compression")
 
     def __init__(self, subprotocol: str | None = None,
-                 headers: list[tuple[str, str]] | None = None) -> None:
+                 headers: list[tuple[str, str]] | None = None,
+                 compression: bool = True) -> None:
         if subprotocol is not None and not isinstance(subprotocol, str):
             raise TypeError(f"Accept(subprotocol=...) must be a str or None, not "
                             f"{type(subprotocol).__name__}")
         self.subprotocol = subprotocol
         self.headers = list(headers) if headers else []
+        self.compression = bool(compression)
 
 
 class Handler:

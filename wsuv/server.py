@@ -23,7 +23,7 @@ from wsuv.handler import Handler as Handler  # re-exported: wsuv.server.Handler
 from wsuv.options import resolve
 from wsuv.page import ECHO_PAGE
 from wsuv.request import Request, Response
-from wsuv.websocket import WebSocket
+from wsuv.websocket import WebSocket, _extensions
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs wsuv-serve RSS
 if TYPE_CHECKING:
@@ -129,6 +129,14 @@ class Server:
         cfg.handle_signals = int(bool(opts["handle_signals"]))
         cfg.want_control = int(want["on_ping"] or want["on_pong"])
         cfg.busy_poll_us = opts["busy_poll_us"]
+        cfg.compression = int(opts["compression"] == "deflate")
+        cfg.pmd.window_bits = opts["compression_window_bits"]
+        cfg.pmd.mem_level = opts["compression_mem_level"]
+        cfg.pmd.peer_window_bits = opts["compression_client_window_bits"]
+        cfg.pmd.peer_no_context_takeover = int(bool(opts["compression_client_no_context_takeover"]))
+        cfg.pmd.no_context_takeover = int(bool(opts["compression_no_context_takeover"]))
+        cfg.pmd.threshold = opts["compression_threshold"]
+        cfg.compression_idle_ms = _ms(opts["compression_idle_timeout"])
 
         cb = ffi.new("ws_server_callbacks *")
         cb.on_http = lib.wsuv_on_http
@@ -370,6 +378,13 @@ class Server:
         arr = ffi.new("ws_server_conn *[]", conns)
         return int(lib.ws_server_send_many(self._s, arr, len(conns), op, data, len(data)))
 
+    def compression_memory(self) -> tuple[int, int]:
+        """(bytes, peak): zlib and deflate-buffer memory all connections hold now, and the
+        most they held at once (counted in C by zlib's allocation hooks)."""
+        peak = ffi.new("size_t *")
+        now = lib.ws_server_deflate_memory(self._s, peak) if self._s != ffi.NULL else 0
+        return int(now), int(peak[0])
+
     # -- HTTP ---------------------------------------------------------------------
     def _http_response(self, request: Request) -> Response | None:
         if self._want["on_http"]:
@@ -553,6 +568,8 @@ def _carry_out(srv: Server, c: Any, request: Request, decision: Any) -> None:
                       subprotocol)
             _reject_500(c)
             return
+        if not decision.compression:
+            lib.ws_server_conn_set_compression(c, 0)
     elif decision is not None:
         # False, 403 or a string must never open the connection: an auth
         # check that returns the wrong type would otherwise let everyone in.
@@ -620,6 +637,8 @@ def wsuv_on_open(s: Any, c: Any) -> None:
     if ws is None or ws._c != c:
         return
     _CONNS[_addr(c)] = ws
+    if srv.options["compression"]:
+        ws.extensions = _extensions(c)
     try:
         ws._server.handler.on_open(ws)
     except Exception:

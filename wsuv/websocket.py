@@ -19,6 +19,13 @@ _get_ident = threading.get_ident
 _send = lib.ws_server_conn_send
 
 
+def _extensions(c: Any) -> list[str]:
+    """What the C accept path answered in Sec-WebSocket-Extensions, as a list."""
+    buf = ffi.new("char[]", lib.WS_PMD_HEADER_MAX)
+    n = lib.ws_server_conn_extensions(c, buf, lib.WS_PMD_HEADER_MAX)
+    return [ffi.unpack(buf, n).decode("ascii")] if n else []
+
+
 class ConnectionClosed(WsuvError):
     """The connection is closed (or closing): nothing more can be sent."""
 
@@ -42,7 +49,7 @@ class WebSocket:
     ``state`` is free for the application (per-connection state).
     """
 
-    __slots__ = ("_c", "_server", "_id", "request", "subprotocol", "close_code",
+    __slots__ = ("_c", "_server", "_id", "request", "subprotocol", "extensions", "close_code",
                  "close_reason", "state", "__weakref__")
 
     def __init__(self, c: Any, server: Server, request: Request, subprotocol: str | None) -> None:
@@ -51,6 +58,10 @@ class WebSocket:
         self._id = int(lib.ws_server_conn_id(c))
         self.request = request
         self.subprotocol = subprotocol
+        #: The extensions negotiated, as answered in Sec-WebSocket-Extensions (one str
+        #: each, e.g. ``"permessage-deflate; client_max_window_bits=12"``); [] for none.
+        # Negotiated in the accept, which may follow: filled in when it opens.
+        self.extensions: list[str] = []
         self.close_code: int | None = None
         self.close_reason = ""
         self.state: Any = None

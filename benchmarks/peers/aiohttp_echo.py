@@ -1,4 +1,5 @@
-"""Echo / broadcast server on aiohttp's web server (asyncio), compression off."""
+"""Echo / broadcast server on aiohttp's web server (asyncio), compression off unless
+--deflate."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ def main() -> None:
     clients: set[web.WebSocketResponse] = set()
 
     async def handler(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_SIZE)
+        ws = web.WebSocketResponse(compress=args.deflate, max_msg_size=MAX_SIZE)
         await ws.prepare(request)
         clients.add(ws)
         try:

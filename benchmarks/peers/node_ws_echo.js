@@ -1,5 +1,6 @@
-// Echo / broadcast server on Node's `ws` (the root package.json's copy), compression off.
-// Usage: node node_ws_echo.js --port P [--mode echo|broadcast]
+// Echo / broadcast server on Node's `ws` (the root package.json's copy), compression off
+// unless --deflate (then ws's default permessage-deflate options).
+// Usage: node node_ws_echo.js --port P [--mode echo|broadcast] [--deflate]
 'use strict';
 const path = require('path');
 const { WebSocketServer } = require(path.join(__dirname, '..', '..', 'node_modules', 'ws'));
@@ -13,7 +14,8 @@ if (!port || !['echo', 'broadcast'].includes(mode)) {
   process.exit(2);
 }
 
-const wss = new WebSocketServer({ host: '127.0.0.1', port, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });
+const deflate = args.includes('--deflate');
+const wss = new WebSocketServer({ host: '127.0.0.1', port, perMessageDeflate: deflate, maxPayload: 16 * 1024 * 1024 });
 wss.on('connection', (ws) => {
   if (mode === 'echo') {
     ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));

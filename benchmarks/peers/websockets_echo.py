@@ -1,4 +1,5 @@
-"""Echo / broadcast server on websockets (asyncio implementation), compression off."""
+"""Echo / broadcast server on websockets (asyncio implementation), compression off
+unless --deflate (then websockets' default permessage-deflate settings)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ async def main() -> None:
             clients.discard(ws)
 
     handler = echo if args.mode == "echo" else fan_out
-    async with serve(handler, HOST, args.port, compression=None, max_size=MAX_SIZE):
+    async with serve(handler, HOST, args.port, compression="deflate" if args.deflate else None,
+                     max_size=MAX_SIZE):
         await asyncio.get_running_loop().create_future()
 
 

@@ -62,6 +62,7 @@ def main() -> None:
                    help="run inside this asyncio loop (wsuv.aio) instead of wsuv's own")
     p.add_argument("--style", choices=["conn", "handler"], default="handler",
                    help="with --embed: an async connection handler, or the plain Echo")
+    p.add_argument("--deflate", action="store_true", help="permessage-deflate on (defaults)")
     args = p.parse_args()
     if args.embed:
         import asyncio
@@ -77,7 +78,8 @@ def main() -> None:
     handler: Any = {"echo": Echo, "broadcast": Broadcast, "broadcast-loop": LoopBroadcast}[
         args.mode]()
     server = wsuv.Server(handler, host="127.0.0.1", port=args.port,
-                         busy_poll_us=args.busy_poll_us)
+                         busy_poll_us=args.busy_poll_us,
+                         compression="deflate" if args.deflate else None)
     handler.server = server
     server.run()
 

@@ -10,6 +10,10 @@
  *   2. sends messages of varied sizes (0 B .. 100 KiB), text or binary, whole
  *      or in up to 12 fragments with pings between them, which the
  *      application echoes;
+ *      A third of the connections negotiate permessage-deflate: half of their
+ *      messages are compressed by the client (zlib, context takeover), RSV1
+ *      on the first frame, and the echoes are compressed by the engine (the
+ *      output must still parse; the deflate memory must all be returned);
  *   3. ends with a client close, a server close answered by the client, a
  *      protocol error (unmasked frame, bad opcode, RSV bits, invalid UTF-8,
  *      message over the limit, too many fragments, bad close code, 1-byte
@@ -30,8 +34,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "collect.h"
 #include "handshake.h"
+#include "pmdeflate.h"
 #include "sha1.h"
 #include "utf8.h"
 #include "wsconn.h"
@@ -414,6 +421,27 @@ static void one_connection(void) {
   c->data = &a;
   ws_conn_init(c, &app_cb, &lim);
   c->want_control = 1;
+  /* permessage-deflate for a third of them, with the client's own zlib. */
+  static ws_pmd_ctx pmd_ctx;
+  ws_pmd_config pcfg;
+  ws_pmd_config_default(&pcfg);
+  pcfg.threshold = (uint32_t)below(200);
+  ws_pmd_ctx_init(&pmd_ctx, &pcfg);
+  int deflate_on = below(3) == 0;
+  z_stream cz;
+  memset(&cz, 0, sizeof cz);
+  int cz_reset = 0; /* client_no_context_takeover: reset per message */
+  if (deflate_on) {
+    ws_pmd_params pp;
+    memset(&pp, 0, sizeof pp);
+    pp.server_max_window_bits = (uint8_t)(9 + below(7));
+    pp.client_max_window_bits = 15;
+    pp.client_no_context_takeover = (uint8_t)below(2);
+    EXPECT(ws_conn_enable_deflate(c, &pmd_ctx, &pp) == 0, "enable_deflate failed");
+    EXPECT(deflateInit2(&cz, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK, "deflateInit2");
+    cz_reset = pp.client_no_context_takeover;
+  }
+  buf zbuf = {0};
 
   size_t nmsg = below(9);
   size_t server_close_after = nmsg ? below(nmsg) : 0;
@@ -432,12 +460,38 @@ static void one_connection(void) {
     if (n > lim.max_message_size) n = lim.max_message_size;
     make_payload(&payload, op, n);
     size_t frags = below(3) ? 1 : 2 + below(11);
-    if (frags > n) frags = n ? n : 1;
+    /* The bytes on the wire: the payload, or its compressed form. */
+    const uint8_t *wire_p = payload.p;
+    size_t wire_n = n;
+    unsigned rsv = 0;
+    if (deflate_on && below(2)) {
+      zbuf.len = 0;
+      size_t cap = n + n / 8 + 64;
+      uint8_t *zout = malloc(cap);
+      cz.next_in = payload.p;
+      cz.avail_in = (uInt)n;
+      cz.next_out = zout;
+      cz.avail_out = (uInt)cap;
+      int zr = deflate(&cz, Z_SYNC_FLUSH);
+      size_t zn = cap - cz.avail_out;
+      if (zr == Z_BUF_ERROR && zn == 0) { /* empty after a flush: one 00 byte */
+        zout[0] = 0;
+        zn = 5;
+      }
+      EXPECT(zn >= 4, "client deflate gave %zu bytes (%d)", zn, zr);
+      put(&zbuf, zout, zn - 4);
+      free(zout);
+      if (cz_reset) deflateReset(&cz);
+      wire_p = zbuf.p;
+      wire_n = zbuf.len;
+      rsv = WS_RSV1;
+    }
+    if (frags > wire_n) frags = wire_n ? wire_n : 1;
     size_t at = 0;
     for (size_t f = 0; f < frags; f++) {
-      size_t piece = f + 1 == frags ? n - at : (n - at) / (frags - f);
-      client_frame(&stream, f ? WS_OP_CONTINUATION : op, f + 1 == frags, 0, payload.p + at, piece,
-                   1);
+      size_t piece = f + 1 == frags ? wire_n - at : (wire_n - at) / (frags - f);
+      client_frame(&stream, f ? WS_OP_CONTINUATION : op, f + 1 == frags, f ? 0 : rsv,
+                   wire_p + at, piece, 1);
       at += piece;
       if (below(4) == 0) {
         uint8_t ping[8];
@@ -576,6 +630,7 @@ static void one_connection(void) {
   ws_parser p;
   ws_parser_init(&p);
   p.role = WS_ROLE_CLIENT;
+  p.rsv_allowed = deflate_on ? WS_RSV1 : 0;
   p.data = &o;
   size_t used = ws_parser_execute(&p, &out_settings, (char *)a.out.p, a.out.len);
   EXPECT(p.error == WS_PE_OK && used == a.out.len && ws_parser_at_frame_boundary(&p),
@@ -592,7 +647,7 @@ static void one_connection(void) {
     if (op == WS_OP_TEXT || op == WS_OP_BINARY) put(&echoes, o.frames.p + i, 16 + n);
     i += 16 + n;
   }
-  if (end != END_SERVER_CLOSE)
+  if (end != END_SERVER_CLOSE && !deflate_on) /* compressed echoes: only parsed */
     EXPECT(echoes.len == echo_expect.len && memcmp(echoes.p, echo_expect.p, echoes.len) == 0,
            "echoes differ");
 
@@ -611,7 +666,11 @@ static void one_connection(void) {
   stat_clean += a.clean;
   stat_dropped += a.code == 1006;
 
+  if (deflate_on && !a.closed) ws_pmd_release(c->pmd);
   ws_conn_free(c);
+  EXPECT(pmd_ctx.bytes == 0, "%zu bytes of deflate memory not returned", pmd_ctx.bytes);
+  if (deflate_on) deflateEnd(&cz);
+  buf_free(&zbuf);
   free(c);
   buf_free(&req);
   buf_free(&stream);

@@ -101,8 +101,9 @@ def test_close_own_connection_in_on_message(build: Callable[[str], str],
 def test_connection_dropped_inside_send_closes_after_the_callback(
         build: Callable[[str], str], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="wsuv.app")
-    with probe_server(build, write_limit=1 << 20) as srv:
-        with contextlib.suppress(ConnectionClosed), _open(srv) as ws:
+    # Compression off: 32 MiB of zeros must stay 32 MiB on the wire to pass write_limit.
+    with probe_server(build, write_limit=1 << 20, compression=None) as srv:
+        with contextlib.suppress(ConnectionClosed), _open(srv, compression=None) as ws:
             ws.recv(timeout=5)
             ws.send("overflow")
             deadline = time.monotonic() + 10
@@ -197,8 +198,8 @@ def test_python_timers_still_work_beside_c_timers(build: Callable[[str], str]) -
 
 
 def test_backpressure_buffered_and_on_drain(build: Callable[[str], str]) -> None:
-    with probe_server(build, write_high_water=64 * 1024) as srv, \
-            _open(srv, max_size=None) as ws:
+    with probe_server(build, write_high_water=64 * 1024, compression=None) as srv, \
+            _open(srv, max_size=None, compression=None) as ws:
         ws.recv(timeout=5)
         ws.send("flood")  # 8 MiB at once: the kernel cannot take it all
         got = [ws.recv(timeout=10) for _ in range(130)]

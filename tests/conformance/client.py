@@ -207,8 +207,15 @@ class Client:
         offered = [v for n, v in kw.get("headers") or [] if n.lower() == "sec-websocket-protocol"]
         if not offered:  # 4.2.2: a subprotocol only if the client offered some
             assert resp.get("sec-websocket-protocol") is None, resp.headers
-        # 9.1: wsuv implements no extension, so it never accepts one.
-        assert resp.get("sec-websocket-extensions") is None, resp.headers
+        # 9.1: an extension only if the client offered it; wsuv knows one.
+        offered_ext = [v for n, v in kw.get("headers") or []
+                       if n.lower() == "sec-websocket-extensions"]
+        accepted = resp.get("sec-websocket-extensions")
+        if not offered_ext:
+            assert accepted is None, resp.headers
+        elif accepted is not None:
+            assert accepted.startswith("permessage-deflate"), resp.headers
+            self.parser = FrameParser(role="client", rsv_allowed=1)
         if self.buf:
             self.frames.extend(self.parser.feed(self.buf))
             self.buf = b""

@@ -20,6 +20,8 @@ from client import (
     BINARY,
     TEXT,
     Client,
+    EchoHandler,
+    Target,
     expected_accept,
     raw_frame,
     running_server,
@@ -194,16 +196,34 @@ def test_chosen_subprotocol_is_one_offered():
         c.close_handshake()
 
 
-def test_offered_extension_not_accepted(server):
-    """9.1: the server supports no extension, so it accepts none, and then an
-    RSV1 frame (what permessage-deflate would send) is a protocol error (5.2)."""
+def test_offered_deflate_is_accepted(server):
+    """9.1 / RFC 7692: the server accepts permessage-deflate (what Chrome offers)
+    and then a compressed (RSV1) frame is a message."""
     ext = [("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")]
     with server.connect(headers=ext) as c:
-        assert c.response.get("sec-websocket-extensions") is None
+        assert c.response.get("sec-websocket-extensions") == (
+            "permessage-deflate; client_max_window_bits=12")
         c.echo(TEXT, b"plain")
-        c.send(raw_frame(TEXT, b"\xf2\x48\xcd\xc9\xc9\x07\x00", rsv=1))
-        c.expect_close(1002)
+        c.send(raw_frame(TEXT, b"\xf2\x48\xcd\xc9\xc9\x07\x00", rsv=1))  # "Hello"
+        assert c.recv_message() == (TEXT, b"Hello")
+        c.close_handshake()
     server.assert_serves()
+
+
+@pytest.mark.parametrize("kind", ["c-echo", "py-echo"])
+def test_offered_extension_not_accepted_without_compression(kind):
+    """9.1: with compression off the server accepts no extension, and then an
+    RSV1 frame (what permessage-deflate would send) is a protocol error (5.2)."""
+    handler = None if kind == "c-echo" else EchoHandler()
+    with running_server(handler, compression=None) as srv:
+        server = Target(srv, kind, handler)
+        ext = [("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")]
+        with server.connect(headers=ext) as c:
+            assert c.response.get("sec-websocket-extensions") is None
+            c.echo(TEXT, b"plain")
+            c.send(raw_frame(TEXT, b"\xf2\x48\xcd\xc9\xc9\x07\x00", rsv=1))
+            c.expect_close(1002)
+        server.assert_serves()
 
 
 def test_server_speaks_only_after_101(server):

@@ -63,9 +63,10 @@ function textPayload(size, seed) {
 
 // -- a small promise-based wrapper -------------------------------------------------
 
-function open(target, protocols) {
+// perMessageDeflate: false (the default here), or ws's options for it.
+function open(target, protocols, perMessageDeflate = false) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(target, protocols, { maxPayload: 32 * 1024 * 1024, perMessageDeflate: false });
+    const ws = new WebSocket(target, protocols, { maxPayload: 32 * 1024 * 1024, perMessageDeflate });
     const queue = [];
     const waiters = [];
     ws.on('message', (data, isBinary) => {
@@ -76,6 +77,7 @@ function open(target, protocols) {
       if (queue.length) res(queue.shift()); else waiters.push(res);
     });
     ws.closed = new Promise((res) => ws.on('close', (code, reason) => res({ code, reason: reason.toString() })));
+    ws.once('upgrade', (res) => { ws.answered = res.headers['sec-websocket-extensions'] || null; });
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
     ws.once('unexpected-response', (req, res) => {
@@ -102,7 +104,58 @@ async function closeNormally(ws) {
 
 const SIZES = [0, 1, 125, 126, 65535, 65536, 1024 * 1024];
 
+// JSON-like text of exactly `size` bytes (ASCII): what compression is for.
+function jsonPayload(size, seed) {
+  const r = rng(seed * 31 + size);
+  const parts = [];
+  let n = 0;
+  while (n < size) {
+    const item = `{"id":${Math.floor(r() * 1e6)},"name":"item-${Math.floor(r() * 17)}","ok":true},`;
+    parts.push(item);
+    n += item.length;
+  }
+  return parts.join('').slice(0, size);
+}
+
 const scenarios = {
+  // permessage-deflate with ws's own zlib streams: args[0] is 'takeover' or
+  // 'no-takeover' (both directions reset per message).
+  async deflate() {
+    const mode = args[0] || 'takeover';
+    const pmd = mode === 'no-takeover'
+      ? { threshold: 0, serverNoContextTakeover: true, clientNoContextTakeover: true }
+      : { threshold: 0 };
+    const ws = await open(url, undefined, pmd);
+    const extensions = { names: ws.extensions, answered: ws.answered };
+    const results = [];
+    const sizes = [0, 1, 125, 126, 65536, 1024 * 1024, 16 * 1024 * 1024 - 1024];
+    for (const kind of ['json', 'text', 'binary']) {
+      for (const size of sizes) {
+        if (kind !== 'json' && size > 1024 * 1024) continue;
+        const payload = kind === 'json' ? jsonPayload(size, 5)
+          : kind === 'text' ? textPayload(size, 5) : binaryPayload(size, 5);
+        ws.send(payload);
+        const msg = await ws.next();
+        results.push({ kind, size, ok: same(msg, payload), got: msg.data.length });
+      }
+    }
+    const big = binaryPayload(16 * 1024 * 1024 - 1024, 6);
+    ws.send(big);
+    let msg = await ws.next();
+    results.push({ kind: 'binary', size: big.length, ok: same(msg, big) });
+    // Fragmented and compressed: RSV1 on the first frame only.
+    const text = jsonPayload(300000, 7);
+    const raw = Buffer.from(text, 'utf8');
+    const cuts = [0, 1, 1000, 150000, raw.length];
+    for (let i = 0; i + 1 < cuts.length; i++) {
+      ws.send(raw.subarray(cuts[i], cuts[i + 1]), { binary: false, compress: true, fin: i + 2 === cuts.length });
+    }
+    msg = await ws.next();
+    results.push({ kind: 'fragmented', fragments: cuts.length - 1, ok: same(msg, text) });
+    const closed = await closeNormally(ws);
+    return { ok: results.every((r) => r.ok), extensions, results, closed };
+  },
+
   async echo() {
     const ws = await open(url);
     const results = [];

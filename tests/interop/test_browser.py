@@ -26,6 +26,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from wsuv.request import Request, Response
 from wsuv.server import Accept
+from wsuv.websocket import WebSocket
 
 CHROMIUM_TIMEOUT = 45.0
 
@@ -250,7 +251,14 @@ ws.onerror = () => { results.push({kind: 'error', ok: false}); };
 
 
 class PageEcho(EchoHandler):
-    """The Python echo, plus the test page over plain HTTP and subprotocol 'b'."""
+    """The Python echo, plus the test page over plain HTTP and subprotocol 'b'; it
+    records what was negotiated (Chromium offers permessage-deflate by default)."""
+
+    extensions: list[str] | None = None
+
+    def on_open(self, ws: WebSocket) -> None:
+        self.extensions = list(ws.extensions)
+        super().on_open(ws)
 
     def on_http(self, request: Request) -> Response | None:
         if request.path == "/":
@@ -262,7 +270,8 @@ class PageEcho(EchoHandler):
 
 
 def test_python_handler_in_chromium(devtools: DevTools) -> None:
-    """Text and binary up to 1 MiB, subprotocol, close 4000 from the browser."""
+    """Text and binary up to 1 MiB, subprotocol, close 4000 from the browser; the
+    messages go compressed both ways (Chromium's own permessage-deflate)."""
     handler = PageEcho()
     with running_server(handler) as server:
         started = time.monotonic()
@@ -277,6 +286,7 @@ def test_python_handler_in_chromium(devtools: DevTools) -> None:
     bad = [r for r in result["results"] if not r["ok"]]
     assert not bad and len(result["results"]) == 14, result
     assert result["protocol"] == "b"
+    assert handler.extensions == ["permessage-deflate; client_max_window_bits=12"]
     assert (result["code"], result["clean"]) == (4000, True), result
     assert (closed.code, closed.reason) == (4000, "browser done")
     assert not handler.errors

@@ -110,3 +110,18 @@ def test_bulk(node: str, echo: EchoTarget) -> None:
     check(result)
     print(f"\n[node ws bulk {echo.name}] {result['count']} echoes in {result['seconds']:.3f} s "
           f"= {result['rate']:,.0f} msg/s")
+
+
+@pytest.mark.parametrize("mode,answer", [
+    ("takeover", "permessage-deflate; client_max_window_bits=12"),
+    ("no-takeover", "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+                    "client_max_window_bits=12"),
+])
+def test_permessage_deflate(node: str, echo: EchoTarget, mode: str, answer: str) -> None:
+    """ws's own zlib streams against ours: JSON, text and binary up to 16 MiB, and a
+    fragmented compressed message; the extension as ws parsed our answer."""
+    result = run_node(node, echo.url, "deflate", mode)
+    check(result)
+    assert result["extensions"] == {"names": "permessage-deflate", "answered": answer}
+    assert {r["kind"] for r in result["results"]} == {"json", "text", "binary", "fragmented"}
+    assert max(r["size"] for r in result["results"] if "size" in r) == 16 * 1024 * 1024 - 1024

@@ -58,3 +58,26 @@ def test_cli_names_the_flag_and_exits_2() -> None:
     assert out.returncode == 2, out
     assert "--handshake-timeout must be between 0 and" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_compression_options_are_checked_and_the_cli_can_turn_it_off() -> None:
+    from wsuv.cli import build_parser
+
+    with pytest.raises(ValueError, match="compression must be one of deflate or None"):
+        resolve({"compression": "gzip"})
+    with pytest.raises(ValueError, match="compression_window_bits must be between 9 and 15"):
+        resolve({"compression_window_bits": 8})
+    with pytest.raises(ValueError, match="compression_client_window_bits must be between 8"):
+        resolve({"compression_client_window_bits": 16})
+    assert resolve({"compression": None})["compression"] is None
+    parser = build_parser()
+    assert parser.parse_args([]).compression == "deflate"
+    assert parser.parse_args(["--no-compression"]).compression is None
+    assert parser.parse_args(["--compression", "deflate"]).compression == "deflate"
+    args = parser.parse_args(["--compression-window-bits", "10", "--compression-idle-timeout",
+                              "0.5", "--compression-client-no-context-takeover"])
+    assert (args.compression_window_bits, args.compression_idle_timeout,
+            args.compression_client_no_context_takeover) == (10, 0.5, True)
+    out = subprocess.run([sys.executable, "-m", "wsuv.cli", "--compression", "gzip"],
+                         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2 and "--compression" in out.stderr

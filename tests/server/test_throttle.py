@@ -41,7 +41,8 @@ def _receive_all(url: str) -> float:
 
 def test_write_rate_spreads_sends_over_time() -> None:
     handler = Sender()
-    with running_server(handler, write_rate=100_000) as server:
+    # Byte budgets: compression would shrink these repeated bytes to nothing.
+    with running_server(handler, write_rate=100_000, compression=None) as server:
         url = f"ws://127.0.0.1:{server.port}/"
         elapsed = _receive_all(url)
         # 300 kB at 100 kB/s: the first second's budget goes at once, the
@@ -70,7 +71,8 @@ def test_held_writes_over_write_limit_drop_the_peer() -> None:
             closed.append((code, reason))
             done.set()
 
-    with running_server(Flood(), write_rate=10_000, write_limit=100_000) as server:
+    with running_server(Flood(), write_rate=10_000, write_limit=100_000,
+                        compression=None) as server:
         with connect(f"ws://127.0.0.1:{server.port}/", open_timeout=5) as ws:
             ws.send("go")
             assert done.wait(5)
