@@ -113,3 +113,36 @@ def test_graceful_stop_closes_with_1001(build: Callable[[str], str]) -> None:
                 ws.recv(timeout=10)
             assert info.value.rcvd is not None and info.value.rcvd.code == 1001
     app.close()
+
+
+def test_echo_negotiates_permessage_deflate(build: Callable[[str], str]) -> None:
+    """A C application runs on the same engine: deflate is negotiated and the
+    echo comes back compressed (RSV1 on the wire), as for the built-in echo."""
+    import socket
+    import zlib
+
+    from tests.server.srvkit import read_response, upgrade_request
+    from wsuv.frames import encode_frame
+
+    app = wsuv.load_c_app(build("examples/echo"))
+    with running_server(app) as srv:
+        with connect(f"ws://127.0.0.1:{srv.port}/", open_timeout=5) as ws:
+            assert ws.protocol.extensions  # the websockets client offered, we accepted
+            text = '{"k": "' + "v" * 2000 + '"}'
+            ws.send(text)
+            assert ws.recv(timeout=5) == text
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+            sock.sendall(upgrade_request(extra=[("Sec-WebSocket-Extensions",
+                                                 "permessage-deflate")]))
+            resp = read_response(sock)
+            assert resp.headers["sec-websocket-extensions"].startswith("permessage-deflate")
+            sock.sendall(encode_frame(1, b"a" * 3000, mask=b"abcd"))
+            data = resp.rest
+            while len(data) < 2 or len(data) < 2 + (data[1] & 0x7F if data[1] & 0x7F < 126
+                                                    else 2 + int.from_bytes(data[2:4], "big")):
+                data += sock.recv(65536)
+            assert data[0] & 0x40  # RSV1: compressed
+            n = data[1] & 0x7F
+            payload = data[2:2 + n] if n < 126 else data[4:4 + int.from_bytes(data[2:4], "big")]
+            assert zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff") == b"a" * 3000
+    app.close()
