@@ -52,8 +52,41 @@ void ws_conn_limits_default(ws_conn_limits *l) {
 
 /* One frame, one write call: the header from a stack buffer, then the
  * payload where it lies (omitted when empty). */
+/* Client frames: the payload masked into a copy (on the stack when small). */
+#define MASK_STACK 2048
+
+void ws_conn_abort(ws_conn *c, unsigned code, const char *reason, size_t reason_len);
+
+static void write_masked(ws_conn *c, unsigned opcode, int fin, unsigned rsv,
+                         const uint8_t *data, size_t len) {
+  uint8_t header[WS_FRAME_MAX_HEADER];
+  uint8_t key[4];
+  c->cb->mask_key(c, key);
+  uint8_t small[MASK_STACK];
+  uint8_t *copy = len <= sizeof small ? small : malloc(len);
+  if (!copy) {
+    /* Nothing half-written: the frame is dropped and the connection fails
+     * as if the peer vanished (the transport reports it). */
+    ws_conn_abort(c, 1006, "out of memory masking a frame", 29);
+    return;
+  }
+  if (len) memcpy(copy, data, len);
+  ws_frame_mask(copy, len, key, 0);
+  ws_conn_buf bufs[2];
+  bufs[0].base = header;
+  bufs[0].len = ws_frame_header(header, opcode, fin, rsv, len, key);
+  bufs[1].base = copy;
+  bufs[1].len = len;
+  c->cb->write(c, bufs, len ? 2 : 1);
+  if (copy != small) free(copy);
+}
+
 static void write_frame_rsv(ws_conn *c, unsigned opcode, int fin, unsigned rsv,
                             const uint8_t *data, size_t len) {
+  if (c->client) {
+    write_masked(c, opcode, fin, rsv, data, len);
+    return;
+  }
   uint8_t header[WS_FRAME_MAX_HEADER];
   ws_conn_buf bufs[2];
   bufs[0].base = header;
@@ -367,9 +400,15 @@ void ws_conn_init(ws_conn *c, const ws_conn_callbacks *cb, const ws_conn_limits 
   c->state = WS_CONN_OPEN;
 }
 
+void ws_conn_init_client(ws_conn *c, const ws_conn_callbacks *cb, const ws_conn_limits *limits) {
+  ws_conn_init(c, cb, limits);
+  c->client = 1;
+  c->parser.role = WS_ROLE_CLIENT;
+}
+
 int ws_conn_enable_deflate(ws_conn *c, ws_pmd_ctx *ctx, const ws_pmd_params *params) {
   if (c->pmd) return 0;
-  c->pmd = ws_pmd_new(ctx, params, WS_PMD_SERVER);
+  c->pmd = ws_pmd_new(ctx, params, c->client ? WS_PMD_CLIENT : WS_PMD_SERVER);
   if (!c->pmd) return -1;
   c->parser.rsv_allowed = WS_RSV1;
   /* A compressed frame of incompressible data is a little larger than the

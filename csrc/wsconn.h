@@ -102,6 +102,9 @@ typedef struct ws_conn_callbacks {
    * and new buffer at once: inflated messages grow step by step, and a bomb
    * would cost 1.5x the size limit at the last step. */
   void *(*buf_resize)(ws_conn *c, void *buf, size_t len, size_t need, size_t *cap);
+  /* Client role only, and required there: a fresh, unpredictable mask key
+   * for the next frame (RFC 6455 5.3: from a strong source of entropy). */
+  void (*mask_key)(ws_conn *c, uint8_t key[4]);
 } ws_conn_callbacks;
 
 typedef struct ws_conn_limits {
@@ -140,6 +143,7 @@ struct ws_conn {
                                    2 if that message is compressed */
   uint8_t busy;                 /* 1 during ws_conn_feed */
   uint8_t msg_deflate;          /* 1: the message being received is compressed */
+  uint8_t client;               /* 1: the client role (ws_conn_init_client) */
   /* Control frame being received (<= 125 bytes, may arrive split). */
   uint8_t ctl_len;
   uint8_t ctl[125];
@@ -165,6 +169,12 @@ void ws_conn_init(ws_conn *c, const ws_conn_callbacks *cb, const ws_conn_limits 
  * allocation failure (the connection then goes on uncompressed: the caller
  * must not have announced the extension, or should fail the connection). */
 int ws_conn_enable_deflate(ws_conn *c, ws_pmd_ctx *ctx, const ws_pmd_params *params);
+
+/* The same in the client role (RFC 6455 5.1): every frame we send is masked
+ * with a key from cb->mask_key (the payload is masked into a copy: the
+ * caller's bytes are never changed), and a masked frame from the server
+ * fails the connection with 1002. cb->mask_key must be set. */
+void ws_conn_init_client(ws_conn *c, const ws_conn_callbacks *cb, const ws_conn_limits *limits);
 
 /* Releases the assembly buffer and the deflate streams. Safe in any state (not from a callback);
  * c may be reused after ws_conn_init. */
