@@ -133,7 +133,9 @@ def _sources() -> list[str]:
 
 
 def _headers() -> str:
-    return "\n".join(f'#include "{p.name}"' for p in sorted(CSRC.glob("*.h")))
+    # *_int.h are a layer's private headers (the transport's includes uv.h).
+    return "\n".join(f'#include "{p.name}"' for p in sorted(CSRC.glob("*.h"))
+                     if not p.name.endswith("_int.h"))
 
 
 def make_builder() -> FFI:

@@ -192,7 +192,13 @@ class AioServer:
                 return
             timer.cancel()
         self._timer_at = at
-        self._timer = self._loop.call_at(at, self._turn)
+        self._timer = self._loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        # The handle has fired: it must not count as armed (a loop may fire a
+        # timer a little early, and the turn may then ask for the same time).
+        self._timer = None
+        self._turn()
 
     def _finish(self) -> None:
         self._loop.remove_reader(self._fd)

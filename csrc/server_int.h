@@ -1,0 +1,191 @@
+/* server_int.h - the transport's own types, shared by its files (private).
+ *
+ * Not part of the public contract (server.h is): the structures behind the
+ * opaque ws_server and ws_server_conn, the sizes of the shared buffers, and
+ * the few functions the transport's files call across (prefix ws_srv_).
+ * Only the transport's files include this header (it includes uv.h).
+ */
+#ifndef WS_SERVER_INT_H
+#define WS_SERVER_INT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "pmdeflate.h"
+#include "server.h"
+
+/* One read takes up to 256 KiB: a 64 KiB message arrives whole, in one
+ * syscall, and is delivered in place. The read length is lowered for small
+ * write limits so that what one read can make the built-in echo write (at
+ * most its size) stays under write_limit (see read_len_for). */
+#define READ_BUF_SIZE (256 * 1024)
+#define READ_MIN (4 * 1024)
+/* The cork: small writes made while the application or the engine runs (a
+ * read being processed, a timer, a wakeup) are gathered per connection and
+ * leave in one writev per connection when that callback ends. Pipelined
+ * replies to one peer, and several broadcasts to many peers, then cost one
+ * syscall per connection instead of one per message. A broadcast copies its
+ * frame into the cork once and points every connection's entry at it. */
+#define CORK_SIZE (64 * 1024)
+#define CORK_ENTRIES 8192
+/* Larger pieces are not copied: the cork is flushed and they go vectored. */
+#define CORK_MAX_PIECE (8 * 1024)
+/* iovecs per writev when a connection's entries are flushed. */
+#define CORK_IOV 64
+#define CORK_NONE UINT32_MAX
+/* Message batching (on_batch): small messages from every read of one poll
+ * phase (all connections) are gathered (copied into an arena) and handed over
+ * in one call when the phase ends; larger ones, and any other event, flush
+ * the batch first so the application sees the order the peers sent. */
+#define BATCH_MAX_MESSAGE (16 * 1024)
+#define BATCH_MAX_ENTRIES 512
+#define BATCH_ARENA (256 * 1024)
+/* Assembly buffers given back by connections are kept for the next large
+ * message (saves malloc, free and glibc's heap trimming per message): only
+ * sizes worth keeping, a few of them. */
+#define POOL_SLOTS 8
+#define POOL_MIN (16 * 1024)
+#define POOL_MAX (1024 * 1024)
+#define MAX_LISTENERS 8
+
+enum conn_phase {
+  PH_HANDSHAKE = 0, /* reading the upgrade request */
+  PH_OPEN,          /* WebSocket engine running */
+  PH_FLUSHING,      /* closing: writes draining, then shutdown + close */
+  PH_CLOSED         /* uv_close called */
+};
+
+enum decision { DEC_NONE = 0, DEC_ACCEPT, DEC_REJECT, DEC_HTTP, DEC_PENDING };
+
+/* A client's first frames, read with its request while the decision waits. */
+struct early_bytes {
+  size_t len;
+  char data[];
+};
+
+union stream_handle {
+  uv_handle_t handle;
+  uv_stream_t stream;
+  uv_tcp_t tcp;
+  uv_pipe_t pipe;
+};
+
+struct ws_server_conn {
+  union stream_handle h;
+  uv_timer_t timer;
+  ws_conn ws;
+  ws_server *server;
+  ws_server_conn *prev, *next;
+  ws_handshake *hs;           /* during the handshake only */
+  struct early_bytes *early;  /* bytes after the head while a decision is pending (owned) */
+  void *user;
+  uint64_t id;
+  uint64_t started_ms;        /* accept time */
+  uint64_t last_read_ms;
+  uint64_t ping_sent_ms;      /* 0 = no ping outstanding */
+  uint64_t closing_ms;        /* when the close began (0 = not closing) */
+  uint64_t window_ms;         /* throttle window start */
+  uint64_t window_bytes;      /* bytes read in the throttle window */
+  uint64_t wwindow_ms;        /* write throttle window start */
+  uint64_t wwindow_bytes;     /* bytes written in that window */
+  struct write_req *held, *held_tail; /* writes waiting for the write_rate budget */
+  size_t queued;              /* bytes in uv_write requests in flight */
+  uint8_t phase;
+  uint8_t decision;           /* enum decision */
+  uint8_t opened;             /* on_open was called (so on_close is owed) */
+  uint8_t full;               /* above write_high_water, drain owed */
+  uint8_t app_paused;         /* the application paused reading */
+  uint8_t throttled;          /* reading paused by the read rate limit */
+  uint8_t reading;            /* uv_read_start is in effect */
+  uint8_t handles_open;       /* stream + timer not yet closed */
+  uint8_t is_pipe;
+  uint8_t corked;             /* has entries in the server's cork */
+  uint8_t doomed;             /* a write failed during a cork flush (enum doom): destroy after it */
+  uint32_t cork_head, cork_tail; /* its entries, chained through cork_entry.next */
+  uint8_t pmd_refused;        /* the application declined compression */
+  uint8_t pmd_on;             /* permessage-deflate accepted (pmd_params) */
+  uint8_t pmd_watch;          /* its streams are live: the idle check is armed */
+  ws_pmd_params pmd_params;   /* what was negotiated, until the engine starts */
+  uint64_t pmd_check_ms;      /* start of the current idle period */
+};
+
+typedef struct cork_entry {
+  ws_server_conn *conn;
+  uint32_t off, len;          /* bytes in corkbuf */
+  uint32_t next;              /* the connection's next entry, or CORK_NONE */
+} cork_entry;
+
+struct ws_server_timer {
+  uv_timer_t timer;
+  ws_server *server;
+  uint64_t id;
+};
+
+typedef struct write_req {
+  uv_write_t req;
+  ws_server_conn *conn;
+  struct write_req *next;     /* held (write_rate) requests, not yet submitted */
+  size_t len;
+  char data[];
+} write_req;
+
+/* A close to report once the application callback that caused it returns. */
+typedef struct deferred_close {
+  struct deferred_close *next;
+  ws_server_conn *conn;       /* still allocated: freed only by a uv close callback */
+  int cancel;                 /* 1: on_cancel (a pending decision), 0: on_close */
+  unsigned code;
+  size_t reason_len;
+  char reason[];
+} deferred_close;
+
+struct ws_server {
+  uv_loop_t loop;
+  ws_server_config cfg;
+  ws_server_callbacks cb;
+  void *user;
+  union stream_handle listeners[MAX_LISTENERS];
+  int nlisteners;
+  uv_async_t async;
+  uv_signal_t sigint, sigterm;
+  uv_timer_t shutdown_timer;
+  uv_check_t poll_end;        /* after each poll phase: deliver the batch, flush the cork */
+  int poll_corked;            /* reads of this poll phase hold one cork level */
+  ws_server_conn *conns;      /* doubly linked list of live connections */
+  size_t nconns;
+  uint64_t next_id;
+  int stopping;               /* 0, 1 graceful, 2 immediate */
+  int finished;               /* handles closed */
+  atomic_int stop_request;    /* 0 none, 1 graceful, 2 immediate (any thread) */
+  uint64_t *batch;            /* BATCH_MAX_ENTRIES * WS_SERVER_BATCH_WORDS (owned) */
+  char *arena;                /* BATCH_ARENA bytes of message payloads (owned) */
+  size_t batch_n, arena_len;
+  uint64_t reads;             /* reads so far (busy polling watches it) */
+  void *pool[POOL_SLOTS];     /* idle assembly buffers (owned) */
+  size_t pool_cap[POOL_SLOTS];
+  int corking;                /* > 0 while writes are gathered (nesting depth) */
+  int flushing;               /* a cork flush is running: no callbacks into the app */
+  size_t drain_at;            /* write_low_water, resolved */
+  int app_depth;              /* > 0 while an application callback runs */
+  struct deferred_close *deferred, *deferred_tail; /* closes owed when it returns (owned) */
+  int shutdown_owed;          /* on_shutdown owed when it returns */
+  uint8_t embedded;           /* driven by ws_server_run_nowait from another loop */
+  uint8_t in_run;             /* inside uv_run */
+  uint8_t dirty;              /* embedded: epoll changes wait for the next uv_run */
+  uint8_t ext_corked;         /* embedded: writes between turns hold a cork level */
+  size_t cork_len, cork_n;    /* bytes in corkbuf, entries in cork_entries */
+  ws_server_conn **cork_conns; /* connections with entries, in first-write order (owned) */
+  size_t cork_nconns, cork_conns_cap;
+  cork_entry cork_entries[CORK_ENTRIES];
+  ws_pmd_ctx pmd_ctx;          /* deflate configuration and memory accounting */
+  ws_pmd *bcast[16];           /* context-free compressors for broadcasts, by window bits (owned) */
+  size_t pmd_released;         /* deflate bytes given back since the last heap trim */
+  uint64_t pmd_trim_ms;        /* when the heap was last trimmed */
+  uv_timer_t trim_timer;       /* a trim deferred by the once-a-second bound */
+  size_t read_len;             /* bytes offered to each read, <= READ_BUF_SIZE */
+  char readbuf[READ_BUF_SIZE];
+  char corkbuf[CORK_SIZE];
+};
+
+#endif
