@@ -105,7 +105,8 @@ def _http_parser() -> tuple[list[str], list[str], list[str]]:
 
 
 # Layers in dependency order: a cdef may use types declared by earlier ones.
-LAYERS = ["sha1", "utf8", "wsframe", "wsparser", "collect", "handshake", "wsconn", "server"]
+LAYERS = ["sha1", "csprng", "utf8", "wsframe", "wsparser", "collect", "handshake", "clienths",
+          "wsconn", "server"]
 
 
 def _cdef() -> str:
