@@ -130,7 +130,8 @@ FUZZ_CC ?= clang
 FUZZ_CFLAGS ?= -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc
 FUZZ_APT_PKGS ?= clang libclang-rt-14-dev
 FUZZ_COMMON := fuzz/fuzz_common.h fuzz/ref_ws.h
-FUZZ_BINS := build/fuzz/fuzz_frame_parser build/fuzz/fuzz_utf8 build/fuzz/fuzz_handshake build/fuzz/fuzz_wsconn
+FUZZ_BINS := build/fuzz/fuzz_frame_parser build/fuzz/fuzz_utf8 build/fuzz/fuzz_handshake build/fuzz/fuzz_wsconn \
+  build/fuzz/fuzz_clienths
 STRESS_CONNS ?= 10000
 
 .PHONY: fuzz fuzz-ci fuzz-build fuzz-deps memcheck
@@ -161,6 +162,10 @@ build/fuzz/fuzz_handshake: fuzz/fuzz_handshake.c $(FUZZ_COMMON) csrc/handshake.c
 build/fuzz/fuzz_wsconn: fuzz/fuzz_wsconn.c $(FUZZ_COMMON) csrc/wsconn.c csrc/wsparser.c csrc/wsframe.c csrc/utf8.c csrc/wsconn.h csrc/wsparser.h csrc/wsframe.h csrc/utf8.h
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_wsconn.c csrc/wsconn.c csrc/wsparser.c csrc/wsframe.c csrc/utf8.c
+
+build/fuzz/fuzz_clienths: fuzz/fuzz_clienths.c $(FUZZ_COMMON) csrc/clienths.c csrc/handshake.c csrc/sha1.c csrc/clienths.h csrc/handshake.h csrc/sha1.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_clienths.c csrc/clienths.c csrc/handshake.c csrc/sha1.c -lhttp_parser
 
 $(FUZZ_BINS): | fuzz-deps
 

@@ -52,6 +52,8 @@ struct ws_client_hs {
   uint8_t head_complete;       /* on_headers_complete ran */
   uint8_t msg_complete;        /* on_message_complete ran */
   uint8_t body_truncated;
+  uint8_t cr_pending;          /* the last head byte fed was a CR */
+  uint8_t bare_cr;             /* a head CR was followed by something not LF */
   uint8_t verdict;             /* result a complete head calls for */
   uint8_t verdict_fail;        /* its fail code */
   uint8_t result;              /* enum ws_client_hs_status */
@@ -825,6 +827,19 @@ void ws_client_hs_free(ws_client_hs *hs) {
   free(hs);
 }
 
+/* Debian's http-parser is built non-strict: after a CR that ends the status
+ * line or the head it takes any byte for the LF ("HTTP/1.1 101 OK\rX..."
+ * would read as two lines, and the first byte of the server's first frame
+ * could end the head). Every CR in a head must be followed by LF; the head
+ * bytes are scanned as they are fed. */
+static void ws_chs_scan_cr(ws_client_hs *hs, const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (hs->cr_pending && p[i] != '\n')
+      hs->bare_cr = 1;
+    hs->cr_pending = p[i] == '\r';
+  }
+}
+
 /* After an http_parser_execute() that stopped with errno e. */
 static void ws_chs_parser_error(ws_client_hs *hs, enum http_errno e) {
   if (hs->head_complete) {
@@ -868,20 +883,24 @@ int ws_client_hs_execute(ws_client_hs *hs, const char *data, size_t len, size_t 
     size_t n = http_parser_execute(&hs->parser, &ws_chs_settings, data + pos, feed);
     if (n > feed) /* never trust a count past what we gave */
       n = feed;
+    if (in_head) {
+      /* For a 101 the parser stopped at the head's end; for a refusal this
+       * may include body bytes, but its verdict ignores bare_cr. */
+      ws_chs_scan_cr(hs, data + pos, n);
+      if (!hs->head_complete)
+        hs->head_bytes += (uint32_t)n;
+    }
     pos += n;
-    if (in_head && !hs->head_complete)
-      hs->head_bytes += (uint32_t)n;
     if (hs->result != WS_CLIENT_HS_NEED_MORE) /* a callback refused */
       break;
 
     if (hs->msg_complete) {
       if (hs->verdict == WS_CLIENT_HS_REFUSED) {
         hs->result = WS_CLIENT_HS_REFUSED;
-      } else if (data[pos - 1] != '\n') {
-        /* Debian's http-parser is built non-strict: any byte after the
-         * final CR ends the head. Insist on the LF, so that the first byte
-         * of the server's first frame is never swallowed. The head ended in
-         * this call, so pos >= 1. */
+      } else if (hs->bare_cr || data[pos - 1] != '\n') {
+        /* A CR not followed by LF (see ws_chs_scan_cr), or a head that does
+         * not end in LF: the first byte of the server's first frame must
+         * never be swallowed. The head ended in this call, so pos >= 1. */
         ws_chs_fail(hs, WS_CLIENT_HS_FAIL_MALFORMED,
                     "malformed HTTP response: LF character expected");
       } else if (hs->verdict == WS_CLIENT_HS_OPEN) {

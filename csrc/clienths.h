@@ -183,8 +183,8 @@ ws_client_hs *ws_client_hs_new(const ws_client_hs_limits *limits);
 void ws_client_hs_free(ws_client_hs *hs);
 
 /* Feeds response bytes. Returns the status and sets *consumed to the bytes
- * used. On OPEN, *consumed ends exactly after the head's blank line (which
- * must end in LF): the bytes past it are the server's first frames and
+ * used. On OPEN, *consumed ends exactly after the head's blank line (every
+ * CR in a 101's head must be followed by LF): the bytes past it are the server's first frames and
  * belong to the caller. On REFUSED, *consumed covers the head and the body
  * bytes read. On NEED_MORE every byte was used. Once not NEED_MORE the
  * result is final: later calls return it with *consumed = 0. len 0 is a

@@ -639,6 +639,16 @@ INVALID_CASES: list[tuple[str, bytes, Opts, int, bytes]] = [
      Opts(), F.WS_CLIENT_HS_FAIL_EXTENSIONS_NOT_OFFERED, b"no extension was offered"),
     ("cr without lf", VALID[:-1] + FRAMES, Opts(), F.WS_CLIENT_HS_FAIL_MALFORMED,
      b"LF character expected"),
+    ("cr without lf in the status line",
+     b"HTTP/1.1 101 OK\rXSec-WebSocket-Accept: " + ACCEPT + b"\r\nUpgrade: websocket\r\n"
+     b"Connection: Upgrade\r\n\r\n", Opts(), F.WS_CLIENT_HS_FAIL_MALFORMED,
+     b"LF character expected"),
+    ("cr without lf after the status code",
+     b"HTTP/1.1 101\rXSec-WebSocket-Accept: " + ACCEPT + b"\r\nUpgrade: websocket\r\n"
+     b"Connection: Upgrade\r\n\r\n", Opts(), F.WS_CLIENT_HS_FAIL_MALFORMED,
+     b"LF character expected"),
+    ("cr without lf in a header line", response(extra=[(b"X-A", b"y\rZ")]), Opts(),
+     F.WS_CLIENT_HS_FAIL_MALFORMED, b"LF character expected"),
     ("not http", b"\x81\x05hello", Opts(), F.WS_CLIENT_HS_FAIL_MALFORMED,
      b"malformed HTTP response: "),
     ("a request", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Opts(), F.WS_CLIENT_HS_FAIL_MALFORMED,
