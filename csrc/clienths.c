@@ -51,9 +51,13 @@ struct ws_client_hs {
   uint8_t last_cb;             /* enum ws_chs_last_cb */
   uint8_t head_complete;       /* on_headers_complete ran */
   uint8_t msg_complete;        /* on_message_complete ran */
+  uint8_t interim;             /* the head being read is a 1xx other than 101 */
   uint8_t body_truncated;
+  uint8_t interim_done;        /* an interim head ended (parser paused) */
   uint8_t cr_pending;          /* the last head byte fed was a CR */
   uint8_t bare_cr;             /* a head CR was followed by something not LF */
+  uint8_t proto_seen;          /* bytes of "HTTP/" matched at this head's start */
+  uint8_t bad_proto;           /* a status line that does not start "HTTP/" */
   uint8_t verdict;             /* result a complete head calls for */
   uint8_t verdict_fail;        /* its fail code */
   uint8_t result;              /* enum ws_client_hs_status */
@@ -244,12 +248,19 @@ static long ws_chs_build(const ws_client_hs_options *opts, const char *key_b64, 
     t = "/";
     tn = 1;
   }
+  /* origin-form (RFC 7230 5.3.1): path-abempty [ "?" query ], each byte a
+   * pchar, '/' or '?' (RFC 3986 3.3, 3.4); no fragment (RFC 6455 3). */
   if (t[0] != '/')
     return WS_CLIENT_HS_E_TARGET;
   for (size_t i = 0; i < tn; i++) {
-    unsigned char c = (unsigned char)t[i];
-    if (c <= 0x20 || c >= 0x7F || c == '#')
+    char c = t[i];
+    if (c == '%') {
+      if (i + 2 >= tn || !ws_chs_is_hex(t[i + 1]) || !ws_chs_is_hex(t[i + 2]))
+        return WS_CLIENT_HS_E_TARGET;
+      i += 2;
+    } else if (!ws_chs_is_unreserved(c) && (c == 0 || strchr("!$&'()*+,;=:@/?", c) == NULL)) {
       return WS_CLIENT_HS_E_TARGET;
+    }
   }
   int has_origin = opts->origin != NULL && opts->origin_len > 0;
   if (has_origin && !ws_chs_is_field_value(opts->origin, opts->origin_len))
@@ -548,10 +559,16 @@ static int ws_chs_on_headers_complete(http_parser *p) {
   if (st < 100) /* http-parser takes any three digits */
     return ws_chs_fail(hs, WS_CLIENT_HS_FAIL_MALFORMED,
                        "malformed HTTP response: status code below 100");
+  if (st / 100 == 1 && st != 101) {
+    /* An interim response (100 Continue, 103 Early Hints): a client must
+     * read past it to the final one (RFC 7231 6.2). */
+    hs->interim = 1;
+    return 1;
+  }
   hs->head_complete = 1;
   if (st != 101) {
     hs->verdict = WS_CLIENT_HS_REFUSED;
-    return (st / 100 == 1 || st == 204 || st == 304) ? 1 : 0;
+    return (st == 204 || st == 304) ? 1 : 0;
   }
   ws_chs_validate(hs);
   return hs->result == WS_CLIENT_HS_NEED_MORE ? 1 : -1;
@@ -592,6 +609,19 @@ static int ws_chs_on_body(http_parser *p, const char *at, size_t len) {
  * the body's last byte), so the bytes that follow stay with the caller. */
 static int ws_chs_on_message_complete(http_parser *p) {
   ws_client_hs *hs = p->data;
+  if (hs->interim) {
+    /* Forget its fields; the pause lets ws_client_hs_execute() see where
+     * the next head starts. Its bytes stay counted: max_header_bytes
+     * bounds all the heads together. */
+    hs->interim = 0;
+    hs->interim_done = 1;
+    hs->buf_len = 0;
+    hs->nspans = 0;
+    hs->reason_off = hs->reason_len = 0;
+    hs->last_cb = WS_CHS_CB_NONE;
+    http_parser_pause(p, 1);
+    return 0;
+  }
   hs->msg_complete = 1;
   http_parser_pause(p, 1);
   return 0;
@@ -827,16 +857,31 @@ void ws_client_hs_free(ws_client_hs *hs) {
   free(hs);
 }
 
-/* Debian's http-parser is built non-strict: after a CR that ends the status
- * line or the head it takes any byte for the LF ("HTTP/1.1 101 OK\rX..."
- * would read as two lines, and the first byte of the server's first frame
- * could end the head). Every CR in a head must be followed by LF; the head
- * bytes are scanned as they are fed. */
-static void ws_chs_scan_cr(ws_client_hs *hs, const char *p, size_t n) {
+/* Debian's http-parser is built non-strict, which skips two checks we
+ * want: after a CR that ends the status line or the head it takes any byte
+ * for the LF ("HTTP/1.1 101 OK\rX..." reads as two lines, and the first byte
+ * of the server's first frame could end the head), and it takes any four
+ * bytes after 'H' for "TTP/" ("Hxxxx1.1 101" reads as HTTP/1.1). So the head
+ * bytes are scanned as they are fed: every CR must be followed by LF, and
+ * each status line must start with "HTTP/" (after the blank lines
+ * http-parser skips). */
+static void ws_chs_scan_head(ws_client_hs *hs, const char *p, size_t n) {
+  static const char proto[] = "HTTP/";
   for (size_t i = 0; i < n; i++) {
-    if (hs->cr_pending && p[i] != '\n')
+    char c = p[i];
+    if (hs->cr_pending && c != '\n')
       hs->bare_cr = 1;
-    hs->cr_pending = p[i] == '\r';
+    hs->cr_pending = c == '\r';
+    if (hs->proto_seen < sizeof proto - 1) {
+      if (hs->proto_seen == 0 && (c == '\r' || c == '\n'))
+        continue;
+      if (c == proto[hs->proto_seen]) {
+        hs->proto_seen++;
+      } else {
+        hs->bad_proto = 1;
+        hs->proto_seen = sizeof proto - 1;
+      }
+    }
   }
 }
 
@@ -884,21 +929,33 @@ int ws_client_hs_execute(ws_client_hs *hs, const char *data, size_t len, size_t 
     if (n > feed) /* never trust a count past what we gave */
       n = feed;
     if (in_head) {
-      /* For a 101 the parser stopped at the head's end; for a refusal this
-       * may include body bytes, but its verdict ignores bare_cr. */
-      ws_chs_scan_cr(hs, data + pos, n);
+      /* For a 101 or an interim head the parser stopped at the head's end;
+       * for a refusal this may include body bytes, but its verdict ignores
+       * bare_cr. */
+      ws_chs_scan_head(hs, data + pos, n);
       if (!hs->head_complete)
         hs->head_bytes += (uint32_t)n;
     }
     pos += n;
     if (hs->result != WS_CLIENT_HS_NEED_MORE) /* a callback refused */
       break;
+    if (hs->bad_proto) {
+      ws_chs_fail(hs, WS_CLIENT_HS_FAIL_MALFORMED,
+                  "malformed HTTP response: status line does not start with HTTP/");
+      break;
+    }
+    if (hs->interim_done) { /* the next head starts at pos */
+      hs->interim_done = 0;
+      hs->proto_seen = 0;
+      http_parser_pause(&hs->parser, 0);
+      continue;
+    }
 
     if (hs->msg_complete) {
       if (hs->verdict == WS_CLIENT_HS_REFUSED) {
         hs->result = WS_CLIENT_HS_REFUSED;
       } else if (hs->bare_cr || data[pos - 1] != '\n') {
-        /* A CR not followed by LF (see ws_chs_scan_cr), or a head that does
+        /* A CR not followed by LF (see ws_chs_scan_head), or a head that does
          * not end in LF: the first byte of the server's first frame must
          * never be swallowed. The head ended in this call, so pos >= 1. */
         ws_chs_fail(hs, WS_CLIENT_HS_FAIL_MALFORMED,

@@ -38,7 +38,8 @@ typedef struct ws_client_hs ws_client_hs;
 typedef struct ws_client_hs_limits {
   uint32_t max_headers;      /* header fields in the response; over -> INVALID */
   uint32_t max_header_bytes; /* raw bytes of the response head (status line,
-                                header lines with their CRLFs, blank line);
+                                header lines with their CRLFs, blank line,
+                                and any interim 1xx heads before it);
                                 over -> INVALID */
   uint32_t max_body;         /* bytes of a refusal's body kept (after
                                 chunked decoding); more -> REFUSED with
@@ -76,8 +77,10 @@ typedef struct ws_client_hs_options {
                              out of Host (RFC 6455 4.1 item 4) */
   uint8_t secure;         /* 1 for wss:// (default port 443), 0 for ws:// (80) */
   const char *target;     /* origin-form "/path?query", already percent-
-                             encoded: printable ASCII, starts with '/', no
-                             '#' (RFC 6455 3); NULL or "" means "/" */
+                             encoded: starts with '/', then RFC 3986 pchar,
+                             '/' and '?' only (so no space, '#' (RFC 6455 3),
+                             '"', '<', '>', '\\', '^', '`', '{', '|', '}' or
+                             non-ASCII); NULL or "" means "/" */
   size_t target_len;
   const char *origin;     /* Origin value; NULL or length 0 for none */
   size_t origin_len;
@@ -95,7 +98,8 @@ typedef struct ws_client_hs_options {
 enum ws_client_hs_request_error {
   WS_CLIENT_HS_E_NOSPACE = -1,     /* cap too small: nothing usable written */
   WS_CLIENT_HS_E_HOST = -2,        /* empty, or a byte not allowed in a host */
-  WS_CLIENT_HS_E_TARGET = -3,      /* not "/...", '#', space, CTL or non-ASCII */
+  WS_CLIENT_HS_E_TARGET = -3,      /* not "/...", or a byte outside pchar/'/'/'?',
+                                      or a '%' not followed by two hex digits */
   WS_CLIENT_HS_E_ORIGIN = -4,      /* CR, LF, NUL or another CTL in the value */
   WS_CLIENT_HS_E_SUBPROTOCOL = -5, /* empty, not a token, or repeated */
   WS_CLIENT_HS_E_EXTENSIONS = -6,  /* CR, LF, NUL or another CTL in the value */
@@ -190,10 +194,13 @@ void ws_client_hs_free(ws_client_hs *hs);
  * result is final: later calls return it with *consumed = 0. len 0 is a
  * no-op (it is not EOF: see ws_client_hs_eof).
  *
- * A complete head is judged, first match wins:
+ * Interim responses (1xx other than 101, e.g. 100 Continue, 103 Early
+ * Hints) are read past (RFC 7231 6.2); their bytes count toward
+ * max_header_bytes and their fields are forgotten. The final head is
+ * judged, first match wins:
  *   status not 101                                  -> REFUSED, once the
  *     body is read: up to Content-Length, chunked to its end, or to EOF when
- *     neither is given; none for 1xx, 204 and 304; at most max_body bytes
+ *     neither is given; none for 204 and 304; at most max_body bytes
  *   HTTP/1.0 or older                               -> INVALID VERSION
  *   Upgrade (all fields as one list) not exactly
  *     the one token "websocket", case-insensitive   -> INVALID UPGRADE

@@ -20,8 +20,8 @@
  * sticky; both feeds agree on the status, the consumed count on OPEN, and
  * the fail code (syntax and limit failures may differ between them: which
  * one is seen first depends on the cut). Reference check of every OPEN, by
- * a line-based reading of the head independent of http-parser: the head
- * ends in LF at the consumed count, the status is 101, there is exactly one
+ * a line-based reading of the head independent of http-parser (interim 1xx
+ * heads skipped): the head ends in LF at the consumed count, the status is 101, there is exactly one
  * Sec-WebSocket-Accept field and its value (folded lines joined with SP,
  * trimmed) is the accept of our key, a subprotocol only when offered and then
  * one of them, an extensions field only when offered. Accessors: spans
@@ -104,9 +104,9 @@ static void ref_append(ref_field *f, const char *s, size_t n) {
   f->value_len += n;
 }
 
-/* Splits head[0..n) at LF (a CR before it dropped). Returns 0 if the reading
- * fails (then nothing is checked against it: http-parser accepted something
- * this simple reader does not model). */
+/* Splits head[0..n) at LF (a CR before it dropped), skipping interim 1xx
+ * heads. Returns 0 if the reading fails (then nothing is checked against it:
+ * http-parser accepted something this simple reader does not model). */
 static int ref_parse(const char *head, size_t n, ref_head *r) {
   size_t i = 0, line = 0;
   r->status = -1;
@@ -121,6 +121,7 @@ static int ref_parse(const char *head, size_t n, ref_head *r) {
     const char *l = head + start;
     size_t len = end - start;
     if (line++ == 0) { /* HTTP/x.y SP+ NNN */
+      CHECK(len >= 5 && memcmp(l, "HTTP/", 5) == 0, "a status line accepted without HTTP/");
       size_t k = 0;
       while (k < len && l[k] != ' ') k++;
       while (k < len && l[k] == ' ') k++;
@@ -128,7 +129,15 @@ static int ref_parse(const char *head, size_t n, ref_head *r) {
       r->status = (l[k] - '0') * 100 + (l[k + 1] - '0') * 10 + (l[k + 2] - '0');
       continue;
     }
-    if (len == 0) return i == n; /* the blank line ends the head */
+    if (len == 0) { /* the blank line ends a head */
+      if (r->status / 100 == 1 && r->status != 101) { /* interim: the next head */
+        line = 0;
+        r->nfields = 0;
+        while (i < n && (head[i] == '\r' || head[i] == '\n')) i++;
+        continue;
+      }
+      return i == n;
+    }
     if (is_ws(l[0])) { /* obs-fold: the previous value goes on after one SP */
       if (r->nfields == 0) return 0;
       ref_field *f = &r->fields[r->nfields - 1];

@@ -245,6 +245,10 @@ def clienths() -> dict[str, bytes]:
         "refused_no_body": (0, resp(b"204 No Content", [(b"Content-Length", b"3")]) + b"abc"),
         "eof_in_head": (eof, resp()[:40]),
         "garbage": (0, b"\x81\x05hello"),
+        "interim_then_101": (0, resp(b"100 Continue", []) + resp(b"103 Early Hints", [
+            (b"Link", b"</a>; rel=preload")]) + resp() + server_frames),
+        "interim_then_403": (0, resp(b"100 Continue", [(b"X", b"y")])
+                             + resp(b"403 Forbidden", [(b"Content-Length", b"2")]) + b"no"),
     }
     out = {name: bytes([0, 0, 0, mode, i]) + data for i, (name, (mode, data)) in
            enumerate(cases.items())}

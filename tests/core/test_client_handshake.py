@@ -346,16 +346,20 @@ def test_bad_hosts_are_refused(host: bytes) -> None:
 @pytest.mark.parametrize(
     "target, expected",
     [(b"", b"/"), (b"/", b"/"), (b"/chat?room=1&x=%20y", b"/chat?room=1&x=%20y"),
-     (b"/a/b/c;p=1", b"/a/b/c;p=1")],
+     (b"/a/b/c;p=1", b"/a/b/c;p=1"), (b"/~u/a-b_c.d?x=/y?z:@!$&'()*+,;=", None),
+     (b"//double", b"//double")],
 )
-def test_targets(target: bytes, expected: bytes) -> None:
-    assert request_of(Opts(target=target)).startswith(b"GET " + expected + b" HTTP/1.1\r\n")
+def test_targets(target: bytes, expected: bytes | None) -> None:
+    req = request_of(Opts(target=target))
+    assert req.startswith(b"GET " + (expected or target) + b" HTTP/1.1\r\n")
+    assert h11_request(req).target == (expected or target)
 
 
 @pytest.mark.parametrize(
     "target",
     [b"chat", b"*", b"http://example.com/", b"/a b", b"/a#frag", b"/a\r\nX: y", b"/a\x00",
-     b"/\x7f", "/ü".encode(), b"/\t"],
+     b"/\x7f", "/ü".encode(), b"/\t", b"/%", b"/%2", b"/%zz", b'/"', b"/<a>", b"/a\\b",
+     b"/{x}", b"/a|b", b"/a^b", b"/`"],
 )
 def test_bad_targets_are_refused(target: bytes) -> None:
     assert request_error(Opts(target=target)) == lib.WS_CLIENT_HS_E_TARGET
@@ -649,6 +653,13 @@ INVALID_CASES: list[tuple[str, bytes, Opts, int, bytes]] = [
      b"LF character expected"),
     ("cr without lf in a header line", response(extra=[(b"X-A", b"y\rZ")]), Opts(),
      F.WS_CLIENT_HS_FAIL_MALFORMED, b"LF character expected"),
+    ("not HTTP/ but H and four bytes", b"Hxxxx1.1" + VALID[8:], Opts(),
+     F.WS_CLIENT_HS_FAIL_MALFORMED, b"does not start with HTTP/"),
+    ("lower-case http", b"http/1.1" + VALID[8:], Opts(), F.WS_CLIENT_HS_FAIL_MALFORMED,
+     b"malformed HTTP response: "),
+    ("not HTTP/ after an interim head",
+     response(status=b"100 Continue", headers=[]) + b"HTTX/1.1" + VALID[8:], Opts(),
+     F.WS_CLIENT_HS_FAIL_MALFORMED, b"does not start with HTTP/"),
     ("not http", b"\x81\x05hello", Opts(), F.WS_CLIENT_HS_FAIL_MALFORMED,
      b"malformed HTTP response: "),
     ("a request", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Opts(), F.WS_CLIENT_HS_FAIL_MALFORMED,
@@ -823,12 +834,36 @@ def test_refusal_with_redirect_and_no_body() -> None:
     assert (b"Location", b"ws://other/") in snap["headers"]
 
 
-@pytest.mark.parametrize("status", [b"204 No Content", b"304 Not Modified", b"100 Continue",
-                                    b"102 Processing"])
+@pytest.mark.parametrize("status", [b"204 No Content", b"304 Not Modified"])
 def test_statuses_without_a_body(status: bytes) -> None:
     data = response(status=status, headers=[(b"Content-Length", b"5")])
     snap = run(data + b"abcde")
     assert (snap["status"], snap["body"], snap["consumed"]) == (REFUSED, b"", len(data))
+
+
+INTERIM = (response(status=b"100 Continue", headers=[(b"X-Interim", b"1")])
+           + response(status=b"103 Early Hints", headers=[(b"Link", b"</a.css>; rel=preload"),
+                                                          (b"Content-Length", b"3")]))
+
+
+def test_interim_responses_are_read_past() -> None:
+    for chunks in ([INTERIM + VALID + FRAMES], bytewise(INTERIM + VALID) + [FRAMES]):
+        snap = run(chunks)
+        assert (snap["status"], snap["consumed"]) == (OPEN, len(INTERIM) + len(VALID))
+        assert snap["phrase"] == b"Switching Protocols"
+        assert snap["headers"] == run(VALID)["headers"]  # the interim fields are gone
+    data = INTERIM + refusal(b"403 Forbidden", b"no")
+    snap = run(data)
+    assert (snap["status"], snap["code"], snap["body"]) == (REFUSED, 403, b"no")
+    assert [k for k, _ in snap["headers"]] == [b"Content-Type", b"Content-Length"]
+    # They count toward the head limit, and EOF after one is EOF in the head.
+    flood = response(status=b"100 Continue", headers=[]) * 1000 + VALID
+    assert run(flood)["fail"] == lib.WS_CLIENT_HS_FAIL_HEAD_TOO_LARGE
+    assert run(INTERIM, eof=True)["fail"] == lib.WS_CLIENT_HS_FAIL_EOF
+    limits = make_limits(header_bytes=len(INTERIM) + len(VALID))
+    assert run(INTERIM + VALID, limits=limits)["status"] == OPEN
+    limits = make_limits(header_bytes=len(INTERIM) + len(VALID) - 1)
+    assert run(INTERIM + VALID, limits=limits)["fail"] == lib.WS_CLIENT_HS_FAIL_HEAD_TOO_LARGE
 
 
 def test_body_until_eof() -> None:
