@@ -139,7 +139,8 @@ long ws_client_hs_request(ws_client_hs *hs, const ws_client_hs_options *opts,
                           const uint8_t key[WS_CLIENT_HS_KEY_BYTES], char *out, size_t cap);
 
 /* The length ws_client_hs_request() would write for these options, or the
- * negative error it would return (never E_NOSPACE, E_STATE or E_NOMEM). */
+ * negative error it would return (never E_STATE or E_NOMEM; E_NOSPACE only
+ * for a length over LONG_MAX). */
 long ws_client_hs_request_size(const ws_client_hs_options *opts);
 
 /* A static one-line sentence for a ws_client_hs_request_error. */

@@ -30,9 +30,11 @@
  *
  * Request mode: the stream's first 4 bytes give the lengths (mod 64) of a
  * host, a target, an extra header name and value taken from the rest.
- * Checked: a request is built only if none of them holds CR, LF or NUL, its
- * length is what ws_client_hs_request_size() said, and wsuv's server side
- * (handshake.c) reads it as a valid upgrade with our key and that field.
+ * Checked: a request is built only if none of them holds CR, LF or NUL (the
+ * host is not sent when the extra field is a Host); it has no NUL and every
+ * CR and LF is part of a CRLF; its length is what ws_client_hs_request_size()
+ * said; and wsuv's server side (handshake.c) reads it as a valid upgrade with
+ * our key and that field.
  */
 #define _GNU_SOURCE
 #include <stddef.h>
@@ -419,9 +421,14 @@ static void request_mode(const uint8_t *in, size_t n) {
   CHECK(len == size || (len == WS_CLIENT_HS_E_NOSPACE && size > 1024),
         "request %ld, size %ld", len, size);
   if (len > 0) {
+    /* With an extra Host field the host is not sent (nor checked). */
+    int host_sent = !ieq(f.name, f.name_len, "host", 4);
     CHECK(!has_crlfnul(parts[2], lens[2]) && !has_crlfnul(parts[3], lens[3]) &&
-          !has_crlfnul(parts[0], lens[0]) && !has_crlfnul(parts[1], lens[1]),
+          (!host_sent || !has_crlfnul(parts[0], lens[0])) && !has_crlfnul(parts[1], lens[1]),
           "a request was built from a CR, LF or NUL");
+    CHECK(memchr(out, 0, (size_t)len) == NULL, "a NUL in the request");
+    for (long i = 0; i + 1 < len; i++)
+      CHECK((out[i] == '\r') == (out[i + 1] == '\n'), "a CR or LF that does not end a line");
     ws_handshake *srv = ws_handshake_new(NULL);
     CHECK(srv != NULL, "ws_handshake_new failed");
     size_t used;
