@@ -43,6 +43,7 @@ struct ws_client_hs {
   uint32_t nspans, spans_cap;
   uint32_t reason_off, reason_len;
   uint32_t head_bytes;         /* raw head bytes fed to the parser */
+  uint64_t body_raw;           /* raw bytes fed after the head (framing too) */
   uint32_t proto_off, proto_len;
   uint32_t ext_off, ext_len;
   char *body;                  /* owned: a refusal's body, <= max_body */
@@ -54,6 +55,7 @@ struct ws_client_hs {
   uint8_t interim;             /* the head being read is a 1xx other than 101 */
   uint8_t body_truncated;
   uint8_t interim_done;        /* an interim head ended (parser paused) */
+  uint8_t head_paused;         /* a refusal's head ended (parser paused) */
   uint8_t cr_pending;          /* the last head byte fed was a CR */
   uint8_t bare_cr;             /* a head CR was followed by something not LF */
   uint8_t proto_seen;          /* bytes of "HTTP/" matched at this head's start */
@@ -567,7 +569,12 @@ static int ws_chs_on_headers_complete(http_parser *p) {
   }
   hs->head_complete = 1;
   if (st != 101) {
+    /* Pausing here returns just before the head's final LF (http-parser
+     * reads that byte again on resuming), so ws_client_hs_execute() counts
+     * the body's raw bytes from the same place however the input is cut. */
     hs->verdict = WS_CLIENT_HS_REFUSED;
+    hs->head_paused = 1;
+    http_parser_pause(p, 1);
     return (st == 204 || st == 304) ? 1 : 0;
   }
   ws_chs_validate(hs);
@@ -924,6 +931,19 @@ int ws_client_hs_execute(ws_client_hs *hs, const char *data, size_t len, size_t 
       }
       if (feed > room)
         feed = room;
+    } else {
+      /* Chunk framing is read without a body callback, and http-parser
+       * bounds neither chunk extensions nor leading zeros in a chunk size:
+       * a refusal gets 2 * max_body raw bytes after its head (counted from
+       * the head's final LF), then it is cut short. */
+      uint64_t limit = 2u * (uint64_t)hs->limits.max_body;
+      if (hs->body_raw >= limit) {
+        hs->body_truncated = 1;
+        hs->result = WS_CLIENT_HS_REFUSED;
+        break;
+      }
+      if (feed > limit - hs->body_raw)
+        feed = (size_t)(limit - hs->body_raw);
     }
     size_t n = http_parser_execute(&hs->parser, &ws_chs_settings, data + pos, feed);
     if (n > feed) /* never trust a count past what we gave */
@@ -935,6 +955,8 @@ int ws_client_hs_execute(ws_client_hs *hs, const char *data, size_t len, size_t 
       ws_chs_scan_head(hs, data + pos, n);
       if (!hs->head_complete)
         hs->head_bytes += (uint32_t)n;
+    } else {
+      hs->body_raw += n;
     }
     pos += n;
     if (hs->result != WS_CLIENT_HS_NEED_MORE) /* a callback refused */
@@ -947,6 +969,11 @@ int ws_client_hs_execute(ws_client_hs *hs, const char *data, size_t len, size_t 
     if (hs->interim_done) { /* the next head starts at pos */
       hs->interim_done = 0;
       hs->proto_seen = 0;
+      http_parser_pause(&hs->parser, 0);
+      continue;
+    }
+    if (hs->head_paused) { /* a refusal's body (if any) starts at pos */
+      hs->head_paused = 0;
       http_parser_pause(&hs->parser, 0);
       continue;
     }

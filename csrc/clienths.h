@@ -43,7 +43,9 @@ typedef struct ws_client_hs_limits {
                                 over -> INVALID */
   uint32_t max_body;         /* bytes of a refusal's body kept (after
                                 chunked decoding); more -> REFUSED with
-                                ws_client_hs_body_truncated() = 1 */
+                                ws_client_hs_body_truncated() = 1. At most
+                                2 * max_body raw bytes are read after a
+                                refusal's head (chunk framing included) */
 } ws_client_hs_limits;
 
 /* Defaults: 64 headers, 16 KiB of response head, 64 KiB of body. */

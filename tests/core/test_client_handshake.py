@@ -914,6 +914,23 @@ def test_chunked_refusal_is_decoded_and_trailers_are_not_headers() -> None:
         assert [k for k, _ in snap["headers"]] == [b"Transfer-Encoding", b"WWW-Authenticate"]
 
 
+def test_chunk_framing_is_bounded_too() -> None:
+    # Endless chunk extensions or leading zeros carry no body byte, so the
+    # body limit alone would never stop them: the raw bytes are capped too.
+    # 2 * max_body raw bytes after the head, however the input is cut.
+    head = b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n"
+    limits = make_limits(body=100)
+    for framing in (b"1;" + b"x" * 1000, b"0" * 1000, b"1\r\na\r\n" * 200):
+        data = head + framing
+        whole = run(data, limits=limits)
+        assert (whole["status"], whole["truncated"]) == (REFUSED, 1)
+        assert whole["consumed"] == len(head) - 1 + 2 * 100  # from the final LF
+        assert len(whole["body"]) <= 100
+        for size in (1, 7, 50):
+            chunks = [data[i : i + size] for i in range(0, len(data), size)]
+            assert run(chunks, limits=limits) == whole
+
+
 def test_malformed_refusal_body_keeps_the_status() -> None:
     data = (b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n")
     snap = run(data)
