@@ -58,8 +58,8 @@ struct ws_client_hs {
   uint8_t head_paused;         /* a refusal's head ended (parser paused) */
   uint8_t cr_pending;          /* the last head byte fed was a CR */
   uint8_t bare_cr;             /* a head CR was followed by something not LF */
-  uint8_t proto_seen;          /* bytes of "HTTP/" matched at this head's start */
-  uint8_t bad_proto;           /* a status line that does not start "HTTP/" */
+  uint8_t sl_state;            /* enum ws_chs_sl: where in this head's status line */
+  uint8_t bad_status_line;     /* one that is not "HTTP/x.y SP DDD ..." */
   uint8_t verdict;             /* result a complete head calls for */
   uint8_t verdict_fail;        /* its fail code */
   uint8_t result;              /* enum ws_client_hs_status */
@@ -864,14 +864,24 @@ void ws_client_hs_free(ws_client_hs *hs) {
   free(hs);
 }
 
-/* Debian's http-parser is built non-strict, which skips two checks we
- * want: after a CR that ends the status line or the head it takes any byte
- * for the LF ("HTTP/1.1 101 OK\rX..." reads as two lines, and the first byte
- * of the server's first frame could end the head), and it takes any four
- * bytes after 'H' for "TTP/" ("Hxxxx1.1 101" reads as HTTP/1.1). So the head
- * bytes are scanned as they are fed: every CR must be followed by LF, and
- * each status line must start with "HTTP/" (after the blank lines
- * http-parser skips). */
+/* Debian's http-parser is built non-strict, which skips checks we want:
+ * after a CR that ends the status line or the head it takes any byte for
+ * the LF ("HTTP/1.1 101 OK\rX..." reads as two lines, and the first byte of
+ * the server's first frame could end the head); it takes any four bytes
+ * after 'H' for "TTP/" ("Hxxxx1.1 101" reads as HTTP/1.1); and it takes
+ * spaces before and any number of digits in the status code ("0101" is
+ * 101). So the head bytes are scanned as they are fed: every CR must be
+ * followed by LF, and each status line (after the blank lines http-parser
+ * skips) must be "HTTP/" version SP three digits, then SP or the line's end
+ * (RFC 7230 3.1.2; the version's digits are http-parser's to check). */
+enum ws_chs_sl {
+  WS_CHS_SL_START = 0,                /* 0..4: bytes of "HTTP/" matched */
+  WS_CHS_SL_VERSION = 5,              /* up to the SP */
+  WS_CHS_SL_CODE = 6,                 /* 6..8: digits of the code */
+  WS_CHS_SL_AFTER_CODE = 9,           /* SP, CR or LF */
+  WS_CHS_SL_DONE = 10                 /* the reason phrase and the fields */
+};
+
 static void ws_chs_scan_head(ws_client_hs *hs, const char *p, size_t n) {
   static const char proto[] = "HTTP/";
   for (size_t i = 0; i < n; i++) {
@@ -879,16 +889,32 @@ static void ws_chs_scan_head(ws_client_hs *hs, const char *p, size_t n) {
     if (hs->cr_pending && c != '\n')
       hs->bare_cr = 1;
     hs->cr_pending = c == '\r';
-    if (hs->proto_seen < sizeof proto - 1) {
-      if (hs->proto_seen == 0 && (c == '\r' || c == '\n'))
+    uint8_t st = hs->sl_state;
+    if (st == WS_CHS_SL_DONE)
+      continue;
+    int ok = 1;
+    if (st < WS_CHS_SL_VERSION) {
+      if (st == 0 && (c == '\r' || c == '\n'))
         continue;
-      if (c == proto[hs->proto_seen]) {
-        hs->proto_seen++;
-      } else {
-        hs->bad_proto = 1;
-        hs->proto_seen = sizeof proto - 1;
-      }
+      ok = c == proto[st];
+      st++;
+    } else if (st == WS_CHS_SL_VERSION) {
+      if (c == ' ')
+        st = WS_CHS_SL_CODE;
+      else
+        ok = c != '\r' && c != '\n';
+    } else if (st < WS_CHS_SL_AFTER_CODE) {
+      ok = c >= '0' && c <= '9';
+      st++;
+    } else {
+      ok = c == ' ' || c == '\r' || c == '\n';
+      st = WS_CHS_SL_DONE;
     }
+    if (!ok) {
+      hs->bad_status_line = 1;
+      st = WS_CHS_SL_DONE;
+    }
+    hs->sl_state = st;
   }
 }
 
@@ -961,14 +987,14 @@ int ws_client_hs_execute(ws_client_hs *hs, const char *data, size_t len, size_t 
     pos += n;
     if (hs->result != WS_CLIENT_HS_NEED_MORE) /* a callback refused */
       break;
-    if (hs->bad_proto) {
+    if (hs->bad_status_line) {
       ws_chs_fail(hs, WS_CLIENT_HS_FAIL_MALFORMED,
-                  "malformed HTTP response: status line does not start with HTTP/");
+                  "malformed HTTP response: status line is not 'HTTP/x.y NNN ...'");
       break;
     }
     if (hs->interim_done) { /* the next head starts at pos */
       hs->interim_done = 0;
-      hs->proto_seen = 0;
+      hs->sl_state = WS_CHS_SL_START;
       http_parser_pause(&hs->parser, 0);
       continue;
     }

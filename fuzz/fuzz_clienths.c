@@ -122,12 +122,15 @@ static int ref_parse(const char *head, size_t n, ref_head *r) {
     if (end > start && head[end - 1] == '\r') end--;
     const char *l = head + start;
     size_t len = end - start;
-    if (line++ == 0) { /* HTTP/x.y SP+ NNN */
+    if (line++ == 0) { /* HTTP/x.y SP DDD [SP reason] */
       CHECK(len >= 5 && memcmp(l, "HTTP/", 5) == 0, "a status line accepted without HTTP/");
       size_t k = 0;
       while (k < len && l[k] != ' ') k++;
-      while (k < len && l[k] == ' ') k++;
-      if (k + 3 > len) return 0;
+      k++;
+      CHECK(k + 3 <= len, "a status line accepted without a code");
+      for (size_t d = k; d < k + 3; d++)
+        CHECK(l[d] >= '0' && l[d] <= '9', "a status code accepted with '%c'", l[d]);
+      CHECK(k + 3 == len || l[k + 3] == ' ', "a status code of more than 3 digits accepted");
       r->status = (l[k] - '0') * 100 + (l[k + 1] - '0') * 10 + (l[k + 2] - '0');
       continue;
     }

@@ -583,6 +583,10 @@ def test_accessors_before_completion() -> None:
 # ---- invalid responses: one reason per check ----------------------------------------------
 
 
+def refusal_head(status: bytes) -> bytes:
+    return response(status=status, headers=[(b"Content-Length", b"0")])
+
+
 F = lib
 INVALID_CASES: list[tuple[str, bytes, Opts, int, bytes]] = [
     ("http10", response(version=b"HTTP/1.0"), Opts(), F.WS_CLIENT_HS_FAIL_VERSION, b"HTTP/1.1"),
@@ -654,12 +658,22 @@ INVALID_CASES: list[tuple[str, bytes, Opts, int, bytes]] = [
     ("cr without lf in a header line", response(extra=[(b"X-A", b"y\rZ")]), Opts(),
      F.WS_CLIENT_HS_FAIL_MALFORMED, b"LF character expected"),
     ("not HTTP/ but H and four bytes", b"Hxxxx1.1" + VALID[8:], Opts(),
-     F.WS_CLIENT_HS_FAIL_MALFORMED, b"does not start with HTTP/"),
+     F.WS_CLIENT_HS_FAIL_MALFORMED, b"status line is not"),
     ("lower-case http", b"http/1.1" + VALID[8:], Opts(), F.WS_CLIENT_HS_FAIL_MALFORMED,
      b"malformed HTTP response: "),
+    ("four-digit status", response(status=b"0101 Switching Protocols"), Opts(),
+     F.WS_CLIENT_HS_FAIL_MALFORMED, b"status line is not"),
+    ("two spaces before the status", response(status=b" 101 Switching Protocols"), Opts(),
+     F.WS_CLIENT_HS_FAIL_MALFORMED, b"status line is not"),
+    ("status glued to the reason", response(status=b"101Switching"), Opts(),
+     F.WS_CLIENT_HS_FAIL_MALFORMED, b"malformed HTTP response: "),
+    ("four-digit refusal", refusal_head(b"0403 Forbidden"), Opts(),
+     F.WS_CLIENT_HS_FAIL_MALFORMED, b"status line is not"),
+    ("status over 999", refusal_head(b"4030 Forbidden"), Opts(),
+     F.WS_CLIENT_HS_FAIL_MALFORMED, b"malformed HTTP response: "),
     ("not HTTP/ after an interim head",
      response(status=b"100 Continue", headers=[]) + b"HTTX/1.1" + VALID[8:], Opts(),
-     F.WS_CLIENT_HS_FAIL_MALFORMED, b"does not start with HTTP/"),
+     F.WS_CLIENT_HS_FAIL_MALFORMED, b"status line is not"),
     ("not http", b"\x81\x05hello", Opts(), F.WS_CLIENT_HS_FAIL_MALFORMED,
      b"malformed HTTP response: "),
     ("a request", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Opts(), F.WS_CLIENT_HS_FAIL_MALFORMED,
