@@ -478,17 +478,22 @@ static void ws_chs_trim(const char *buf, uint32_t *off, uint32_t *len) {
   *len = n;
 }
 
-/* Closes the header field being accumulated: its value ends at buf_len. */
-static void ws_chs_end_field(ws_client_hs *hs) {
+/* Closes the header field being accumulated: its value ends at buf_len.
+ * Returns -1 (refused) for a name that is not a token: non-strict
+ * http-parser lets "Name : value" through, which RFC 7230 3.2.4 forbids. */
+static int ws_chs_end_field(ws_client_hs *hs) {
   if (hs->nspans == 0 || hs->last_cb == WS_CHS_CB_NONE)
-    return;
+    return 0;
   ws_header_span *s = &hs->spans[hs->nspans - 1];
   if (hs->last_cb == WS_CHS_CB_FIELD) /* a name with no value callback */
     s->value_off = hs->buf_len;
   s->value_len = hs->buf_len - s->value_off;
-  ws_chs_trim(hs->buf, &s->name_off, &s->name_len);
-  ws_chs_trim(hs->buf, &s->value_off, &s->value_len);
   hs->last_cb = WS_CHS_CB_NONE;
+  if (!ws_chs_is_token(hs->buf + s->name_off, s->name_len))
+    return ws_chs_fail(hs, WS_CLIENT_HS_FAIL_MALFORMED,
+                       "malformed HTTP response: header name is not a token");
+  ws_chs_trim(hs->buf, &s->value_off, &s->value_len);
+  return 0;
 }
 
 /* ---- http-parser callbacks ---------------------------------------------------- */
@@ -508,7 +513,8 @@ static int ws_chs_on_header_field(http_parser *p, const char *at, size_t len) {
   if (hs->head_complete) /* a chunked body's trailer: not part of the head */
     return 0;
   if (hs->last_cb != WS_CHS_CB_FIELD) { /* a new field starts */
-    ws_chs_end_field(hs);
+    if (ws_chs_end_field(hs) != 0)
+      return -1;
     if (hs->nspans >= hs->limits.max_headers)
       return ws_chs_fail(hs, WS_CLIENT_HS_FAIL_TOO_MANY_HEADERS,
                          "too many header fields in the response");
@@ -556,7 +562,8 @@ static void ws_chs_validate(ws_client_hs *hs);
  * one; 0 lets it read a refusal's body. */
 static int ws_chs_on_headers_complete(http_parser *p) {
   ws_client_hs *hs = p->data;
-  ws_chs_end_field(hs);
+  if (ws_chs_end_field(hs) != 0)
+    return -1;
   unsigned st = p->status_code;
   if (st < 100) /* http-parser takes any three digits */
     return ws_chs_fail(hs, WS_CLIENT_HS_FAIL_MALFORMED,

@@ -216,7 +216,10 @@ void ws_client_hs_free(ws_client_hs *hs);
  *   Sec-WebSocket-Extensions present, none offered  -> INVALID EXTENSIONS_NOT_OFFERED
  *   otherwise                                       -> OPEN
  * A 101 has no body whatever its headers say (RFC 7230 3.3.3). Values are
- * compared with surrounding SP/HTAB trimmed. */
+ * compared with surrounding SP/HTAB trimmed. Stricter than Debian's
+ * non-strict http-parser, and MALFORMED otherwise: each status line is
+ * "HTTP/" version SP three digits (SP reason)?, every CR in a 101's head is
+ * followed by LF, and header names are tokens (no space before the colon). */
 int ws_client_hs_execute(ws_client_hs *hs, const char *data, size_t len, size_t *consumed);
 
 /* The peer closed the connection (EOF). Completes a refusal whose body runs
