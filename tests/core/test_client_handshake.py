@@ -1180,3 +1180,25 @@ def test_random_bytes_never_crash(data: bytes, cuts: list[int]) -> None:
             assert accepts == [ACCEPT]
         if snap["body"] is not None:
             assert len(snap["body"]) <= 64
+
+
+def test_nonces_from_the_csprng_pool() -> None:
+    # How the client loop will do it: 16 bytes from its pool per handshake.
+    pool = lib.ws_csprng_new(0)
+    assert pool != ffi.NULL
+    try:
+        keys = set()
+        for _ in range(50):
+            nonce = ffi.new("uint8_t[16]")
+            assert lib.ws_csprng_bytes(pool, nonce, 16) == 0
+            with client() as hs:
+                req = build(hs, Opts(), bytes(nonce))
+                assert isinstance(req, bytes)
+                key = field_value(req, b"Sec-WebSocket-Key")
+                assert key is not None and base64.b64decode(key) == bytes(nonce)
+                keys.add(key)
+                assert feed(hs, [response(accept=accept_for(key))])[0] == OPEN
+        assert len(keys) == 50
+        assert lib.ws_csprng_refills(pool) == 1
+    finally:
+        lib.ws_csprng_free(pool)
