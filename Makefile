@@ -136,7 +136,8 @@ FUZZ_CC ?= clang
 FUZZ_CFLAGS ?= -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc
 FUZZ_APT_PKGS ?= clang libclang-rt-14-dev
 FUZZ_COMMON := fuzz/fuzz_common.h fuzz/ref_ws.h
-FUZZ_BINS := build/fuzz/fuzz_frame_parser build/fuzz/fuzz_utf8 build/fuzz/fuzz_handshake build/fuzz/fuzz_wsconn build/fuzz/fuzz_pmdeflate
+FUZZ_BINS := build/fuzz/fuzz_frame_parser build/fuzz/fuzz_utf8 build/fuzz/fuzz_handshake build/fuzz/fuzz_wsconn \
+  build/fuzz/fuzz_pmdeflate build/fuzz/fuzz_clienths
 STRESS_CONNS ?= 10000
 
 .PHONY: fuzz fuzz-ci fuzz-build fuzz-deps memcheck
@@ -171,6 +172,10 @@ build/fuzz/fuzz_wsconn: fuzz/fuzz_wsconn.c $(FUZZ_COMMON) csrc/wsconn.c csrc/wsp
 build/fuzz/fuzz_pmdeflate: fuzz/fuzz_pmdeflate.c $(FUZZ_COMMON) csrc/pmdeflate.c csrc/wsconn.c csrc/wsparser.c csrc/wsframe.c csrc/utf8.c csrc/pmdeflate.h csrc/wsconn.h csrc/wsparser.h csrc/wsframe.h csrc/utf8.h
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_pmdeflate.c csrc/pmdeflate.c csrc/wsconn.c csrc/wsparser.c csrc/wsframe.c csrc/utf8.c -lz
+
+build/fuzz/fuzz_clienths: fuzz/fuzz_clienths.c $(FUZZ_COMMON) csrc/clienths.c csrc/handshake.c csrc/sha1.c csrc/clienths.h csrc/handshake.h csrc/sha1.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_clienths.c csrc/clienths.c csrc/handshake.c csrc/sha1.c -lhttp_parser
 
 $(FUZZ_BINS): | fuzz-deps
 

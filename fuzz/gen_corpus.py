@@ -190,6 +190,87 @@ def handshake() -> dict[str, bytes]:
     return out
 
 
+# ---- client handshake: [max_headers, max_header_bytes, max_body, mode, seed] -----
+
+ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # for KEY, the nonce fuzz_clienths.c sends
+
+
+def resp(status: bytes = b"101 Switching Protocols",
+         headers: list[tuple[bytes, bytes]] | None = None, eol: bytes = b"\r\n",
+         version: bytes = b"HTTP/1.1") -> bytes:
+    if headers is None:
+        headers = [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"),
+                   (b"Sec-WebSocket-Accept", ACCEPT)]
+    lines = [version + b" " + status] + [k + b": " + v for k, v in headers]
+    return eol.join(lines) + eol + eol
+
+
+def clienths() -> dict[str, bytes]:
+    ok = [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"),
+          (b"Sec-WebSocket-Accept", ACCEPT)]
+    server_frames = frame(1, b"Hi", mask=False) + frame(9, b"", mask=False)
+    protos, exts, prefix, eof, request = 1, 2, 4, 8, 16
+    cases: dict[str, tuple[int, bytes]] = {
+        "rfc_101": (0, resp() + server_frames),
+        "101_subprotocol": (protos, resp(headers=ok + [(b"Sec-WebSocket-Protocol", b"superchat")])),
+        "101_extensions": (exts, resp(headers=ok + [
+            (b"Sec-WebSocket-Extensions", b"permessage-deflate; server_no_context_takeover"),
+            (b"Sec-WebSocket-Extensions", b"x-other")])),
+        "101_case_lists": (0, resp(headers=[(b"upgrade", b"WebSocket"),
+                                           (b"connection", b"keep-alive, upgrade"),
+                                           (b"sec-websocket-accept", b" " + ACCEPT + b"\t")])),
+        "101_lf_only": (0, resp(eol=b"\n") + server_frames),
+        "101_folded_accept": (0, resp(headers=ok[:2]).replace(
+            b"\r\n\r\n", b"\r\nSec-WebSocket-Accept:\r\n " + ACCEPT + b"\r\n\r\n")),
+        "prefix_more_fields": (prefix | protos | exts, b"Sec-WebSocket-Protocol: chat\r\n"
+                               b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+                               b"Server: x\r\n\r\n" + server_frames),
+        "prefix_empty": (prefix, b"\r\n"),
+        "wrong_accept": (0, resp(headers=ok[:2] + [(b"Sec-WebSocket-Accept", KEY)])),
+        "two_accepts": (0, resp(headers=ok + [(b"Sec-WebSocket-Accept", ACCEPT)])),
+        "no_upgrade": (0, resp(headers=ok[1:])),
+        "connection_close": (0, resp(headers=[ok[0], (b"Connection", b"close"), ok[2]])),
+        "protocol_list": (protos, resp(headers=ok + [(b"Sec-WebSocket-Protocol",
+                                                      b"chat, superchat")])),
+        "protocol_not_offered": (0, resp(headers=ok + [(b"Sec-WebSocket-Protocol", b"chat")])),
+        "extensions_not_offered": (0, resp(headers=ok + [(b"Sec-WebSocket-Extensions", b"x")])),
+        "http10_101": (0, resp(version=b"HTTP/1.0")),
+        "cr_no_lf_end": (0, resp()[:-1] + server_frames),
+        "cr_no_lf_status": (0, resp(status=b"101 OK\rX" + b"Sec-WebSocket-Accept: " + ACCEPT)),
+        "refused_length": (0, resp(b"403 Forbidden", [(b"Content-Length", b"7")]) + b"go away"),
+        "refused_chunked": (0, resp(b"401 Unauthorized", [(b"Transfer-Encoding", b"chunked")])
+                            + b"5\r\nhello\r\n3;x=y\r\nabc\r\n0\r\nX-T: 1\r\n\r\n"),
+        "refused_to_eof": (eof, resp(b"500 Oops", [(b"Server", b"x")]) + b"no length"),
+        "refused_cut_by_eof": (eof, resp(b"404 Not Found", [(b"Content-Length", b"100")]) + b"x"),
+        "refused_no_body": (0, resp(b"204 No Content", [(b"Content-Length", b"3")]) + b"abc"),
+        "eof_in_head": (eof, resp()[:40]),
+        "garbage": (0, b"\x81\x05hello"),
+        "interim_then_101": (0, resp(b"100 Continue", []) + resp(b"103 Early Hints", [
+            (b"Link", b"</a>; rel=preload")]) + resp() + server_frames),
+        "interim_then_403": (0, resp(b"100 Continue", [(b"X", b"y")])
+                             + resp(b"403 Forbidden", [(b"Content-Length", b"2")]) + b"no"),
+    }
+    out = {name: bytes([0, 0, 0, mode, i]) + data for i, (name, (mode, data)) in
+           enumerate(cases.items())}
+    out["limit_headers"] = bytes([3, 0, 0, 0, 60]) + resp(headers=ok + [(b"X", b"y")])
+    out["limit_head_bytes"] = bytes([0, 100, 0, 0, 61]) + resp()
+    out["limit_body"] = bytes([0, 0, 4, 0, 62]) + resp(
+        b"403 Forbidden", [(b"Content-Length", b"40")]) + bytes(range(40))
+
+    def req_case(host: bytes, target: bytes, name: bytes, value: bytes) -> bytes:
+        return bytes([len(host), len(target), len(name), len(value)]) + host + target + name \
+            + value
+    out["request_plain"] = bytes([0, 0, 0, request, 63]) + req_case(
+        b"example.com", b"/chat?x=1", b"X-A", b"b")
+    out["request_ipv6"] = bytes([0, 0, 0, request, 64]) + req_case(
+        b"fe80::1%eth0", b"/", b"Cookie", b"a=1; b=2")
+    out["request_injection"] = bytes([0, 0, 0, request, 65]) + req_case(
+        b"example.com", b"/", b"X-A", b"v\r\nEvil: 1")
+    out["request_host_field"] = bytes([0, 0, 0, request, 66]) + req_case(
+        b"", b"", b"Host", b"virtual.example")
+    return out
+
+
 # ---- engine: [flags, max_message, max_fragments, seed] + peer bytes --------
 
 
@@ -318,7 +399,8 @@ def main() -> None:
     total_files = total_bytes = 0
     for harness, gen in (("fuzz_frame_parser", frame_parser), ("fuzz_utf8", utf8),
                          ("fuzz_handshake", handshake), ("fuzz_wsconn", wsconn),
-                         ("fuzz_pmdeflate", pmdeflate), ("fuzz_python", python)):
+                         ("fuzz_pmdeflate", pmdeflate), ("fuzz_python", python),
+                         ("fuzz_clienths", clienths)):
         d = root / harness
         d.mkdir(parents=True, exist_ok=True)
         for old in d.iterdir():
