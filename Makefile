@@ -130,7 +130,8 @@ FUZZ_CC ?= clang
 FUZZ_CFLAGS ?= -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc
 FUZZ_APT_PKGS ?= clang libclang-rt-14-dev
 FUZZ_COMMON := fuzz/fuzz_common.h fuzz/ref_ws.h
-FUZZ_BINS := build/fuzz/fuzz_frame_parser build/fuzz/fuzz_utf8 build/fuzz/fuzz_handshake build/fuzz/fuzz_wsconn
+FUZZ_BINS := build/fuzz/fuzz_frame_parser build/fuzz/fuzz_utf8 build/fuzz/fuzz_handshake build/fuzz/fuzz_wsconn \
+  build/fuzz/fuzz_topics build/fuzz/fuzz_envelope
 STRESS_CONNS ?= 10000
 
 .PHONY: fuzz fuzz-ci fuzz-build fuzz-deps memcheck
@@ -161,6 +162,14 @@ build/fuzz/fuzz_handshake: fuzz/fuzz_handshake.c $(FUZZ_COMMON) csrc/handshake.c
 build/fuzz/fuzz_wsconn: fuzz/fuzz_wsconn.c $(FUZZ_COMMON) csrc/wsconn.c csrc/wsparser.c csrc/wsframe.c csrc/utf8.c csrc/wsconn.h csrc/wsparser.h csrc/wsframe.h csrc/utf8.h
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_wsconn.c csrc/wsconn.c csrc/wsparser.c csrc/wsframe.c csrc/utf8.c
+
+build/fuzz/fuzz_topics: fuzz/fuzz_topics.c $(FUZZ_COMMON) csrc/topics.c csrc/topics.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_topics.c csrc/topics.c
+
+build/fuzz/fuzz_envelope: fuzz/fuzz_envelope.c $(FUZZ_COMMON) csrc/redisproto.c csrc/redisproto.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_envelope.c csrc/redisproto.c
 
 $(FUZZ_BINS): | fuzz-deps
 

@@ -106,7 +106,7 @@ def _http_parser() -> tuple[list[str], list[str], list[str]]:
 
 # Layers in dependency order: a cdef may use types declared by earlier ones.
 LAYERS = ["sha1", "utf8", "wsframe", "wsparser", "collect", "handshake", "wsconn", "server",
-          "capp", "topics", "redisbridge"]
+          "capp", "topics", "redisproto"]
 # The public header of C applications (capp.c implements its host side).
 APP_INCLUDE = HERE / "wsuv" / "include"
 
