@@ -189,6 +189,14 @@ build/tests/engine_stress: tests/c/engine_stress.c $(filter-out csrc/server.c,$(
 	@mkdir -p build/tests
 	$(CC) -std=c11 -g -O1 -Wall -Wextra -Icsrc -o $@ tests/c/engine_stress.c $(filter-out csrc/server.c,$(wildcard csrc/*.c)) -lhttp_parser
 
+# The Redis bridge's test driver (tests/redis/test_bridge.py runs it against
+# redis-server instances of its own).
+REDIS_TEST_SRC := tests/c/redis_bridge_test.c csrc/redisbridge.c csrc/redisproto.c csrc/topics.c
+build/tests/redis_bridge_test: $(REDIS_TEST_SRC) csrc/redisbridge.h csrc/redisproto.h csrc/topics.h
+	@mkdir -p build/tests
+	$(CC) -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -Icsrc -o $@ $(REDIS_TEST_SRC) \
+	  $$(pkg-config --cflags --libs libuv) -lhiredis
+
 memcheck: build/tests/engine_stress | $(VENV)/.deps
 	@command -v valgrind >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; } || \
