@@ -237,9 +237,21 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   rpoll *p = h->data;
   if (!p->ac) return;
   if (status < 0) {
-    char why[96];
-    snprintf(why, sizeof why, "poll error: %s", uv_strerror(status));
-    conn_fail(p->c, why);
+    /* libuv reports POLLERR as UV_EBADF and stops the handle. Let hiredis
+     * read the socket's own error first (a refused connect, a reset), so
+     * the sentence names it; if hiredis sees nothing, drop it ourselves. */
+    rconn *c = p->c;
+    redisAsyncContext *ac = p->ac;
+    p->events = 0;
+    if (c->state == ST_CONNECTING)
+      redisAsyncHandleWrite(ac);
+    else
+      redisAsyncHandleRead(ac);
+    if (p->ac && c->ac == ac) {
+      char why[96];
+      snprintf(why, sizeof why, "poll error: %s", uv_strerror(status));
+      conn_fail(c, why);
+    }
     return;
   }
   if (events & UV_READABLE) redisAsyncHandleRead(p->ac);
