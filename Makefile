@@ -197,6 +197,18 @@ build/tests/redis_bridge_test: $(REDIS_TEST_SRC) csrc/redisbridge.h csrc/redispr
 	$(CC) -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -Icsrc -o $@ $(REDIS_TEST_SRC) \
 	  $$(pkg-config --cflags --libs libuv) -lhiredis
 
+# The same scenarios against an ASan+UBSan(+LSan) build of the driver.
+build/tests/redis_bridge_test_asan: $(REDIS_TEST_SRC) csrc/redisbridge.h csrc/redisproto.h csrc/topics.h
+	@mkdir -p build/tests
+	$(CC) -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+	  -fno-sanitize-recover=undefined -Wall -Wextra -Werror -Icsrc -o $@ $(REDIS_TEST_SRC) \
+	  $$(pkg-config --cflags --libs libuv) -lhiredis
+
+.PHONY: redis-asan
+redis-asan: build build/tests/redis_bridge_test_asan
+	WSUV_REDIS_DRIVER=$(CURDIR)/build/tests/redis_bridge_test_asan ASAN_OPTIONS=detect_leaks=1 \
+	  $(PY) -m pytest -q -p no:cacheprovider tests/redis -k "not valgrind"
+
 memcheck: build/tests/engine_stress | $(VENV)/.deps
 	@command -v valgrind >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; } || \

@@ -44,7 +44,9 @@
 typedef struct ws_redis ws_redis;
 
 typedef struct ws_redis_config {
-  const char *host;              /* TCP host (name or address): "127.0.0.1" */
+  const char *host;              /* TCP host: "127.0.0.1". Give an address: hiredis
+                                    resolves a name with a blocking getaddrinfo on
+                                    every connect attempt, on the loop thread */
   int port;                      /* 6379 */
   const char *unix_path;         /* if set, a Unix socket instead of host/port: NULL */
   const char *user;              /* ACL user for AUTH; NULL/"" = AUTH password only */

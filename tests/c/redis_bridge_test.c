@@ -240,7 +240,7 @@ static int run(tb *t, char *line) {
     start_wait(t, W_MSGS, strtoull(tok[3], NULL, 10));
     return 1;
   } else if (!strcmp(c, "msgs")) {
-    fwrite(b->msgs, 1, b->msgs_len, stdout);
+    if (b->msgs_len) fwrite(b->msgs, 1, b->msgs_len, stdout);
     b->msgs_len = 0;
     reply("end");
   } else if (!strcmp(c, "stats")) {

@@ -117,6 +117,11 @@ def redis(tmp_path: Path) -> Iterator[Redis]:
 
 @pytest.fixture(scope="session")
 def driver_bin() -> Path:
+    """The driver binary; WSUV_REDIS_DRIVER names another build (e.g. one with
+    -fsanitize=address,undefined) to run the same scenarios against."""
+    other = os.environ.get("WSUV_REDIS_DRIVER")
+    if other:
+        return Path(other)
     subprocess.run(["make", "-s", "build/tests/redis_bridge_test"], cwd=ROOT, check=True,
                    timeout=300)
     return DRIVER
@@ -452,6 +457,8 @@ def test_bad_config_is_a_sentence(drv: Driver) -> None:
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
+@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="make asan preloads ASan, which valgrind cannot run under")
 def test_under_valgrind(tmp_path: Path, driver_bin: Path) -> None:
     """Exchange, SIGKILL, restart and close under memcheck: no errors, no leaks."""
     redis = Redis(tmp_path)
