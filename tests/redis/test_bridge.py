@@ -450,6 +450,28 @@ def test_unix_socket(tmp_path: Path, drv: Driver) -> None:
         r.stop()
 
 
+def test_close_during_reconnect_and_during_connect(redis: Redis, drv: Driver) -> None:
+    """Shutdown while backing off, and while a connect hangs on a frozen Redis:
+    the bridge closes at once and frees everything (the driver's loop ends
+    with no handle left: exit 0; LSan/valgrind runs check the memory)."""
+    drv.ok(f"new a {url(redis)} {FAST}")
+    drv.ok("wait a up 5000")
+    drv.ok("sub a t")
+    drv.ok("pubn a t 3")
+    redis.signal(signal.SIGSTOP)
+    try:
+        drv.ok(f"new b {url(redis)} {FAST} cto=5000")  # its connect will hang
+        drv.ok("sleep 100")
+        drv.ok("close b")
+    finally:
+        redis.signal(signal.SIGCONT)
+    redis.kill()
+    drv.ok("wait a down 1000")
+    drv.ok("sleep 120")  # a refused retry or two
+    drv.ok("close a")
+    assert drv.cmd("stats a") == "err no such bridge"
+
+
 def test_bad_config_is_a_sentence(drv: Driver) -> None:
     assert drv.cmd("new a redis://127.0.0.1:0/0") == "err bad port (want 1..65535)"
     out = drv.cmd("new a redis://127.0.0.1:6379/0 bmin=10 bmax=5")
