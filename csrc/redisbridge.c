@@ -582,6 +582,7 @@ static void conn_arm(rconn *c) {
 
 static void conn_connect(rconn *c) {
   ws_redis *r = c->r;
+  r->st.connects++;
   redisAsyncContext *ac = r->unix_path ? redisAsyncConnectUnix(r->unix_path)
                                        : redisAsyncConnect(r->host, r->cfg.port);
   if (!ac || ac->err) {

@@ -94,6 +94,7 @@ typedef struct ws_redis_stats {
   uint64_t malformed;     /* messages on our channels that are no envelope */
   uint64_t reconnects;    /* times the bridge came back up after being up */
   uint64_t timeouts;      /* connect and command timeouts */
+  uint64_t connects;      /* connection attempts started (both connections) */
   uint64_t pending_bytes; /* PUBLISH bytes unanswered now */
   uint64_t channels;      /* topics wanted now */
 } ws_redis_stats;

@@ -472,6 +472,18 @@ def test_close_during_reconnect_and_during_connect(redis: Redis, drv: Driver) ->
     assert drv.cmd("stats a") == "err no such bridge"
 
 
+def test_reconnect_backs_off_exponentially_with_jitter(tmp_path: Path, drv: Driver) -> None:
+    """Nothing listens: each connection retries after 50, 100, 200, 400, 400...
+    ms, each delay drawn from [base/2, base]. Over 2 s that is 8 (every delay
+    at its longest) to 13 (every delay at its shortest) attempts per
+    connection, one of slack either side; a fixed 50 ms retry would make 40."""
+    port = free_port()
+    drv.ok(f"new a redis://127.0.0.1:{port}/0 bmin=50 bmax=400")
+    drv.ok("sleep 2000", timeout=10)
+    attempts = drv.stats("a")["connects"] / 2
+    assert 7 <= attempts <= 14, attempts
+
+
 def test_bad_config_is_a_sentence(drv: Driver) -> None:
     assert drv.cmd("new a redis://127.0.0.1:0/0") == "err bad port (want 1..65535)"
     out = drv.cmd("new a redis://127.0.0.1:6379/0 bmin=10 bmax=5")
