@@ -665,8 +665,8 @@ static int bad_config(const ws_redis_config *cfg, const char **why) {
 
 ws_redis *ws_redis_new(uv_loop_t *loop, const ws_redis_config *cfg,
                        const ws_redis_callbacks *cb, void *user, const char **err) {
-  static const char *unused;
-  if (!err) err = &unused;
+  const char *ignored;
+  if (!err) err = &ignored;
   if (bad_config(cfg, err)) return NULL;
   ws_redis *r = calloc(1, sizeof *r);
   if (!r) goto nomem;
@@ -679,9 +679,10 @@ ws_redis *ws_redis_new(uv_loop_t *loop, const ws_redis_config *cfg,
   r->user = dup_or_null(cfg->user);
   r->password = dup_or_null(cfg->password);
   r->ns = malloc(strlen(cfg->ns) + 1);
-  if ((cfg->host && *cfg->host && !r->host) || (cfg->unix_path && *cfg->unix_path && !r->unix_path) ||
-      (cfg->user && *cfg->user && !r->user) || (cfg->password && *cfg->password && !r->password) ||
-      !r->ns)
+  if ((cfg->host && *cfg->host && !r->host) ||
+      (cfg->unix_path && *cfg->unix_path && !r->unix_path) ||
+      (cfg->user && *cfg->user && !r->user) ||
+      (cfg->password && *cfg->password && !r->password) || !r->ns)
     goto fail;
   strcpy(r->ns, cfg->ns);
   r->cfg.host = r->host;

@@ -247,8 +247,8 @@ static int parse_tcp(const char *s, size_t n, ws_redis_url *out, const char **er
 }
 
 int ws_redis_url_parse(const char *url, size_t len, ws_redis_url *out, const char **err) {
-  static const char *unused = "";
-  if (!err) err = &unused;
+  const char *ignored;
+  if (!err) err = &ignored;
   memset(out, 0, sizeof *out);
   if (!url || len == 0) {
     *err = "empty pubsub URL";

@@ -182,7 +182,7 @@ static uint32_t grown(uint32_t cap) { return cap + cap / 2 + 1; }
 /* Room for one more item in s. */
 static int sub_reserve(ws_topics *t, ws_topics_sub *s) {
   if (s->count < s->cap) return 0;
-  if (s->cap == UINT32_MAX / 2) return WS_TOPICS_ENOMEM;
+  if (s->cap >= UINT32_MAX / 2) return WS_TOPICS_ENOMEM;
   uint32_t ncap = grown(s->cap);
   if (s->cap <= 1) {
     ws_topics_item *h = t_alloc(t, (size_t)ncap * sizeof *h);
@@ -219,7 +219,8 @@ static int topic_reserve(ws_topics *t, ws_topic *tp) {
   if (tp->used < tp->cap) return 0;
   if (tp->cap >= UINT32_MAX / 2) return WS_TOPICS_ENOMEM;
   uint32_t ncap = tp->cap < 2 ? 2 : grown(tp->cap);
-  ws_topics_entry *e = t_realloc(t, tp->subs, (size_t)tp->cap * sizeof *e, (size_t)ncap * sizeof *e);
+  ws_topics_entry *e =
+      t_realloc(t, tp->subs, (size_t)tp->cap * sizeof *e, (size_t)ncap * sizeof *e);
   if (!e) return WS_TOPICS_ENOMEM;
   tp->subs = e;
   tp->cap = ncap;

@@ -127,7 +127,7 @@ size_t ws_topics_collect(const ws_topics *t, const char *topic, size_t len, void
 
 /* fn returns 0 to go on, non-zero to stop. */
 typedef int (*ws_topics_visit_fn)(void *arg, void *owner, ws_topics_sub *sub);
-/* Calls fn for the topic's subscribers under the rule in the header comment;
+/* Calls fn (not NULL) for the topic's subscribers under the rule in the header comment;
  * returns how many were visited. */
 size_t ws_topics_each(ws_topics *t, const char *topic, size_t len, ws_topics_visit_fn fn,
                       void *arg);

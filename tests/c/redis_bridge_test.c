@@ -254,7 +254,8 @@ static int run(tb *t, char *line) {
     }
     reply("stats published=%llu delivered=%llu dropped_own=%llu lost=%llu out_of_order=%llu "
           "dropped_down=%llu dropped_full=%llu unconfirmed=%llu malformed=%llu "
-          "reconnects=%llu timeouts=%llu connects=%llu pending_bytes=%llu channels=%llu up=%d rss_kb=%ld",
+          "reconnects=%llu timeouts=%llu connects=%llu pending_bytes=%llu channels=%llu "
+          "up=%d rss_kb=%ld",
           (unsigned long long)s.published, (unsigned long long)s.delivered,
           (unsigned long long)s.dropped_own, (unsigned long long)s.lost,
           (unsigned long long)s.out_of_order, (unsigned long long)s.dropped_down,
