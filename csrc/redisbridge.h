@@ -18,6 +18,9 @@
  * an outage, since Redis pub/sub is at-most-once anyway and receivers see
  * the gap in the sequence. While connected, commands not yet answered are
  * bounded by max_pending_bytes; beyond it publishes are dropped (dropped_full).
+ * Bytes count until Redis answers, so a burst larger than max_pending_bytes
+ * within one round trip (or one loop turn: hiredis writes when the socket
+ * polls writable) is cut too; size the bound for the bursts you expect.
  * A connect that does not finish (TCP + AUTH + SELECT + PING) within
  * connect_timeout_ms, or any command unanswered for command_timeout_ms
  * (a frozen Redis; a heartbeat keeps an idle connection checked every

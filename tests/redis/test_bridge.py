@@ -322,6 +322,36 @@ def test_redis_killed_then_restarted(redis: Redis, drv: Driver) -> None:
     assert sa["reconnects"] == 1 and sb["reconnects"] == 1
 
 
+def test_resubscribes_many_topics_in_batches(redis: Redis, drv: Driver) -> None:
+    """600 topics (more than two SUBSCRIBE batches of 256) come back after a
+    restart; so does delivery on the last of them."""
+    drv.ok(f"new a {url(redis)} {FAST}")
+    drv.ok(f"new b {url(redis)} {FAST}")
+    drv.ok("wait a up 5000")
+    drv.ok("wait b up 5000")
+    for i in range(600):
+        drv.ok(f"sub a topic-{i}")
+    drv.ok("sleep 300")
+
+    def channels() -> int:
+        reply = resp(redis.port, "PUBSUB", "CHANNELS", "wsuv:default:topic-*")
+        assert isinstance(reply, list)
+        return len(reply)
+
+    assert channels() == 600
+    redis.kill()
+    drv.ok("wait a down 1000")
+    redis.start()
+    drv.ok("wait a up 5000")
+    drv.ok("wait b up 5000")
+    drv.ok("sleep 300")
+    assert channels() == 600
+    assert drv.stats("a")["channels"] == 600
+    drv.ok("pub b topic-599 1 last")
+    assert drv.ok("waitmsgs a 1 3000") == "ok 1"
+    assert drv.msgs("a") == [("topic-599", 1, b"last")]
+
+
 def test_redis_down_at_start(tmp_path: Path, drv: Driver) -> None:
     port = free_port()
     drv.ok(f"new a redis://127.0.0.1:{port}/0 {FAST}")
