@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PKGS := build-essential pkg-config libuv1-dev libhttp-parser-dev zlib1g-dev chromium nginx-light openssl
+APT_PKGS := build-essential pkg-config libuv1-dev libhttp-parser-dev zlib1g-dev libhiredis-dev redis-server chromium nginx-light openssl
 # Commands that may come from a package of another name (e.g. nodesource's
 # nodejs ships npm): installed from Debian only when the command is missing.
 APT_CMDS := node:nodejs npm:npm
@@ -137,7 +137,7 @@ FUZZ_CFLAGS ?= -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=
 FUZZ_APT_PKGS ?= clang libclang-rt-14-dev
 FUZZ_COMMON := fuzz/fuzz_common.h fuzz/ref_ws.h
 FUZZ_BINS := build/fuzz/fuzz_frame_parser build/fuzz/fuzz_utf8 build/fuzz/fuzz_handshake build/fuzz/fuzz_wsconn \
-  build/fuzz/fuzz_pmdeflate build/fuzz/fuzz_clienths
+  build/fuzz/fuzz_pmdeflate build/fuzz/fuzz_clienths build/fuzz/fuzz_topics build/fuzz/fuzz_envelope
 STRESS_CONNS ?= 10000
 
 .PHONY: fuzz fuzz-ci fuzz-build fuzz-deps memcheck
@@ -177,6 +177,14 @@ build/fuzz/fuzz_clienths: fuzz/fuzz_clienths.c $(FUZZ_COMMON) csrc/clienths.c cs
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_clienths.c csrc/clienths.c csrc/handshake.c csrc/sha1.c -lhttp_parser
 
+build/fuzz/fuzz_topics: fuzz/fuzz_topics.c $(FUZZ_COMMON) csrc/topics.c csrc/topics.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_topics.c csrc/topics.c
+
+build/fuzz/fuzz_envelope: fuzz/fuzz_envelope.c $(FUZZ_COMMON) csrc/redisproto.c csrc/redisproto.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_envelope.c csrc/redisproto.c
+
 $(FUZZ_BINS): | fuzz-deps
 
 $(VENV)/.atheris: $(VENV)/.installed
@@ -197,6 +205,26 @@ ENGINE_SRCS := $(addprefix csrc/,sha1.c utf8.c wsframe.c wsparser.c collect.c ha
 build/tests/engine_stress: tests/c/engine_stress.c $(ENGINE_SRCS) $(wildcard csrc/*.h)
 	@mkdir -p build/tests
 	$(CC) -std=c11 -g -O1 -Wall -Wextra -Icsrc -o $@ tests/c/engine_stress.c $(ENGINE_SRCS) -lhttp_parser -lz
+
+# The Redis bridge's test driver (tests/redis/test_bridge.py runs it against
+# redis-server instances of its own).
+REDIS_TEST_SRC := tests/c/redis_bridge_test.c csrc/redisbridge.c csrc/redisproto.c csrc/topics.c
+build/tests/redis_bridge_test: $(REDIS_TEST_SRC) csrc/redisbridge.h csrc/redisproto.h csrc/topics.h
+	@mkdir -p build/tests
+	$(CC) -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -Icsrc -o $@ $(REDIS_TEST_SRC) \
+	  $$(pkg-config --cflags --libs libuv) -lhiredis
+
+# The same scenarios against an ASan+UBSan(+LSan) build of the driver.
+build/tests/redis_bridge_test_asan: $(REDIS_TEST_SRC) csrc/redisbridge.h csrc/redisproto.h csrc/topics.h
+	@mkdir -p build/tests
+	$(CC) -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+	  -fno-sanitize-recover=undefined -Wall -Wextra -Werror -Icsrc -o $@ $(REDIS_TEST_SRC) \
+	  $$(pkg-config --cflags --libs libuv) -lhiredis
+
+.PHONY: redis-asan
+redis-asan: build build/tests/redis_bridge_test_asan
+	WSUV_REDIS_DRIVER=$(CURDIR)/build/tests/redis_bridge_test_asan ASAN_OPTIONS=detect_leaks=1 \
+	  $(PY) -m pytest -q -p no:cacheprovider tests/redis -k "not valgrind"
 
 memcheck: build/tests/engine_stress | $(VENV)/.deps
 	@command -v valgrind >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \

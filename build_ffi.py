@@ -2,8 +2,8 @@
 
 The declarations Python may call live in csrc/ffi/*.cdef, one file per layer,
 so that each layer's contract with Python sits beside its C header.
-libuv, http-parser and zlib come from the system; the static archives of the
-first two are linked in when present (zlib is linked shared: libz.so.1 is on
+libuv, http-parser, hiredis and zlib come from the system; the static archives of
+the first three are linked in when present (zlib is linked shared: libz.so.1 is on
 every Debian system).
 """
 
@@ -117,7 +117,7 @@ def _http_parser() -> tuple[list[str], list[str], list[str]]:
 
 # Layers in dependency order: a cdef may use types declared by earlier ones.
 LAYERS = ["sha1", "csprng", "utf8", "wsframe", "wsparser", "collect", "handshake", "clienths",
-          "pmdeflate", "wsconn", "server", "capp"]
+          "pmdeflate", "wsconn", "server", "capp", "topics", "redisproto"]
 # The public header of C applications (capp.c implements its host side).
 APP_INCLUDE = HERE / "wsuv" / "include"
 
@@ -126,6 +126,26 @@ def _cdef() -> str:
     files = sorted((CSRC / "ffi").glob("*.cdef"), key=lambda p: (
         LAYERS.index(p.stem) if p.stem in LAYERS else len(LAYERS), p.stem))
     return "\n".join(p.read_text() for p in files)
+
+
+def _hiredis() -> tuple[list[str], list[str], list[str]]:
+    """(extra_objects, libraries, library_dirs) for hiredis (the Redis bridge)."""
+    if not _has_header("hiredis/async.h", []):
+        raise MissingLibrary(
+            "wsuv needs hiredis for its Redis bridge: install the Debian package "
+            "'libhiredis-dev' (apt-get install libhiredis-dev)."
+        )
+    static = _print_file_name("libhiredis.a")
+    if (static and not os.environ.get("WSUV_SHARED_LIBS")
+            and _links_shared(static, "redisAsyncConnect")):
+        return [static], [], []
+    shared = _print_file_name("libhiredis.so")
+    if shared is None:
+        raise MissingLibrary(
+            "hiredis/async.h is present but libhiredis is not: install the Debian "
+            "package 'libhiredis-dev'."
+        )
+    return [], ["hiredis"], [os.path.dirname(shared)]
 
 
 def _sources() -> list[str]:
@@ -142,6 +162,7 @@ def make_builder() -> FFI:
     uv_incs, uv_objs, uv_libs, uv_dirs = _libuv()
     hp_objs, hp_libs, hp_dirs = _http_parser()
     z_libs = _zlib()
+    hr_objs, hr_libs, hr_dirs = _hiredis()
     debug = bool(os.environ.get("WSUV_DEBUG"))
     cflags = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE"]
     # cffi's own generated glue trips a few of -Wextra's checks; keep them quiet there.
@@ -161,9 +182,9 @@ def make_builder() -> FFI:
         include_dirs=[str(CSRC), str(APP_INCLUDE), *uv_incs],
         extra_compile_args=cflags,
         extra_link_args=extra_link,
-        extra_objects=uv_objs + hp_objs,
-        libraries=uv_libs + hp_libs + z_libs + ["dl"],  # dl: capp.c loads C applications
-        library_dirs=uv_dirs + hp_dirs,
+        extra_objects=uv_objs + hp_objs + hr_objs,
+        libraries=uv_libs + hp_libs + hr_libs + z_libs + ["dl"],  # dl: capp.c loads C applications
+        library_dirs=uv_dirs + hp_dirs + hr_dirs,
     )
     return ffi
 
