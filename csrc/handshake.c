@@ -36,6 +36,10 @@ struct ws_handshake {
   uint32_t key_off, key_len; /* Sec-WebSocket-Key, set on UPGRADE */
   uint8_t last_cb;           /* enum ws_handshake_last_cb */
   uint8_t complete;          /* on_message_complete ran */
+  uint8_t line_done;         /* the request line's LF was seen */
+  uint8_t bad_name;          /* a field name ended in whitespace */
+  uint8_t tail_len;          /* bytes in line_tail */
+  char line_tail[10];        /* the request line's last bytes: " HTTP/1.1\r" */
   uint8_t result;            /* enum ws_handshake_status */
   uint16_t fail_status;      /* set with result FAIL (or 426 for HTTP) */
   const char *fail_reason;   /* static string */
@@ -117,6 +121,10 @@ static void ws_handshake_end_field(ws_handshake *hs) {
   ws_header_span *s = &hs->spans[hs->nspans - 1];
   if (hs->last_cb == WS_HS_CB_FIELD) /* a name with no value callback */
     s->value_off = hs->buf_len;
+  /* RFC 7230 3.2.4: whitespace between a field name and its colon is a 400
+   * (non-strict http-parser passes "Host : x" with the space in the name). */
+  if (s->name_len > 0 && ws_handshake_is_ws(hs->buf[s->name_off + s->name_len - 1]))
+    hs->bad_name = 1;
   s->value_len = hs->buf_len - s->value_off;
   ws_handshake_trim(hs->buf, &s->name_off, &s->name_len);
   ws_handshake_trim(hs->buf, &s->value_off, &s->value_len);
@@ -279,6 +287,10 @@ static int ws_handshake_validate(ws_handshake *hs) {
   const http_parser *p = &hs->parser;
   const ws_header_span *s;
 
+  if (hs->bad_name)
+    return ws_handshake_fail(hs, 400, "malformed HTTP request: whitespace between a header "
+                                      "field name and its colon");
+
   /* We never read request bodies: the bytes after the head must be the
    * next protocol's, never a body we would misread as frames. */
   if (ws_handshake_find(hs, WS_HS_LIT("transfer-encoding"), &s) > 0 ||
@@ -368,12 +380,42 @@ void ws_handshake_free(ws_handshake *hs) {
   free(hs);
 }
 
+/* Debian builds http-parser non-strict, and then it takes "H" and any four
+ * bytes for "HTTP/". The request line must end in " HTTP/<d>.<d>" CRLF
+ * (RFC 7230 3.1.1): its last bytes are kept as they arrive (split anywhere)
+ * and checked at its LF. Returns -1 (failed) or 0. */
+static int ws_handshake_check_line(ws_handshake *hs, const char *data, size_t len) {
+  for (size_t i = 0; i < len && !hs->line_done; i++) {
+    if (data[i] != '\n') {
+      if (hs->tail_len == sizeof hs->line_tail) {
+        memmove(hs->line_tail, hs->line_tail + 1, sizeof hs->line_tail - 1);
+        hs->tail_len--;
+      }
+      hs->line_tail[hs->tail_len++] = data[i];
+      continue;
+    }
+    if (hs->tail_len == 0 || (hs->tail_len == 1 && hs->line_tail[0] == '\r')) {
+      hs->tail_len = 0; /* an empty line before the request line (RFC 7230 3.5) */
+      continue;
+    }
+    hs->line_done = 1;
+    const char *t = hs->line_tail;
+    if (hs->tail_len != sizeof hs->line_tail || memcmp(t, " HTTP/", 6) != 0 ||
+        t[6] < '0' || t[6] > '9' || t[7] != '.' || t[8] < '0' || t[8] > '9' || t[9] != '\r')
+      return ws_handshake_fail(hs, 400, "malformed HTTP request: the request line must end "
+                                        "in HTTP/<major>.<minor> and CRLF");
+  }
+  return 0;
+}
+
 int ws_handshake_execute(ws_handshake *hs, const char *data, size_t len, size_t *consumed) {
   *consumed = 0;
   if (hs->result != WS_HS_NEED_MORE)
     return hs->result;
   if (len == 0) /* http-parser reads a zero-length feed as EOF */
     return WS_HS_NEED_MORE;
+  if (!hs->line_done && ws_handshake_check_line(hs, data, len) != 0)
+    return hs->result;
 
   /* The head-size limit counts raw bytes (CRLFs, whitespace and all), so it
    * also bounds what http-parser skips without a callback. Feed at most

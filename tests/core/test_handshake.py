@@ -344,6 +344,13 @@ def status_of(data: bytes | list[bytes], limits: Any = None) -> tuple[int, int]:
         (b"GET / HTTP/1.1\r\nHo\x01st: x\r\n\r\n", 400),
         (b"GET / XTTP/1.1\r\n\r\n", 400),
         (b"GET /a b HTTP/1.1\r\n\r\n", 400),
+        # Non-strict http-parser takes "H" and any four bytes for "HTTP/", and
+        # keeps a space before the colon in the name: both are 400 here.
+        (request(version=b"Hxxxx1.1"), 400),
+        (request(version=b"HTTP/1.1x"), 400),
+        (b"GET /chat HTTP/1.1\nHost: x\r\n\r\n", 400),
+        (request(drop=(b"host",), extra=[(b"Host ", b"server.example.com")]), 400),
+        (request(extra=[(b"X-Pad\t", b"1")]), 400),
     ],
 )
 def test_failure_status(data: bytes, code: int) -> None:
