@@ -117,6 +117,7 @@ static void conn_destroy(ws_server_conn *c) {
   if (c->phase == PH_CLOSED) return;
   int was_open = c->phase == PH_OPEN;
   c->phase = PH_CLOSED; /* its cork entries are skipped at the flush */
+  ws_srv_topics_drop(c);
   if (c->decision == DEC_PENDING) {
     c->decision = DEC_NONE;
     report_close(c->server, c, 1, 0, NULL, 0); /* the application holds c: let go */
@@ -577,6 +578,7 @@ static void eng_closed(ws_conn *e, unsigned code, const char *reason, size_t rea
   (void)clean;
   ws_server_conn *c = e->data;
   ws_server *s = c->server;
+  ws_srv_topics_drop(c); /* closed: no more publishes to it */
   if (c->opened) {
     c->opened = 0;
     report_close(s, c, 0, code, reason, reason_len);
@@ -1320,6 +1322,7 @@ void ws_server_free(ws_server *s) {
   free(s->cork_conns);
   for (int i = 0; i < POOL_SLOTS; i++) free(s->pool[i]);
   for (int i = 0; i < 16; i++) ws_pmd_free(s->bcast[i]);
+  ws_srv_topics_free(s);
   free(s);
 }
 

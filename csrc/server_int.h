@@ -14,6 +14,7 @@
 
 #include "pmdeflate.h"
 #include "server.h"
+#include "topics.h"
 
 /* One read takes up to 256 KiB: a 64 KiB message arrives whole, in one
  * syscall, and is delivered in place. The read length is lowered for small
@@ -75,6 +76,7 @@ struct ws_server_conn {
   union stream_handle h;
   uv_timer_t timer;
   ws_conn ws;
+  ws_topics_sub sub;          /* its topics (pubsub.c), valid while subscribed */
   ws_server *server;
   ws_server_conn *prev, *next;
   ws_handshake *hs;           /* during the handshake only */
@@ -94,6 +96,7 @@ struct ws_server_conn {
   uint8_t phase;
   uint8_t decision;           /* enum decision */
   uint8_t opened;             /* on_open was called (so on_close is owed) */
+  uint8_t subscribed;         /* sub is initialised (pubsub.c) */
   uint8_t full;               /* above write_high_water, drain owed */
   uint8_t app_paused;         /* the application paused reading */
   uint8_t throttled;          /* reading paused by the read rate limit */
@@ -142,6 +145,7 @@ typedef struct deferred_close {
 
 struct ws_server {
   uv_loop_t loop;
+  ws_topics *topics;          /* pubsub.c's registry (owned), NULL until a subscribe */
   ws_server_config cfg;
   ws_server_callbacks cb;
   void *user;
@@ -187,5 +191,9 @@ struct ws_server {
   char readbuf[READ_BUF_SIZE];
   char corkbuf[CORK_SIZE];
 };
+
+/* pubsub.c: a closing connection's subscriptions go; the registry with the server. */
+void ws_srv_topics_drop(ws_server_conn *c);
+void ws_srv_topics_free(ws_server *s);
 
 #endif

@@ -360,6 +360,34 @@ class Server:
         skip = exclude._c if exclude is not None and exclude._c is not None else ffi.NULL
         return int(lib.ws_server_broadcast(self._s, op, data, len(data), skip))
 
+    def publish(self, topic: str, message: str | bytes,
+                exclude: WebSocket | None = None) -> int:
+        """Send one message to every subscriber of ``topic`` in this process
+        (``ws.subscribe``): encoded once, fanned out in C. Returns how many
+        connections it was written to. From another thread it is handed to
+        the loop and waits until it was sent."""
+        from wsuv.websocket import _topic
+
+        raw = _topic(topic)
+        data, op = _payload(message)
+        if exclude is not None and not isinstance(exclude, WebSocket):
+            raise TypeError(f"exclude must be a WebSocket or None, not {type(exclude).__name__}")
+        return self._on_loop(self._publish, raw, op, data, exclude)
+
+    def _publish(self, raw: bytes, op: int, data: bytes, exclude: WebSocket | None) -> int:
+        if self._s == ffi.NULL:
+            return 0
+        skip = exclude._c if exclude is not None and exclude._c is not None else ffi.NULL
+        return int(lib.ws_server_publish(self._s, raw, len(raw), op, data, len(data), skip))
+
+    def subscribers(self, topic: str) -> int:
+        """How many connections of this process are subscribed to ``topic``."""
+        from wsuv.websocket import _topic
+
+        raw = _topic(topic)
+        return self._on_loop(lambda: int(lib.ws_server_subscribers(self._s, raw, len(raw)))
+                             if self._s != ffi.NULL else 0)
+
     def send_many(self, sockets: Iterable[WebSocket], message: str | bytes) -> int:
         """Send one message to the given connections in one C call (closed ones are
         skipped); returns how many it was written to. From another thread it is

@@ -185,6 +185,48 @@ class WebSocket:
         if self._c is not None:
             lib.ws_server_conn_close(self._c, code, raw, len(raw))
 
+    # -- topics ----------------------------------------------------------------------
+    def subscribe(self, topic: str) -> bool:
+        """Receive what ``server.publish(topic, ...)`` sends; True if newly
+        subscribed. Dropped when the connection closes. Off the loop thread it
+        is handed over (and returns True)."""
+        raw = _topic(topic)
+        if self._off_loop():
+            self._server._handoff(self._quietly, self.subscribe, topic)
+            return True
+        if self._c is None:
+            raise ConnectionClosed(self.close_code, self.close_reason)
+        rc = int(lib.ws_server_conn_subscribe(self._c, raw, len(raw)))
+        if rc == -2:
+            raise MemoryError("out of memory subscribing to a topic")
+        if rc < 0:
+            raise ConnectionClosed(self.close_code, self.close_reason or "closing")
+        return rc == 1
+
+    def unsubscribe(self, topic: str) -> bool:
+        """Stop receiving a topic; True if it was subscribed."""
+        raw = _topic(topic)
+        if self._off_loop():
+            self._server._handoff(self.unsubscribe, topic)
+            return True
+        return self._c is not None and lib.ws_server_conn_unsubscribe(self._c, raw, len(raw)) == 1
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics this connection is subscribed to (loop thread only)."""
+        if self._off_loop():
+            raise RuntimeError("WebSocket.topics must be read on the server's loop thread")
+        c = self._c
+        if c is None:
+            return []
+        name = ffi.new("const char **")
+        size = ffi.new("size_t *")
+        out = []
+        for i in range(lib.ws_server_conn_topic_count(c)):
+            if lib.ws_server_conn_topic(c, i, name, size) == 0:
+                out.append(ffi.unpack(name[0], size[0]).decode("utf-8", "replace"))
+        return out
+
     # -- flow control ------------------------------------------------------------
     @property
     def buffered_amount(self) -> int:
@@ -213,6 +255,17 @@ class WebSocket:
     def __repr__(self) -> str:
         state = "closed" if self._c is None else "open"
         return f"<WebSocket {self.remote_address} {self.path!r} {state}>"
+
+
+def _topic(topic: Any) -> bytes:
+    """A topic's bytes: a non-empty str of at most 256 bytes of UTF-8."""
+    if not isinstance(topic, str):
+        raise TypeError(f"a topic is a str, not {type(topic).__name__}")
+    raw = topic.encode()
+    if not 0 < len(raw) <= lib.WS_PUBSUB_MAX_TOPIC:
+        raise ValueError(f"a topic is 1 to {lib.WS_PUBSUB_MAX_TOPIC} bytes of UTF-8, "
+                         f"not {len(raw)}")
+    return raw
 
 
 def _as_bytes(message: Any) -> bytes:

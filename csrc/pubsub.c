@@ -1,0 +1,88 @@
+/* pubsub.c - topics on the transport. See pubsub.h.
+ *
+ * The registry (topics.h) is created on the first subscription and keeps
+ * connection pointers as owners; publishing collects them into an array and
+ * fans out through ws_server_send_many, so framing, compression and the cork
+ * are shared with every other send.
+ */
+#include "pubsub.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "server_int.h"
+#include "topics.h"
+
+static ws_topics *registry(ws_server *s) {
+  if (s->topics) return s->topics;
+  ws_topics_config cfg;
+  ws_topics_config_default(&cfg);
+  cfg.max_topic_len = WS_PUBSUB_MAX_TOPIC;
+  /* The hash key keeps a peer from choosing topics that collide. */
+  uv_random(NULL, NULL, cfg.hash_key, sizeof cfg.hash_key, 0, NULL);
+  s->topics = ws_topics_new(&cfg);
+  return s->topics;
+}
+
+int ws_server_conn_subscribe(ws_server_conn *c, const char *topic, size_t len) {
+  if (c->phase != PH_OPEN || !c->opened || len == 0 || len > WS_PUBSUB_MAX_TOPIC) return -1;
+  ws_topics *t = registry(c->server);
+  if (!t) return -2;
+  if (!c->subscribed) {
+    ws_topics_sub_init(&c->sub, c);
+    c->subscribed = 1;
+  }
+  int r = ws_topics_subscribe(t, &c->sub, topic, len);
+  return r < 0 ? -2 : r;
+}
+
+int ws_server_conn_unsubscribe(ws_server_conn *c, const char *topic, size_t len) {
+  if (!c->subscribed || !c->server->topics) return 0;
+  return ws_topics_unsubscribe(c->server->topics, &c->sub, topic, len) == 1;
+}
+
+size_t ws_server_conn_topic_count(const ws_server_conn *c) {
+  return c->subscribed ? ws_topics_sub_count(&c->sub) : 0;
+}
+
+int ws_server_conn_topic(const ws_server_conn *c, size_t i, const char **topic, size_t *len) {
+  if (!c->subscribed) return -1;
+  return ws_topics_sub_topic(&c->sub, i, topic, len);
+}
+
+void ws_srv_topics_drop(ws_server_conn *c) {
+  if (!c->subscribed) return;
+  c->subscribed = 0;
+  if (c->server->topics) ws_topics_unsubscribe_all(c->server->topics, &c->sub);
+}
+
+size_t ws_server_publish(ws_server *s, const char *topic, size_t len, unsigned opcode,
+                         const char *data, size_t data_len, const ws_server_conn *except) {
+  if (!s->topics || len == 0 || len > WS_PUBSUB_MAX_TOPIC) return 0;
+  void *stack[64];
+  size_t n = ws_topics_count(s->topics, topic, len);
+  if (n == 0) return 0;
+  void **owners = n <= 64 ? stack : malloc(n * sizeof *owners);
+  if (!owners) return 0;
+  size_t got = ws_topics_collect(s->topics, topic, len, owners, n);
+  if (got > n) got = n;
+  size_t k = 0;
+  for (size_t i = 0; i < got; i++)
+    if (owners[i] != (const void *)except) owners[k++] = owners[i];
+  size_t sent = ws_server_send_many(s, (ws_server_conn *const *)owners, k, opcode, data, data_len);
+  if (owners != stack) free(owners);
+  return sent;
+}
+
+size_t ws_server_subscribers(const ws_server *s, const char *topic, size_t len) {
+  return s->topics ? ws_topics_count(s->topics, topic, len) : 0;
+}
+
+size_t ws_server_topics_memory(const ws_server *s) {
+  return s->topics ? ws_topics_memory(s->topics) : 0;
+}
+
+void ws_srv_topics_free(ws_server *s) {
+  ws_topics_free(s->topics);
+  s->topics = NULL;
+}

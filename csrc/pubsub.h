@@ -1,0 +1,46 @@
+/* pubsub.h - topics on the transport: subscribe connections, publish to them.
+ *
+ * A connection subscribes to topics (bytes, 1..256 of them, any content);
+ * ws_server_publish writes one message to every open subscriber of a topic:
+ * the frame is encoded once (and compressed once per distinct negotiated
+ * window, as ws_server_send_many does), through the same cork and write path
+ * as a direct send, so a publish and a ws_server_conn_send to the same
+ * connection keep their order. The registry is csrc/topics.h: a subscription
+ * costs one 16-byte entry on each side plus the topic's share; each
+ * connection embeds its 40-byte subscriber state; a topic nobody is
+ * subscribed to costs nothing. A connection's subscriptions are dropped when
+ * it closes (the close handshake done, or the socket gone).
+ *
+ * Threads: as every ws_server_* call, on the loop thread only.
+ */
+#ifndef WS_PUBSUB_H
+#define WS_PUBSUB_H
+
+#include <stddef.h>
+
+#include "server.h"
+
+/* Longest topic, in bytes. */
+#define WS_PUBSUB_MAX_TOPIC 256
+
+/* 1 if newly subscribed, 0 if it already was; -1 if the connection is not
+ * open or the topic is empty or too long; -2 out of memory. */
+int ws_server_conn_subscribe(ws_server_conn *c, const char *topic, size_t len);
+/* 1 if it was subscribed, 0 if not. */
+int ws_server_conn_unsubscribe(ws_server_conn *c, const char *topic, size_t len);
+/* The connection's topics: how many, and the i-th (0 <= i < count; the
+ * pointer is valid until the next subscribe/unsubscribe of c). */
+size_t ws_server_conn_topic_count(const ws_server_conn *c);
+int ws_server_conn_topic(const ws_server_conn *c, size_t i, const char **topic, size_t *len);
+
+/* Sends the message (WS_OP_TEXT/BINARY) to every open subscriber of topic
+ * except `except` (may be NULL). Returns the number of connections written
+ * to. */
+size_t ws_server_publish(ws_server *s, const char *topic, size_t len, unsigned opcode,
+                         const char *data, size_t data_len, const ws_server_conn *except);
+/* Subscribers of a topic (0 for one nobody is subscribed to). */
+size_t ws_server_subscribers(const ws_server *s, const char *topic, size_t len);
+/* Bytes the registry holds (every allocation counted). */
+size_t ws_server_topics_memory(const ws_server *s);
+
+#endif
