@@ -10,14 +10,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "redisbridge.h"
 #include "server_int.h"
 #include "topics.h"
+
+/* The node wants a topic's Redis channel while it has local subscribers. */
+static void topic_first(void *user, const char *topic, size_t len) {
+  ws_server *s = user;
+  if (s->bridge) ws_redis_subscribe(s->bridge, topic, len);
+}
+
+static void topic_last(void *user, const char *topic, size_t len) {
+  ws_server *s = user;
+  if (s->bridge) ws_redis_unsubscribe(s->bridge, topic, len);
+}
 
 static ws_topics *registry(ws_server *s) {
   if (s->topics) return s->topics;
   ws_topics_config cfg;
   ws_topics_config_default(&cfg);
   cfg.max_topic_len = WS_PUBSUB_MAX_TOPIC;
+  cfg.on_first = topic_first;
+  cfg.on_last = topic_last;
+  cfg.user = s;
   /* The hash key keeps a peer from choosing topics that collide. */
   uv_random(NULL, NULL, cfg.hash_key, sizeof cfg.hash_key, 0, NULL);
   s->topics = ws_topics_new(&cfg);
@@ -56,8 +71,9 @@ void ws_srv_topics_drop(ws_server_conn *c) {
   if (c->server->topics) ws_topics_unsubscribe_all(c->server->topics, &c->sub);
 }
 
-size_t ws_server_publish(ws_server *s, const char *topic, size_t len, unsigned opcode,
-                         const char *data, size_t data_len, const ws_server_conn *except) {
+/* Local subscribers only (a message from Redis, or the local half of a publish). */
+static size_t publish_local(ws_server *s, const char *topic, size_t len, unsigned opcode,
+                            const char *data, size_t data_len, const ws_server_conn *except) {
   if (!s->topics || len == 0 || len > WS_PUBSUB_MAX_TOPIC) return 0;
   void *stack[64];
   size_t n = ws_topics_count(s->topics, topic, len);
@@ -74,6 +90,69 @@ size_t ws_server_publish(ws_server *s, const char *topic, size_t len, unsigned o
   return sent;
 }
 
+size_t ws_server_publish(ws_server *s, const char *topic, size_t len, unsigned opcode,
+                         const char *data, size_t data_len, const ws_server_conn *except) {
+  if (len == 0 || len > WS_PUBSUB_MAX_TOPIC) return 0;
+  /* Delivered here at once; PUBLISHed once for the other nodes (a failure
+   * there is counted by the bridge, never waited for). */
+  if (s->bridge) ws_redis_publish(s->bridge, topic, len, opcode, data, data_len);
+  return publish_local(s, topic, len, opcode, data, data_len, except);
+}
+
+static void bridge_message(ws_redis *r, const char *topic, size_t topic_len, unsigned opcode,
+                           const char *payload, size_t len) {
+  ws_server *s = ws_redis_user(r);
+  publish_local(s, topic, topic_len, opcode, payload, len, NULL);
+}
+
+static const ws_redis_callbacks bridge_callbacks = {bridge_message, NULL};
+
+int ws_server_pubsub_connect(ws_server *s, const char *url, size_t url_len, const char *ns,
+                             const char **err) {
+  if (s->bridge) {
+    *err = "a pub/sub bridge is already set";
+    return -1;
+  }
+  ws_redis_url *u = calloc(1, sizeof *u);
+  if (!u) {
+    *err = "out of memory";
+    return -1;
+  }
+  if (ws_redis_url_parse(url, url_len, u, err) != 0) {
+    free(u);
+    return -1;
+  }
+  ws_redis_config cfg;
+  ws_redis_config_default(&cfg);
+  ws_redis_config_from_url(&cfg, u);
+  if (ns && *ns) cfg.ns = ns;
+  cfg.max_topic_len = WS_PUBSUB_MAX_TOPIC;
+  s->bridge = ws_redis_new(&s->loop, &cfg, &bridge_callbacks, s, err);
+  if (!s->bridge) {
+    free(u);
+    return -1;
+  }
+  s->bridge_url = u;
+  if (!registry(s)) {
+    *err = "out of memory";
+    return -1;
+  }
+  return 0;
+}
+
+int ws_server_pubsub_stats(const ws_server *s, ws_redis_stats *out, int *up) {
+  if (!s->bridge) return 0;
+  ws_redis_get_stats(s->bridge, out);
+  *up = ws_redis_is_up(s->bridge);
+  return 1;
+}
+
+void ws_srv_pubsub_close(ws_server *s) {
+  if (!s->bridge) return;
+  ws_redis_close(s->bridge); /* its memory goes when its handles have closed */
+  s->bridge = NULL;
+}
+
 size_t ws_server_subscribers(const ws_server *s, const char *topic, size_t len) {
   return s->topics ? ws_topics_count(s->topics, topic, len) : 0;
 }
@@ -83,6 +162,9 @@ size_t ws_server_topics_memory(const ws_server *s) {
 }
 
 void ws_srv_topics_free(ws_server *s) {
+  ws_srv_pubsub_close(s);
   ws_topics_free(s->topics);
   s->topics = NULL;
+  free(s->bridge_url);
+  s->bridge_url = NULL;
 }

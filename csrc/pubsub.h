@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 
+#include "redisbridge.h"
 #include "server.h"
 
 /* Longest topic, in bytes. */
@@ -38,6 +39,20 @@ int ws_server_conn_topic(const ws_server_conn *c, size_t i, const char **topic, 
  * to. */
 size_t ws_server_publish(ws_server *s, const char *topic, size_t len, unsigned opcode,
                          const char *data, size_t data_len, const ws_server_conn *except);
+/* Across processes and machines: a Redis pub/sub bridge (redisbridge.h) on
+ * the server's loop. url is redis://[[user]:password@]host[:port][/db] or
+ * unix:///path?db=N; ns namespaces the channels (wsuv:<ns>:<topic>). From
+ * then on the node subscribes a topic's channel while it has local
+ * subscribers, and every publish is also PUBLISHed once (remote subscribers
+ * get exactly one copy; a node drops its own). Returns 0, or -1 with *err a
+ * static sentence (a malformed URL, a bridge already set, no memory). Redis
+ * being down is not an error: local delivery goes on, remote publishes are
+ * dropped and counted, the bridge reconnects. */
+int ws_server_pubsub_connect(ws_server *s, const char *url, size_t url_len, const char *ns,
+                             const char **err);
+/* The bridge's counters (redisbridge.h); 0 if there is no bridge. */
+int ws_server_pubsub_stats(const ws_server *s, struct ws_redis_stats *out, int *up);
+
 /* Subscribers of a topic (0 for one nobody is subscribed to). */
 size_t ws_server_subscribers(const ws_server *s, const char *topic, size_t len);
 /* Bytes the registry holds (every allocation counted). */

@@ -1197,7 +1197,8 @@ static void maybe_finish_shutdown(ws_server *s) {
   if (s->finished || s->nconns > 0) return;
   poll_phase_end(s); /* before its uv_check handle closes */
   s->finished = 1;
-  uv_walk(&s->loop, close_all_walk, s);
+  ws_srv_pubsub_close(s); /* its handles close its own way */
+    uv_walk(&s->loop, close_all_walk, s);
 }
 
 void ws_server_stop(ws_server *s, int graceful) {
@@ -1292,6 +1293,7 @@ int ws_server_run(ws_server *s) {
   if (!s->finished) {
     poll_phase_end(s);
     s->finished = 1;
+    ws_srv_pubsub_close(s); /* its handles close its own way */
     uv_walk(&s->loop, close_all_walk, s);
     uv_run(&s->loop, UV_RUN_DEFAULT);
   }
@@ -1308,6 +1310,7 @@ void ws_server_free(ws_server *s) {
       c->opened = 0; /* no callbacks while freeing */
       conn_destroy(c);
     }
+    ws_srv_pubsub_close(s); /* its handles close its own way */
     uv_walk(&s->loop, close_all_walk, s);
   }
   uv_run(&s->loop, UV_RUN_DEFAULT);

@@ -146,6 +146,8 @@ typedef struct deferred_close {
 struct ws_server {
   uv_loop_t loop;
   ws_topics *topics;          /* pubsub.c's registry (owned), NULL until a subscribe */
+  struct ws_redis *bridge;    /* pubsub.c's Redis bridge (owned), NULL without one */
+  struct ws_redis_url *bridge_url; /* what it connects to (owned; the bridge points in) */
   ws_server_config cfg;
   ws_server_callbacks cb;
   void *user;
@@ -195,5 +197,7 @@ struct ws_server {
 /* pubsub.c: a closing connection's subscriptions go; the registry with the server. */
 void ws_srv_topics_drop(ws_server_conn *c);
 void ws_srv_topics_free(ws_server *s);
+/* Before the loop's handles are closed: the Redis bridge closes its own. */
+void ws_srv_pubsub_close(ws_server *s);
 
 #endif

@@ -128,6 +128,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("handle_signals", bool, True, "SIGINT/SIGTERM start a graceful shutdown; a second "
            "signal stops at once"),
     Option("static_dir", str, None, "serve files from this directory to plain HTTP GETs"),
+    Option("pubsub_url", str, None, "Redis for publish across processes and machines: "
+           "redis://[[user]:password@]host[:port][/db] or unix:///path?db=N (give an address, "
+           "not a name: hiredis resolves names blocking); None = this process only"),
+    Option("pubsub_namespace", str, "default", "channels are wsuv:<namespace>:<topic>, so "
+           "several applications can share one Redis"),
 )
 
 OPTION_NAMES = frozenset(o.name for o in OPTIONS)

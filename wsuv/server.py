@@ -166,6 +166,14 @@ class Server:
         _SERVERS[self._s] = self
         self._on_message: Callable[[WebSocket, str | bytes], Any] = getattr(
             handler, "on_message", _ignore)
+        if opts["pubsub_url"]:
+            url = opts["pubsub_url"].encode()
+            err = ffi.new("const char **")
+            if lib.ws_server_pubsub_connect(self._s, url, len(url),
+                                            opts["pubsub_namespace"].encode(), err) != 0:
+                why = ffi.string(err[0]).decode()
+                self.close()
+                raise ValueError(f"pubsub_url {opts['pubsub_url']!r}: {why}")
 
     # -- listening ---------------------------------------------------------------
     def listen(self) -> list[str]:
@@ -379,6 +387,20 @@ class Server:
             return 0
         skip = exclude._c if exclude is not None and exclude._c is not None else ffi.NULL
         return int(lib.ws_server_publish(self._s, raw, len(raw), op, data, len(data), skip))
+
+    def pubsub_stats(self) -> dict[str, int] | None:
+        """The Redis bridge's counters (published, delivered, lost, dropped_down,
+        ..., and up: 1 while connected), or None without ``pubsub_url``.
+        Loop thread only."""
+        if threading.get_ident() != self._thread_id:
+            raise RuntimeError("Server.pubsub_stats must be called on the loop thread")
+        st = ffi.new("ws_redis_stats *")
+        up = ffi.new("int *")
+        if self._s == ffi.NULL or not lib.ws_server_pubsub_stats(self._s, st, up):
+            return None
+        out = {name: int(getattr(st, name)) for name in dir(st)}
+        out["up"] = int(up[0])
+        return out
 
     def subscribers(self, topic: str) -> int:
         """How many connections of this process are subscribed to ``topic``."""
