@@ -269,3 +269,16 @@ def test_asyncio_example_runs(block: Block, tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_every_option_is_in_the_readme_table() -> None:
+    """One table for every knob: a new option is documented with its flag and default."""
+    from wsuv.options import OPTIONS
+
+    text = README.read_text()
+    for opt in OPTIONS:
+        flag = f"--{opt.name.replace('_', '-')}"
+        start = f"| `{opt.name}` | `{flag}"
+        assert start in text, f"README options table lacks a row for {opt.name}"
+        row = text[text.index(start):].split("\n", 1)[0]
+        assert f"`{opt.default!r}`" in row, f"README gives {opt.name} another default: {row}"
