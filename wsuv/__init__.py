@@ -10,7 +10,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from wsuv.exceptions import ProtocolError, WsuvError
+from wsuv.exceptions import (
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+    ProtocolError,
+    WsuvError,
+)
 from wsuv.handler import Accept, Handler
 from wsuv.request import Headers, Request, Response
 from wsuv.server import Server, TimerHandle, serve
@@ -44,9 +50,16 @@ _LAZY = {
     "broadcast": "wsuv.aio",
     "is_valid_utf8": "wsuv.utf8",
 }
+_SUBMODULES = ("sync",)
 
 
 def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:
+        import importlib
+
+        mod = importlib.import_module(f"wsuv.{name}")
+        globals()[name] = mod
+        return mod
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'wsuv' has no attribute {name!r}")
@@ -69,6 +82,9 @@ __all__ = [
     "FrameParser",
     "Handler",
     "Headers",
+    "InvalidHandshake",
+    "InvalidStatus",
+    "InvalidURI",
     "Opcode",
     "ProtocolError",
     "Request",
@@ -87,6 +103,7 @@ __all__ = [
     "is_valid_utf8",
     "load_c_app",
     "serve",
+    "sync",
 ]
 
 
