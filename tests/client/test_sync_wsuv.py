@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import tempfile
 import threading
 from typing import Any
@@ -142,3 +143,31 @@ def test_refused_by_a_wsuv_handler() -> None:
         wsuv.sync.connect(f"ws://127.0.0.1:{server.port}/")
     assert info.value.status == 401
     assert info.value.body.startswith(b"who are you?")
+
+
+def test_host_name_resolved_by_libuv() -> None:
+    # The server listens on the first address the resolver gives for localhost
+    # (the one ws_client_connect tries), and Host carries the name.
+    first = socket.getaddrinfo("localhost", None, type=socket.SOCK_STREAM)[0][4][0]
+    hosts: list[str | None] = []
+
+    class Host(wsuv.Handler):
+        def on_connect(self, request: Request) -> None:
+            hosts.append(request.headers.get("Host"))
+
+        def on_message(self, ws: wsuv.WebSocket, message: Any) -> None:
+            ws.send(message)
+
+    with running_server(Host(), host=str(first)) as server, \
+            wsuv.sync.connect(f"ws://localhost:{server.port}/") as ws:
+        ws.send("by name")
+        assert ws.recv(timeout=TIMEOUT) == "by name"
+    assert hosts == [f"localhost:{server.port}"]
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 in this Python")
+def test_ipv6_literal() -> None:
+    with running_server(host="::1") as server, \
+            wsuv.sync.connect(f"ws://[::1]:{server.port}/") as ws:
+        ws.send("over v6")
+        assert ws.recv(timeout=TIMEOUT) == "over v6"
