@@ -249,3 +249,8 @@ def test_refuses_to_run_inside_asyncio() -> None:
             wsuv.sync.connect("ws://127.0.0.1:1/")
 
     asyncio.run(main())
+
+
+def test_unix_socket_missing() -> None:
+    with pytest.raises(FileNotFoundError):
+        wsuv.sync.connect("ws+unix:///nonexistent-dir-wsuv/ws.sock")
