@@ -946,6 +946,10 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   ws_server *s = c->server;
   s->reads++;
   c->last_read_ms = uv_now(&s->loop);
+  /* A ping was answered (or anything read): the timer, armed for the pong
+   * deadline, must move to the next ping (ping_timeout may exceed
+   * ping_interval; reads otherwise re-arm lazily). */
+  int pinged = c->ping_sent_ms != 0;
   c->ping_sent_ms = 0;
   cork_begin(s);
   if (c->phase == PH_HANDSHAKE) {
@@ -960,6 +964,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
    * connection for all the reads of one epoll wake-up. */
   if (s->poll_corked) cork_end(s);
   else s->poll_corked = 1;
+  if (pinged && c->phase == PH_OPEN) arm_timer(c);
   if (s->cfg.read_rate && c->phase == PH_OPEN) {
     uint64_t now = c->last_read_ms;
     if (now >= c->window_ms + 1000) {
