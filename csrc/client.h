@@ -22,6 +22,15 @@
  * Closing: a client whose close handshake completed waits for the server to
  * close TCP (RFC 6455 7.1.1), at most close_timeout_ms, then closes.
  *
+ * Sharing the host: client connections are connections of the server like
+ * the accepted ones: ws_server_connection_count counts them,
+ * ws_server_broadcast reaches them, a graceful ws_server_stop closes them
+ * with 1001 (one still in its handshake gets on_connect_failed with
+ * UV_ECANCELED, from inside ws_server_stop). Their limits, timers and
+ * compression settings are the server's config (the deflate offer is built
+ * from cfg.pmd: window_bits for our compressor, peer_window_bits < 15 asks
+ * the server for server_max_window_bits).
+ *
  * Every function here is called on the loop's thread (server.h's rule).
  */
 #ifndef WS_CLIENT_H

@@ -254,3 +254,39 @@ def test_refuses_to_run_inside_asyncio() -> None:
 def test_unix_socket_missing() -> None:
     with pytest.raises(FileNotFoundError):
         wsuv.sync.connect("ws+unix:///nonexistent-dir-wsuv/ws.sock")
+
+
+def test_refusal_body_is_bounded() -> None:
+    body = b"x" * (200 * 1024)
+    resp = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    with _answer(resp) as url, pytest.raises(wsuv.InvalidStatus) as info:
+        wsuv.sync.connect(url)
+    assert info.value.status == 503
+    assert info.value.body == body[:64 * 1024]
+
+
+def test_interim_response_before_the_101() -> None:
+    def script(conn: socket.socket) -> None:
+        _, h = read_head(conn)
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        conn.sendall(switching(h["sec-websocket-key"]) + frame(1, b"after 100"))
+        opcode, _, _, data = FrameReader(conn).read()
+        conn.sendall(frame(8, data))
+
+    with raw_server(script) as url, wsuv.sync.connect(url) as ws:
+        assert ws.response is not None and ws.response.status == 101
+        assert ws.recv(timeout=TIMEOUT) == "after 100"
+
+
+def test_response_split_byte_by_byte() -> None:
+    def script(conn: socket.socket) -> None:
+        _, h = read_head(conn)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for b in switching(h["sec-websocket-key"]) + frame(2, b"\x07"):
+            conn.sendall(bytes([b]))
+            time.sleep(0.001)
+        opcode, _, _, data = FrameReader(conn).read()
+        conn.sendall(frame(8, data))
+
+    with raw_server(script) as url, wsuv.sync.connect(url) as ws:
+        assert ws.recv(timeout=TIMEOUT) == b"\x07"
