@@ -290,3 +290,42 @@ def test_response_split_byte_by_byte() -> None:
 
     with raw_server(script) as url, wsuv.sync.connect(url) as ws:
         assert ws.recv(timeout=TIMEOUT) == b"\x07"
+
+
+# A server that breaks RFC 6455 after the 101: the client fails the
+# connection with the code the RFC asks for, says so in its close frame, and
+# recv reports it.
+BAD_SERVER_FRAMES = [
+    ("reserved opcode 3", bytes([0x83, 0x00]), 1002),
+    ("RSV2 set", bytes([0xA1, 0x01]) + b"x", 1002),
+    ("RSV1 without deflate", bytes([0xC1, 0x01]) + b"x", 1002),
+    ("continuation with nothing to continue", bytes([0x80, 0x01]) + b"x", 1002),
+    ("fragmented ping", bytes([0x09, 0x00]), 1002),
+    ("ping over 125 bytes", bytes([0x89, 126, 0, 126]) + b"p" * 126, 1002),
+    ("text not UTF-8", bytes([0x81, 0x02, 0xC3, 0x28]), 1007),
+    ("close with a 1-byte payload", bytes([0x88, 0x01, 0x03]), 1002),
+    ("close code 1005 on the wire", bytes([0x88, 0x02, 0x03, 0xED]), 1002),
+    ("data frame inside a fragmented message", bytes([0x01, 0x01]) + b"a" +
+     bytes([0x81, 0x01]) + b"b", 1002),
+    ("message over max_message_size", bytes([0x82, 126, 0x10, 0x00]) + b"\0" * 4096, 1009),
+]
+
+
+@pytest.mark.parametrize("case,data,code", BAD_SERVER_FRAMES,
+                         ids=[c[0] for c in BAD_SERVER_FRAMES])
+def test_server_protocol_errors(case: str, data: bytes, code: int) -> None:
+    got: list[bytes] = []
+
+    def script(conn: socket.socket) -> None:
+        _, h = read_head(conn)
+        conn.sendall(switching(h["sec-websocket-key"]) + data)
+        opcode, _, key, payload = FrameReader(conn).read()
+        assert opcode == 8 and key is not None
+        got.append(payload)
+
+    with raw_server(script) as url, \
+            wsuv.sync.connect(url, compression=None, max_message_size=1024) as ws:
+        with pytest.raises(wsuv.ConnectionClosed) as info:
+            ws.recv(timeout=TIMEOUT)
+        assert info.value.code == code, case
+    assert got and int.from_bytes(got[0][:2], "big") == code, case
