@@ -240,8 +240,11 @@ class ClientConnection:
     def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send one message: str as text, bytes-like as binary. Returns once the
         kernel has taken it (raises :class:`ConnectionClosed` if closed)."""
-        if isinstance(message, str):
-            data: Any = message.encode()
+        if type(message) is bytes:  # cffi passes bytes as char * without a copy
+            data: Any = message
+            opcode = _OP_BINARY
+        elif isinstance(message, str):
+            data = message.encode()
             opcode = _OP_TEXT
         elif isinstance(message, (bytes, bytearray, memoryview)):
             data = ffi.from_buffer(message)
