@@ -20,6 +20,7 @@ import collections
 import errno
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
@@ -38,6 +39,8 @@ _OP_BINARY = 2
 _OP_PONG = 10
 _UV_EAI_FIRST, _UV_EAI_LAST = -3014, -3000  # libuv's getaddrinfo errors
 _UV_ETIMEDOUT = -errno.ETIMEDOUT
+_MAIN_THREAD = threading.main_thread().ident
+_SIGNAL_SLICE_MS = 200  # longest wait in C on the main thread before signals are seen
 # Characters left as they are in a request target (RFC 3986 pchar, '/', '?').
 _TARGET_SAFE = "/%:@!$&'()*+,;=-._~"
 
@@ -218,14 +221,24 @@ class ClientConnection:
 
     # -- the loop ----------------------------------------------------------------
     def _run(self, deadline: float | None) -> int:
-        """One wait in C: 1 when a callback had news, 0 at the deadline, -1 if stopped."""
-        if self._s == ffi.NULL:
-            return -1
-        ms = -1
-        if deadline is not None:
-            ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
-        self._flag[0] = 0
-        return int(lib.ws_server_run_until(self._s, self._flag, ms))
+        """Waits in C: 1 when a callback had news, 0 at the deadline, -1 if stopped.
+
+        On the main thread the wait is cut in _SIGNAL_SLICE_MS slices: Python
+        runs its signal handlers (Ctrl-C) only between C calls, and libuv's
+        poll retries after EINTR."""
+        main = threading.get_ident() == _MAIN_THREAD
+        while True:
+            if self._s == ffi.NULL:
+                return -1
+            ms = -1
+            if deadline is not None:
+                ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+            if main and (ms < 0 or ms > _SIGNAL_SLICE_MS):
+                ms = _SIGNAL_SLICE_MS
+            self._flag[0] = 0
+            r = int(lib.ws_server_run_until(self._s, self._flag, ms))
+            if r != 0 or (deadline is not None and time.monotonic() >= deadline):
+                return r
 
     def _free(self) -> None:
         if self._s != ffi.NULL:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
 import threading
 import time
@@ -329,3 +331,27 @@ def test_server_protocol_errors(case: str, data: bytes, code: int) -> None:
             ws.recv(timeout=TIMEOUT)
         assert info.value.code == code, case
     assert got and int.from_bytes(got[0][:2], "big") == code, case
+
+
+def test_ctrl_c_interrupts_a_blocking_recv() -> None:
+    done = threading.Event()
+
+    def script(conn: socket.socket) -> None:
+        _, h = read_head(conn)
+        conn.sendall(switching(h["sec-websocket-key"]))
+        done.wait(TIMEOUT)
+
+    assert threading.current_thread() is threading.main_thread()
+    with raw_server(script) as url:
+        ws = wsuv.sync.connect(url, close_timeout=0.2)
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                ws.recv()  # no timeout: only the signal ends it
+        finally:
+            timer.cancel()
+        assert time.monotonic() - t0 < 3
+        ws.close()
+        done.set()
