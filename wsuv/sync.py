@@ -252,7 +252,10 @@ class ClientConnection:
     # -- the API -----------------------------------------------------------------
     def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send one message: str as text, bytes-like as binary. Returns once the
-        kernel has taken it (raises :class:`ConnectionClosed` if closed)."""
+        kernel has taken all of it (a peer that does not read blocks it; the
+        keepalive ping bounds that). Raises :class:`ConnectionClosed` if the
+        connection is closed, or was dropped meanwhile: when more than
+        write_limit bytes of it were left after the kernel took what it could."""
         if type(message) is bytes:  # cffi passes bytes as char * without a copy
             data: Any = message
             opcode = _OP_BINARY
@@ -269,6 +272,8 @@ class ClientConnection:
         while self._c != ffi.NULL and lib.ws_server_conn_buffered(self._c) > 0:
             if self._run(None) < 0:
                 break
+        if self._c == ffi.NULL and self._close is not None and self._close[0] == 1006:
+            raise self._closed_error()  # dropped while sending (write_limit, a reset)
 
     def recv(self, timeout: float | None = None) -> str | bytes:
         """The next message (str for text, bytes for binary). Raises
@@ -449,7 +454,9 @@ def connect(url: str, **options: Any) -> ClientConnection:
     ``compression`` ("deflate", the default, offers permessage-deflate; None),
     ``max_message_size`` (16 MiB; None = no limit), ``ping_interval`` /
     ``ping_timeout`` (20 s each; None = off), ``close_timeout`` (10 s),
-    ``write_limit`` (16 MiB buffered: more drops the connection).
+    ``write_limit`` (16 MiB: a send that leaves more than this unwritten after
+    the kernel took what it could drops the connection; otherwise a send waits
+    until the kernel has taken everything).
 
     Raises :class:`wsuv.InvalidURI`, :class:`wsuv.InvalidStatus` (the server
     answered another status: ``status``, ``headers``, ``body``),

@@ -355,3 +355,23 @@ def test_ctrl_c_interrupts_a_blocking_recv() -> None:
         assert time.monotonic() - t0 < 3
         ws.close()
         done.set()
+
+
+def test_write_limit_drops_a_server_that_does_not_read() -> None:
+    done = threading.Event()
+
+    def script(conn: socket.socket) -> None:
+        _, h = read_head(conn)
+        conn.sendall(switching(h["sec-websocket-key"]))
+        done.wait(TIMEOUT)  # never reads again
+
+    with raw_server(script) as url:
+        ws = wsuv.sync.connect(url, compression=None, write_limit=1 << 20)
+        # The kernel takes a few MiB; more than 1 MiB left over drops the peer at once.
+        t0 = time.monotonic()
+        with pytest.raises(wsuv.ConnectionClosed) as info:
+            ws.send(b"\x00" * (32 << 20))
+        assert time.monotonic() - t0 < 3
+        assert info.value.code == 1006 and "write buffer limit" in info.value.reason
+        ws.close()
+        done.set()
