@@ -12,7 +12,9 @@
  *   - one to target "/reject", which on_request refuses with 403 + body:
  *     on_connect_failed(WS_CLIENT_REFUSED) with status 403 and the body;
  *   - one to a port nothing listens on: on_connect_failed(UV_ECONNREFUSED);
- *   - one to "no-such-host.invalid": on_connect_failed(a UV_EAI_* error).
+ *   - one to "no-such-host.invalid": on_connect_failed(a UV_EAI_* error);
+ * and, before that, a second server freed with a resolution and a connect
+ * in flight (no callback may come, nothing may leak).
  * When every outcome is in, a graceful stop; the program checks the counts
  * (every open client got on_close once, with the expected code, on both
  * sides) and exits 0 when everything matched. Valgrind checks the rest:
@@ -168,6 +170,8 @@ static void on_connect_failed(ws_server *s, ws_server_conn *c, int err, const ws
     /* UV_EAI_NONAME here; a resolver without network may say EAI_AGAIN. */
     if (err < 0 && err != UV_ECANCELED && !hs) a->dns_failed++;
     else fail(a, "the .invalid name did not fail");
+  } else if (kind == 4) {
+    fail(a, "on_connect_failed called while the server was being freed");
   } else {
     fail(a, "an OK client failed to connect");
     fprintf(stderr, "  err %d: %s\n", err, ws_client_strerror(err));
@@ -224,6 +228,15 @@ int main(void) {
     ws_server_free(tmp);
   }
   int bad = 0;
+  /* A server freed with a resolution and a connect in flight: no callback,
+   * nothing leaked (the resolution's callback runs inside ws_server_free). */
+  {
+    ws_server *tmp = ws_server_new(&cfg, &cb, &a);
+    if (!tmp) return 1;
+    bad |= dial(tmp, "localhost", a.port, "/", 1, (void *)(intptr_t)4);
+    bad |= dial(tmp, "127.0.0.1", a.port, "/", 1, (void *)(intptr_t)4);
+    ws_server_free(tmp);
+  }
   for (int k = 0; k < OK_CLIENTS; k++) {
     a.clients[k].is_client = 1;
     a.clients[k].index = k;
