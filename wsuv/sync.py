@@ -289,13 +289,14 @@ class ClientConnection:
         return self._messages.popleft()
 
     def __iter__(self) -> Iterator[str | bytes]:
-        """Messages until the connection closes: normally (1000, 1001) ends the
-        loop; any other close raises :class:`ConnectionClosed`."""
+        """Messages until the connection closes: a normal close (1000, 1001, or a
+        close frame without a code: 1005) ends the loop; any other close
+        raises :class:`ConnectionClosed`."""
         while True:
             try:
                 yield self.recv()
             except ConnectionClosed as exc:
-                if exc.code in (1000, 1001):
+                if exc.code in (1000, 1001, 1005):
                     return
                 raise
 

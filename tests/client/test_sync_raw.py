@@ -375,3 +375,15 @@ def test_write_limit_drops_a_server_that_does_not_read() -> None:
         assert info.value.code == 1006 and "write buffer limit" in info.value.reason
         ws.close()
         done.set()
+
+
+def test_iteration_ends_on_a_close_without_code() -> None:
+    def script(conn: socket.socket) -> None:
+        _, h = read_head(conn)
+        conn.sendall(switching(h["sec-websocket-key"]) + frame(1, b"only") + frame(8, b""))
+        opcode, _, _, data = FrameReader(conn).read()
+        assert opcode == 8 and data == b""  # the client echoes a code-less close
+
+    with raw_server(script) as url, wsuv.sync.connect(url) as ws:
+        assert list(ws) == ["only"]
+        assert ws.close_code == 1005
