@@ -1,6 +1,7 @@
 """wsuv: a fast RFC 6455 WebSocket server for Python with a C core on libuv.
 
 High level: :class:`Server` / :func:`serve` with a :class:`Handler`.
+Client (blocking): ``wsuv.sync.connect(url)`` (:mod:`wsuv.sync`).
 C applications: :func:`load_c_app` (``wsuv_app.h``, in :func:`get_include`).
 Low level: :class:`FrameParser`, :func:`encode_frame`, :class:`Utf8Validator`,
 :func:`accept_key` for people who want frames rather than messages.
