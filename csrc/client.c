@@ -27,6 +27,9 @@ struct ws_client_state {
   ws_client_hs *hs;      /* request offers, then the response (owned) */
   uv_connect_t connect;
   resolve_req *gai;      /* while resolving (libuv's until its callback) */
+  struct addrinfo *addrs; /* the resolved addresses (owned) */
+  struct addrinfo *next_addr; /* the next one to try when a connect fails */
+  uint16_t port;
   char *request;         /* the upgrade request, until it is written (owned) */
   size_t request_len;
   int err;               /* what on_connect_failed will say */
@@ -62,7 +65,7 @@ int ws_client_conn_is_client(const ws_server_conn *c) { return c->cl != NULL; }
 /* ---------- failure ---------- */
 
 static void client_fail(ws_server_conn *c, int err) {
-  if (!c->cl->err) c->cl->err = err;
+  c->cl->err = err;
   ws_srv_conn_destroy(c); /* reports through ws_client_int_gone */
 }
 
@@ -84,6 +87,7 @@ void ws_client_int_gone(ws_server_conn *c) {
 }
 
 void ws_client_int_free(struct ws_client_state *cl) {
+  uv_freeaddrinfo(cl->addrs);
   ws_client_hs_free(cl->hs);
   free(cl->request);
   free(cl);
@@ -142,9 +146,16 @@ void ws_client_int_read_end(ws_server_conn *c, int err) {
 
 /* ---------- connecting ---------- */
 
+static void on_retry_closed(uv_handle_t *h);
+
 static void on_connected(uv_connect_t *req, int status) {
   ws_server_conn *c = req->data;
   if (status == UV_ECANCELED || c->phase != PH_HANDSHAKE) return; /* being destroyed */
+  if (status < 0 && !c->is_pipe && c->cl->next_addr) {
+    /* The name has more addresses: a fresh socket for the next one. */
+    uv_close(&c->h.handle, on_retry_closed);
+    return;
+  }
   if (status < 0) {
     client_fail(c, status);
     return;
@@ -173,6 +184,48 @@ static int start_tcp_connect(ws_server_conn *c, const struct sockaddr *addr) {
   return r;
 }
 
+/* Connects to the next resolved address (in the resolver's order); a
+ * synchronous failure moves on to the one after. 0, or the last error. */
+static int connect_next(ws_server_conn *c) {
+  struct ws_client_state *cl = c->cl;
+  int r = UV_EAI_NONAME;
+  while (cl->next_addr) {
+    struct addrinfo *ai = cl->next_addr;
+    cl->next_addr = ai->ai_next;
+    struct sockaddr_storage ss;
+    if (ai->ai_addrlen > sizeof ss || (ai->ai_family != AF_INET && ai->ai_family != AF_INET6))
+      continue;
+    memset(&ss, 0, sizeof ss);
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    if (ss.ss_family == AF_INET6) ((struct sockaddr_in6 *)&ss)->sin6_port = htons(cl->port);
+    else ((struct sockaddr_in *)&ss)->sin_port = htons(cl->port);
+    r = start_tcp_connect(c, (const struct sockaddr *)&ss);
+    if (r == 0) return 0;
+  }
+  return r;
+}
+
+/* The failed socket is closed: open a fresh one for the next address, unless
+ * the connection was destroyed meanwhile (conn_destroy leaves a closing
+ * stream alone; its close is counted here). */
+static void on_retry_closed(uv_handle_t *h) {
+  ws_server_conn *c = h->data;
+  if (c->phase == PH_CLOSED) {
+    ws_srv_on_conn_handle_closed(h);
+    return;
+  }
+  int r = uv_tcp_init(&c->server->loop, &c->h.tcp);
+  if (r == 0) {
+    c->h.handle.data = c;
+    r = connect_next(c);
+    if (r == 0) return;
+    client_fail(c, r);
+    return;
+  }
+  c->handles_open--; /* the stream stays closed: conn_destroy skips it */
+  client_fail(c, r);
+}
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   resolve_req *rr = (resolve_req *)req;
   ws_server_conn *c = rr->conn;
@@ -182,19 +235,16 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     uv_freeaddrinfo(res);
     return;
   }
-  c->cl->gai = NULL;
+  struct ws_client_state *cl = c->cl;
+  cl->gai = NULL;
   if (status < 0 || !res) {
     uv_freeaddrinfo(res);
     client_fail(c, status < 0 ? status : UV_EAI_NONAME);
     return;
   }
-  struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof ss);
-  memcpy(&ss, res->ai_addr, res->ai_addrlen <= sizeof ss ? res->ai_addrlen : sizeof ss);
-  uv_freeaddrinfo(res);
-  if (ss.ss_family == AF_INET6) ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
-  else ((struct sockaddr_in *)&ss)->sin_port = htons(port);
-  int r = start_tcp_connect(c, (const struct sockaddr *)&ss);
+  cl->addrs = cl->next_addr = res;
+  cl->port = port;
+  int r = connect_next(c);
   if (r != 0) client_fail(c, r);
 }
 

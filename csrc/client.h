@@ -8,7 +8,8 @@
  * as an accepted one, and the ws_server_conn_* functions work on it.
  *
  * ws_client_connect resolves the host (numeric, or a name through
- * uv_getaddrinfo; the first address returned is used), connects over TCP or
+ * uv_getaddrinfo: its addresses are tried in the resolver's order until one
+ * accepts, each with a fresh socket), connects over TCP or
  * to a Unix socket, writes the upgrade request (clienths.h, with a 16-byte
  * nonce from the pool), reads the response through clienths, and on a valid
  * 101 starts the engine (permessage-deflate with the parameters the server

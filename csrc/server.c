@@ -130,7 +130,9 @@ static void conn_destroy(ws_server_conn *c) {
   if (was_open && c->ws.state != WS_CONN_CLOSED)
     ws_conn_abort(&c->ws, 1006, "connection dropped", 18); /* reports on_close */
   conn_unlink(c);
-  uv_close(&c->h.handle, on_conn_handle_closed);
+  /* A client retrying another address has its stream closing already
+   * (client.c counts that close). */
+  if (!uv_is_closing(&c->h.handle)) uv_close(&c->h.handle, on_conn_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
 }
 
@@ -1810,3 +1812,4 @@ void ws_srv_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 void ws_srv_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   on_read(st, nread, buf);
 }
+void ws_srv_on_conn_handle_closed(uv_handle_t *h) { on_conn_handle_closed(h); }

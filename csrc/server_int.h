@@ -214,6 +214,8 @@ void ws_srv_pmd_note(ws_server_conn *c);
 void ws_srv_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void ws_srv_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 void ws_srv_loop_touched(ws_server *s);
+/* The close callback of a connection's handles (frees it after the last). */
+void ws_srv_on_conn_handle_closed(uv_handle_t *h);
 
 /* client.c's side (client connections, c->cl != NULL). */
 /* Response bytes during the client handshake (inside a cork). */

@@ -3,15 +3,17 @@
  * the same loop, through the real transport (server.c, client.c, libuv).
  *
  * The server listens on 127.0.0.1:0 and opens:
- *   - OK_CLIENTS client connections to itself (numeric host; every fourth
- *     by the name "localhost"; half offer permessage-deflate, which the
+ *   - OK_CLIENTS client connections to itself (numeric host; a quarter by
+ *     the name "localhost", a quarter by "two.test", whose first address
+ *     refuses; half offer permessage-deflate, which the
  *     server accepts): each sends MSGS messages (text and binary, 0 B to
  *     100 KiB, some over the deflate threshold), the accepted side echoes
  *     them, the client checks every echo and closes with 1000 (or, for every
  *     third one, asks the server to close with 4000);
  *   - one to target "/reject", which on_request refuses with 403 + body:
  *     on_connect_failed(WS_CLIENT_REFUSED) with status 403 and the body;
- *   - one to a port nothing listens on: on_connect_failed(UV_ECONNREFUSED);
+ *   - one to a port nothing listens on: on_connect_failed(UV_ECONNREFUSED),
+ *     and one by "two.test" to it (both addresses refuse: the same);
  *   - one to "no-such-host.invalid": on_connect_failed(a UV_EAI_* error);
  * and, before that, a second server freed with a resolution and a connect
  * in flight (no callback may come, nothing may leak).
@@ -22,6 +24,8 @@
  *
  * Usage: client_loop
  */
+#include <dlfcn.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +34,38 @@
 #include "client.h"
 #include "server.h"
 #include "wsframe.h"
+
+/* The resolver, interposed (libuv calls getaddrinfo from its thread pool):
+ * "two.test" has two addresses, 127.0.0.2 first (nothing listens there: the
+ * server is on 127.0.0.1 only) then 127.0.0.1, so a client must move on to
+ * the second. Both lists come from the real getaddrinfo, chained, so the
+ * real freeaddrinfo frees them. Other names go to the real one. */
+typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res) {
+  gai_fn real = (gai_fn)(uintptr_t)dlsym(RTLD_NEXT, "getaddrinfo");
+  if (!real) return EAI_SYSTEM;
+  if (!node || strcmp(node, "two.test") != 0) return real(node, service, hints, res);
+  struct addrinfo h;
+  memset(&h, 0, sizeof h);
+  h.ai_family = AF_INET;
+  h.ai_socktype = SOCK_STREAM;
+  h.ai_flags = AI_NUMERICHOST;
+  struct addrinfo *first = NULL, *second = NULL;
+  int r = real("127.0.0.2", service, &h, &first);
+  if (r != 0) return r;
+  r = real("127.0.0.1", service, &h, &second);
+  if (r != 0) {
+    freeaddrinfo(first);
+    return r;
+  }
+  struct addrinfo *tail = first;
+  while (tail->ai_next) tail = tail->ai_next;
+  tail->ai_next = second;
+  *res = first;
+  return 0;
+}
 
 #define OK_CLIENTS 12
 #define MSGS 6
@@ -53,7 +89,7 @@ typedef struct app {
   int outcomes;   /* clients (ok and failing) whose story is over */
 } app;
 
-#define EXPECTED_OUTCOMES (OK_CLIENTS + 3)
+#define EXPECTED_OUTCOMES (OK_CLIENTS + 4)
 
 static void fail(app *a, const char *what) {
   fprintf(stderr, "client_loop: %s\n", what);
@@ -240,11 +276,12 @@ int main(void) {
   for (int k = 0; k < OK_CLIENTS; k++) {
     a.clients[k].is_client = 1;
     a.clients[k].index = k;
-    const char *host = k % 4 == 3 ? "localhost" : "127.0.0.1";
+    const char *host = k % 4 == 3 ? "localhost" : k % 4 == 1 ? "two.test" : "127.0.0.1";
     bad |= dial(s, host, a.port, "/echo?k=1", k % 2, &a.clients[k]); /* odd k: deflate */
   }
   bad |= dial(s, "127.0.0.1", a.port, "/reject", 1, (void *)(intptr_t)1);
   bad |= dial(s, "127.0.0.1", dead_port, "/", 1, (void *)(intptr_t)2);
+  bad |= dial(s, "two.test", dead_port, "/", 1, (void *)(intptr_t)2); /* both refuse */
   bad |= dial(s, "no-such-host.invalid", 80, "/", 1, (void *)(intptr_t)3);
   if (bad) {
     ws_server_free(s);
@@ -264,11 +301,11 @@ int main(void) {
   }
   if (a.accepted_closed != OK_CLIENTS) fail(&a, "accepted side: on_close count");
   if (a.accepted_4000 != (OK_CLIENTS + 2) / 3) fail(&a, "accepted side: 4000 closes");
-  if (a.refused_403 != 1 || a.refused_conn != 1 || a.dns_failed != 1)
+  if (a.refused_403 != 1 || a.refused_conn != 2 || a.dns_failed != 1)
     fail(&a, "a failing client was not reported once");
   if (a.deflated != OK_CLIENTS / 2) fail(&a, "deflate count");
   if (a.failures) return 1;
-  printf("client_loop: %d clients echoed and closed, 3 failures reported as expected\n",
+  printf("client_loop: %d clients echoed and closed, 4 failures reported as expected\n",
          OK_CLIENTS);
   return 0;
 }
