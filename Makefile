@@ -226,9 +226,20 @@ redis-asan: build build/tests/redis_bridge_test_asan
 	WSUV_REDIS_DRIVER=$(CURDIR)/build/tests/redis_bridge_test_asan ASAN_OPTIONS=detect_leaks=1 \
 	  $(PY) -m pytest -q -p no:cacheprovider tests/redis -k "not valgrind"
 
-memcheck: build/tests/engine_stress | $(VENV)/.deps
+# The transport with client connections dialling their own server (libuv, all of csrc/ but
+# the C-application loader).
+CLIENT_LOOP_SRCS := $(ENGINE_SRCS) $(addprefix csrc/,clienths.c csprng.c server.c client.c \
+  pubsub.c topics.c redisbridge.c redisproto.c)
+build/tests/client_loop: tests/c/client_loop.c $(CLIENT_LOOP_SRCS) $(wildcard csrc/*.h)
+	@mkdir -p build/tests
+	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Icsrc $$(pkg-config --cflags libuv) \
+	  -o $@ tests/c/client_loop.c $(CLIENT_LOOP_SRCS) $$(pkg-config --libs libuv) -lhttp_parser -lz -lhiredis -ldl
+
+memcheck: build/tests/engine_stress build/tests/client_loop | $(VENV)/.deps
 	@command -v valgrind >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; } || \
 	  { echo "missing: valgrind (run: sudo apt-get install valgrind)"; exit 1; }
 	valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=1 \
 	  ./build/tests/engine_stress $(STRESS_CONNS)
+	valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=1 \
+	  ./build/tests/client_loop

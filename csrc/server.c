@@ -30,6 +30,8 @@
 
 static const ws_conn_callbacks engine_callbacks;
 static void pmd_note(ws_server_conn *c);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
 /* ---------- calls into the application ----------
  *
@@ -53,6 +55,8 @@ static inline void loop_touched(ws_server *s) {
   if (s->in_run) s->dirty = 1;
   else uv_async_send(&s->async);
 }
+
+void ws_srv_loop_touched(ws_server *s) { loop_touched(s); }
 
 /* A timer started outside uv_run: the cached clock may be stale, and the
  * other loop's timeout must be recomputed. */
@@ -102,6 +106,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
   ws_server *s = c->server;
   ws_conn_free(&c->ws);
   if (c->hs) ws_handshake_free(c->hs);
+  if (c->cl) ws_client_int_free(c->cl);
   free(c->early);
   while (c->held) { /* never submitted, so libuv does not own them */
     write_req *w = c->held;
@@ -115,6 +120,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
 /* Closes the socket now, whatever is queued. */
 static void conn_destroy(ws_server_conn *c) {
   if (c->phase == PH_CLOSED) return;
+  if (c->cl && c->phase == PH_HANDSHAKE) ws_client_int_gone(c); /* on_connect_failed */
   int was_open = c->phase == PH_OPEN;
   c->phase = PH_CLOSED; /* its cork entries are skipped at the flush */
   ws_srv_topics_drop(c);
@@ -125,7 +131,9 @@ static void conn_destroy(ws_server_conn *c) {
   if (was_open && c->ws.state != WS_CONN_CLOSED)
     ws_conn_abort(&c->ws, 1006, "connection dropped", 18); /* reports on_close */
   conn_unlink(c);
-  uv_close(&c->h.handle, on_conn_handle_closed);
+  /* A client retrying another address has its stream closing already
+   * (client.c counts that close). */
+  if (!uv_is_closing(&c->h.handle)) uv_close(&c->h.handle, on_conn_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
 }
 
@@ -573,6 +581,23 @@ static void eng_control(ws_conn *e, unsigned opcode, const uint8_t *data, size_t
   }
 }
 
+/* A client whose close handshake completed waits for the server to close
+ * TCP first (RFC 6455 7.1.1: the server keeps TIME_WAIT): its writes go on,
+ * it reads (and drops) until EOF, and close_timeout bounds the wait; then
+ * the socket is closed (PH_FLUSHING's timer or on_read's EOF). */
+static void client_linger(ws_server_conn *c) {
+  if (c->corked) cork_flush(c->server);
+  if (c->held) release_held(c, 1);
+  if (c->phase != PH_OPEN) return; /* the flush failed */
+  c->phase = PH_FLUSHING;
+  c->closing_ms = uv_now(&c->server->loop);
+  if (!c->reading && uv_read_start(&c->h.stream, on_alloc, on_read) == 0) {
+    c->reading = 1;
+    loop_touched(c->server);
+  }
+  arm_timer(c);
+}
+
 static void eng_closed(ws_conn *e, unsigned code, const char *reason, size_t reason_len,
                        int clean) {
   (void)clean;
@@ -583,7 +608,9 @@ static void eng_closed(ws_conn *e, unsigned code, const char *reason, size_t rea
     c->opened = 0;
     report_close(s, c, 0, code, reason, reason_len);
   }
-  if (c->phase == PH_OPEN) conn_finish(c);
+  if (c->phase != PH_OPEN) return;
+  if (c->cl && clean) client_linger(c);
+  else conn_finish(c);
 }
 
 /* Assembly buffers: the smallest pooled one that fits, else a fresh one. */
@@ -637,7 +664,12 @@ static void eng_flush(ws_conn *e) {
 
 static const ws_conn_callbacks engine_callbacks = {
     eng_write, eng_message, eng_control, eng_closed, eng_flush, eng_buf_take, eng_buf_give,
-    eng_buf_resize};
+    eng_buf_resize, NULL};
+
+/* The client role: the same, with mask keys from the server's CSPRNG pool. */
+static const ws_conn_callbacks client_engine_callbacks = {
+    eng_write, eng_message, eng_control, eng_closed, eng_flush, eng_buf_take, eng_buf_give,
+    eng_buf_resize, ws_client_int_mask_key};
 
 /* ---------- timers ---------- */
 
@@ -734,7 +766,8 @@ static void on_conn_timer(uv_timer_t *t) {
   switch (c->phase) {
   case PH_HANDSHAKE:
     if (cfg->handshake_timeout_ms && now >= c->started_ms + cfg->handshake_timeout_ms) {
-      conn_destroy(c);
+      if (c->cl) ws_client_int_timeout(c); /* the open timeout */
+      else conn_destroy(c);
       return;
     }
     break;
@@ -813,7 +846,8 @@ static void conn_resume_if_allowed(ws_server_conn *c) {
 
 static void start_engine(ws_server_conn *c) {
   ws_server *s = c->server;
-  ws_conn_init(&c->ws, &engine_callbacks, &s->cfg.limits);
+  if (c->cl) ws_conn_init_client(&c->ws, &client_engine_callbacks, &s->cfg.limits);
+  else ws_conn_init(&c->ws, &engine_callbacks, &s->cfg.limits);
   c->ws.data = c;
   c->ws.want_control = s->cfg.want_control ? 1 : 0;
   int pmd_failed = c->pmd_on && ws_conn_enable_deflate(&c->ws, &s->pmd_ctx, &c->pmd_params) != 0;
@@ -902,6 +936,10 @@ static void open_after_pending(ws_server_conn *c) {
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   ws_server_conn *c = st->data;
   if (nread == 0) return;
+  if (nread < 0 && c->cl && c->phase == PH_HANDSHAKE) {
+    ws_client_int_read_end(c, (int)nread); /* a refusal's body may end at EOF */
+    return;
+  }
   if (nread < 0) {
     /* EOF or error: a WebSocket that ends without a close frame is 1006. */
     if (c->phase == PH_OPEN && c->ws.state != WS_CONN_CLOSED)
@@ -912,10 +950,15 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   ws_server *s = c->server;
   s->reads++;
   c->last_read_ms = uv_now(&s->loop);
+  /* A ping was answered (or anything read): the timer, armed for the pong
+   * deadline, must move to the next ping (ping_timeout may exceed
+   * ping_interval; reads otherwise re-arm lazily). */
+  int pinged = c->ping_sent_ms != 0;
   c->ping_sent_ms = 0;
   cork_begin(s);
   if (c->phase == PH_HANDSHAKE) {
-    handle_handshake(c, buf->base, (size_t)nread);
+    if (c->cl) ws_client_int_read(c, buf->base, (size_t)nread);
+    else handle_handshake(c, buf->base, (size_t)nread);
   } else if (c->phase == PH_OPEN) {
     ws_conn_feed(&c->ws, (uint8_t *)buf->base, (size_t)nread);
     pmd_note(c);
@@ -925,6 +968,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
    * connection for all the reads of one epoll wake-up. */
   if (s->poll_corked) cork_end(s);
   else s->poll_corked = 1;
+  if (pinged && c->phase == PH_OPEN) arm_timer(c);
   if (s->cfg.read_rate && c->phase == PH_OPEN) {
     uint64_t now = c->last_read_ms;
     if (now >= c->window_ms + 1000) {
@@ -949,6 +993,14 @@ static void set_socket_options(ws_server *s, ws_server_conn *c) {
   if (s->cfg.tcp_keepalive > 0) uv_tcp_keepalive(&c->h.tcp, 1, (unsigned)s->cfg.tcp_keepalive);
 }
 
+void ws_srv_conn_link(ws_server *s, ws_server_conn *c) {
+  c->id = ++s->next_id;
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+}
+
 static void on_connection(uv_stream_t *listener, int status) {
   ws_server *s = listener->data;
   if (status < 0 || s->stopping) return;
@@ -965,11 +1017,7 @@ static void on_connection(uv_stream_t *listener, int status) {
   c->h.handle.data = c;
   c->timer.data = c;
   c->handles_open = 2;
-  c->id = ++s->next_id;
-  c->next = s->conns;
-  if (s->conns) s->conns->prev = c;
-  s->conns = c;
-  s->nconns++;
+  ws_srv_conn_link(s, c);
   c->phase = PH_HANDSHAKE;
   if (uv_accept(listener, &c->h.stream) != 0) {
     conn_destroy(c);
@@ -1167,6 +1215,9 @@ ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks 
   uv_timer_init(&s->loop, &s->trim_timer);
   s->trim_timer.data = s;
   uv_unref((uv_handle_t *)&s->trim_timer);
+  uv_timer_init(&s->loop, &s->wait_timer);
+  s->wait_timer.data = s;
+  uv_unref((uv_handle_t *)&s->wait_timer);
   uv_check_init(&s->loop, &s->poll_end);
   s->poll_end.data = s;
   uv_check_start(&s->poll_end, on_poll_end);
@@ -1282,6 +1333,39 @@ int ws_server_run_nowait(ws_server *s, int *timeout_ms) {
   return alive != 0;
 }
 
+static void on_wait_timer(uv_timer_t *t) { (void)t; /* uv_run(ONCE) returns */ }
+
+int ws_server_run_until(ws_server *s, const volatile int *flag, int timeout_ms) {
+  if (s->finished) return -1;
+  uint64_t deadline = 0;
+  if (timeout_ms >= 0) {
+    uv_update_time(&s->loop);
+    deadline = uv_now(&s->loop) + (uint64_t)timeout_ms;
+  }
+  int r = 0;
+  for (;;) {
+    if (flag ? *flag != 0 : s->nconns == 0) {
+      r = 1;
+      break;
+    }
+    if (timeout_ms >= 0) {
+      uv_update_time(&s->loop);
+      uint64_t now = uv_now(&s->loop);
+      if (now >= deadline) break;
+      uv_timer_start(&s->wait_timer, on_wait_timer, deadline - now, 0);
+    }
+    s->in_run = 1;
+    int alive = uv_run(&s->loop, UV_RUN_ONCE);
+    s->in_run = 0;
+    if (!alive || s->finished) {
+      r = flag && *flag ? 1 : -1;
+      break;
+    }
+  }
+  uv_timer_stop(&s->wait_timer);
+  return r;
+}
+
 int ws_server_run(ws_server *s) {
   s->in_run = 1;
   if (s->cfg.handle_signals) {
@@ -1326,6 +1410,7 @@ void ws_server_free(ws_server *s) {
   for (int i = 0; i < POOL_SLOTS; i++) free(s->pool[i]);
   for (int i = 0; i < 16; i++) ws_pmd_free(s->bcast[i]);
   ws_srv_topics_free(s);
+  ws_csprng_free(s->csprng);
   free(s);
 }
 
@@ -1713,3 +1798,24 @@ void ws_server_conn_resume_reading(ws_server_conn *c) {
 size_t ws_server_conn_size(void) { return sizeof(ws_server_conn); }
 
 ws_server *ws_server_conn_server(const ws_server_conn *c) { return c->server; }
+
+/* ---------- for the transport's other files (server_int.h) ---------- */
+
+void ws_srv_app_leave(ws_server *s) { app_leave(s); }
+void ws_srv_app_turn(ws_server *s) { app_turn(s); }
+void ws_srv_cork_begin(ws_server *s) { cork_begin(s); }
+void ws_srv_cork_end(ws_server *s) { cork_end(s); }
+void ws_srv_conn_destroy(ws_server_conn *c) { conn_destroy(c); }
+void ws_srv_conn_write_raw(ws_server_conn *c, const char *data, size_t len) {
+  conn_write_raw(c, data, len);
+}
+void ws_srv_arm_timer(ws_server_conn *c) { arm_timer(c); }
+void ws_srv_start_engine(ws_server_conn *c) { start_engine(c); }
+void ws_srv_pmd_note(ws_server_conn *c) { pmd_note(c); }
+void ws_srv_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  on_alloc(h, suggested, buf);
+}
+void ws_srv_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  on_read(st, nread, buf);
+}
+void ws_srv_on_conn_handle_closed(uv_handle_t *h) { on_conn_handle_closed(h); }

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clienths.h"
 #include "handshake.h"
 #include "wsconn.h"
 
@@ -96,6 +97,13 @@ typedef struct ws_server_callbacks {
    * is gone before the decision (handshake timeout, shutdown): the
    * application must not use c again. Required with ws_server_conn_defer. */
   void (*on_cancel)(ws_server *s, ws_server_conn *c);
+  /* A client connection (client.h) failed before it opened: err < 0 is a
+   * libuv error (DNS, refused, reset, UV_ETIMEDOUT for the open timeout,
+   * UV_ECANCELED when the server stopped) and hs is NULL; err > 0 is an
+   * enum ws_client_failure and hs the response read (status, headers, a
+   * bounded body, the reason of an INVALID). hs is valid during the call;
+   * afterwards the application must not use c again. */
+  void (*on_connect_failed)(ws_server *s, ws_server_conn *c, int err, const ws_client_hs *hs);
 } ws_server_callbacks;
 
 /* Allocates a server with its own loop. cb may have NULL members. Returns
@@ -132,6 +140,13 @@ int ws_server_backend_fd(const ws_server *s);
 int ws_server_backend_timeout(const ws_server *s);
 int ws_server_run_nowait(ws_server *s, int *timeout_ms); /* also stores the next timeout
                                                             (NULL: not wanted) */
+/* Runs the loop (uv_run ONCE at a time, so it blocks in the poll) until
+ * *flag != 0 (set by a callback), or, with flag NULL, until no connection
+ * is left; timeout_ms bounds the wait (-1 = none). Returns 1 when the
+ * condition holds, 0 on timeout, -1 if the loop has stopped. For a thread
+ * that owns the server and waits for it (the blocking client); not with
+ * ws_server_run or ws_server_run_nowait, and not from a callback. */
+int ws_server_run_until(ws_server *s, const volatile int *flag, int timeout_ms);
 /* Starts a graceful shutdown (graceful = 1: stop accepting, close 1001 to
  * all, wait up to shutdown_timeout_ms) or stops now (graceful = 0). */
 void ws_server_stop(ws_server *s, int graceful);

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "clienths.h"
+#include "csprng.h"
 #include "pmdeflate.h"
 #include "server.h"
 #include "topics.h"
@@ -111,6 +113,7 @@ struct ws_server_conn {
   uint8_t pmd_watch;          /* its streams are live: the idle check is armed */
   ws_pmd_params pmd_params;   /* what was negotiated, until the engine starts */
   uint64_t pmd_check_ms;      /* start of the current idle period */
+  struct ws_client_state *cl; /* client connections only (owned; client.c) */
 };
 
 typedef struct cork_entry {
@@ -189,6 +192,8 @@ struct ws_server {
   size_t pmd_released;         /* deflate bytes given back since the last heap trim */
   uint64_t pmd_trim_ms;        /* when the heap was last trimmed */
   uv_timer_t trim_timer;       /* a trim deferred by the once-a-second bound */
+  ws_csprng *csprng;           /* mask keys and nonces of client connections (owned; lazy) */
+  uv_timer_t wait_timer;       /* bounds ws_server_run_until (unref'd) */
   size_t read_len;             /* bytes offered to each read, <= READ_BUF_SIZE */
   char readbuf[READ_BUF_SIZE];
   char corkbuf[CORK_SIZE];
@@ -199,5 +204,44 @@ void ws_srv_topics_drop(ws_server_conn *c);
 void ws_srv_topics_free(ws_server *s);
 /* Before the loop's handles are closed: the Redis bridge closes its own. */
 void ws_srv_pubsub_close(ws_server *s);
+
+/* ---- calls across the transport's files (server.c <-> client.c) ---------- */
+
+/* Every application callback goes through WS_SRV_APP_CALL (see server.c). */
+#define WS_SRV_APP_CALL(s, call) do { (s)->app_depth++; call; ws_srv_app_leave(s); } while (0)
+void ws_srv_app_leave(ws_server *s);
+/* Delivers the held batch before another event (unless inside a callback). */
+void ws_srv_app_turn(ws_server *s);
+void ws_srv_cork_begin(ws_server *s);
+void ws_srv_cork_end(ws_server *s);
+/* Adds a fresh connection to the server's list (id assigned). */
+void ws_srv_conn_link(ws_server *s, ws_server_conn *c);
+/* Closes the socket now, whatever is queued (reports what is owed). */
+void ws_srv_conn_destroy(ws_server_conn *c);
+void ws_srv_conn_write_raw(ws_server_conn *c, const char *data, size_t len);
+void ws_srv_arm_timer(ws_server_conn *c);
+/* The handshake is done: the engine starts (client role if c->cl), on_open. */
+void ws_srv_start_engine(ws_server_conn *c);
+void ws_srv_pmd_note(ws_server_conn *c);
+void ws_srv_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+void ws_srv_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+void ws_srv_loop_touched(ws_server *s);
+/* The close callback of a connection's handles (frees it after the last). */
+void ws_srv_on_conn_handle_closed(uv_handle_t *h);
+
+/* client.c's side (client connections, c->cl != NULL). */
+/* Response bytes during the client handshake (inside a cork). */
+void ws_client_int_read(ws_server_conn *c, char *data, size_t len);
+/* EOF or a read error during the client handshake. */
+void ws_client_int_read_end(ws_server_conn *c, int err);
+/* The open timeout passed. */
+void ws_client_int_timeout(ws_server_conn *c);
+/* conn_destroy of a client connection still in its handshake: reports
+ * on_connect_failed (once, unless the server is being freed). */
+void ws_client_int_gone(ws_server_conn *c);
+/* Frees the client state (the connection's handles are closed). */
+void ws_client_int_free(struct ws_client_state *cl);
+/* The engine's mask_key callback for client connections. */
+void ws_client_int_mask_key(ws_conn *e, uint8_t key[4]);
 
 #endif

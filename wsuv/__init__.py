@@ -1,6 +1,7 @@
 """wsuv: a fast RFC 6455 WebSocket server for Python with a C core on libuv.
 
 High level: :class:`Server` / :func:`serve` with a :class:`Handler`.
+Client (blocking): ``wsuv.sync.connect(url)`` (:mod:`wsuv.sync`).
 C applications: :func:`load_c_app` (``wsuv_app.h``, in :func:`get_include`).
 Low level: :class:`FrameParser`, :func:`encode_frame`, :class:`Utf8Validator`,
 :func:`accept_key` for people who want frames rather than messages.
@@ -10,7 +11,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from wsuv.exceptions import ProtocolError, WsuvError
+from wsuv.exceptions import (
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+    ProtocolError,
+    WsuvError,
+)
 from wsuv.handler import Accept, Handler
 from wsuv.request import Headers, Request, Response
 from wsuv.server import Server, TimerHandle, serve
@@ -44,9 +51,16 @@ _LAZY = {
     "broadcast": "wsuv.aio",
     "is_valid_utf8": "wsuv.utf8",
 }
+_SUBMODULES = ("sync",)
 
 
 def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:
+        import importlib
+
+        mod = importlib.import_module(f"wsuv.{name}")
+        globals()[name] = mod
+        return mod
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'wsuv' has no attribute {name!r}")
@@ -69,6 +83,9 @@ __all__ = [
     "FrameParser",
     "Handler",
     "Headers",
+    "InvalidHandshake",
+    "InvalidStatus",
+    "InvalidURI",
     "Opcode",
     "ProtocolError",
     "Request",
@@ -87,6 +104,7 @@ __all__ = [
     "is_valid_utf8",
     "load_c_app",
     "serve",
+    "sync",
 ]
 
 

@@ -19,3 +19,26 @@ class ProtocolError(WsuvError):
         self.code = code
         self.reason = reason
         self.frames: list[object] = frames if frames is not None else []
+
+
+class InvalidURI(WsuvError, ValueError):
+    """The URL is not one a client can connect to (or needs TLS: wss://)."""
+
+
+class InvalidHandshake(WsuvError):
+    """The opening handshake failed: the server's answer is not a valid 101."""
+
+
+class InvalidStatus(InvalidHandshake):
+    """The server answered the upgrade with another HTTP status.
+
+    ``status`` is the status code, ``headers`` the response's headers
+    (:class:`wsuv.Headers`) and ``body`` its body (bounded: at most 64 KiB
+    are kept).
+    """
+
+    def __init__(self, status: int, headers: object, body: bytes, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers
+        self.body = body
