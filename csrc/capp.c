@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "handshake.h"
+#include "pubsub.h"
 #include "wsuv_app.h"
 
 /* A subprotocol longer than this is refused: it keeps the 101 response
@@ -296,6 +297,29 @@ static size_t h_send_many(wsuv_server *s, wsuv_conn *const *conns, size_t n, uns
   return ws_server_send_many(a->server, (ws_server_conn *const *)conns, n, opcode, data, len);
 }
 
+static int h_subscribe(wsuv_conn *c, const char *topic, size_t len) {
+  if (!topic || len == 0 || len > WS_PUBSUB_MAX_TOPIC) return WSUV_EINVAL;
+  int r = ws_server_conn_subscribe(conn_of(c), topic, len);
+  return r >= 0 ? r : r == -2 ? WSUV_ENOMEM : WSUV_ECLOSED;
+}
+
+static int h_unsubscribe(wsuv_conn *c, const char *topic, size_t len) {
+  if (!topic || len == 0) return 0;
+  return ws_server_conn_unsubscribe(conn_of(c), topic, len);
+}
+
+static size_t h_publish(wsuv_server *s, const char *topic, size_t len, unsigned opcode,
+                        const char *data, size_t data_len, const wsuv_conn *except) {
+  ws_capp *a = capp_of(s);
+  if (!a->server || !topic || !is_data_opcode(opcode) || (data_len && !data)) return 0;
+  return ws_server_publish(a->server, topic, len, opcode, data, data_len, cconn_of(except));
+}
+
+static size_t h_subscribers(const wsuv_server *s, const char *topic, size_t len) {
+  const ws_capp *a = (const ws_capp *)s;
+  return a->server && topic ? ws_server_subscribers(a->server, topic, len) : 0;
+}
+
 static size_t h_connection_count(const wsuv_server *s) {
   const ws_capp *a = (const ws_capp *)s;
   return a->server ? ws_server_connection_count(a->server) : 0;
@@ -401,6 +425,10 @@ static void host_init(wsuv_host *h) {
   h->timer_cancel = h_timer_cancel;
   h->log = h_log;
   h->stop = h_stop;
+  h->subscribe = h_subscribe;
+  h->unsubscribe = h_unsubscribe;
+  h->publish = h_publish;
+  h->subscribers = h_subscribers;
 }
 
 /* ---------- server callbacks: the application's adapters ---------- */

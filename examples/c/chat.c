@@ -1,5 +1,7 @@
 /* chat.c - chat rooms by path: a message sent on ws://host/lobby reaches
- * everyone connected to /lobby (the sender too), and no one else.
+ * everyone connected to /lobby (the sender too), and no one else. A room is
+ * a topic: wsuv keeps its members, drops them when they close, and with
+ * --pubsub-url reaches the room's members on every worker and machine.
  *
  *   wsuv-serve examples/c/chat.c --app-arg 100   # at most 100 per room
  *
@@ -11,98 +13,57 @@
 #include <string.h>
 #include <wsuv_app.h>
 
-typedef struct room {
-  char name[33];
-  wsuv_conn **members; /* send_many takes this array as it is */
-  size_t n, cap;
-  struct room *next;
-} room;
+typedef struct { const wsuv_host *host; wsuv_server *srv; size_t max; } chat;
+typedef struct { char name[33]; size_t len; } room; /* a connection's user data */
 
-typedef struct { const wsuv_host *host; wsuv_server *srv; room *rooms; size_t max; } chat;
-typedef struct { room *room; size_t index; } member; /* a connection's user data */
-
-static int room_name(const wsuv_host *h, const wsuv_request *r, char out[33]) {
+static int room_name(const wsuv_host *h, const wsuv_request *r, room *out) {
   size_t len, i;
   const char *t = h->request_target(r, &len);
   if (!t || len < 2 || len > 33 || t[0] != '/') return -1;
   for (i = 1; i < len; i++)
     if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= '0' && t[i] <= '9') || t[i] == '-')) return -1;
-  memcpy(out, t + 1, len - 1);
-  out[len - 1] = 0;
+  memcpy(out->name, t + 1, len - 1);
+  out->name[len - 1] = 0;
+  out->len = len - 1;
   return 0;
-}
-
-static room *find_room(chat *ch, const char *name) {
-  for (room *r = ch->rooms; r; r = r->next)
-    if (strcmp(r->name, name) == 0) return r;
-  return NULL;
 }
 
 static void on_connect(void *u, wsuv_conn *c, const wsuv_request *r) {
   chat *ch = u;
-  char name[33];
-  room *rm;
-  if (room_name(ch->host, r, name) != 0) ch->host->reject(c, 404, "no such room", 12);
-  else if ((rm = find_room(ch, name)) && rm->n >= ch->max) ch->host->reject(c, 503, "room full", 9);
+  room rm;
+  if (room_name(ch->host, r, &rm) != 0) ch->host->reject(c, 404, "no such room", 12);
+  else if (ch->host->subscribers(ch->srv, rm.name, rm.len) >= ch->max)
+    ch->host->reject(c, 503, "room full", 9);
 }
 
 static void on_open(void *u, wsuv_conn *c, const wsuv_request *r) {
   chat *ch = u;
-  char name[33], hello[64];
-  member *m = malloc(sizeof *m);
-  room *rm = NULL;
-  if (m && room_name(ch->host, r, name) == 0 && !(rm = find_room(ch, name)) &&
-      (rm = calloc(1, sizeof *rm))) {
-    memcpy(rm->name, name, sizeof name);
-    rm->next = ch->rooms;
-    ch->rooms = rm;
-  }
-  if (rm && rm->n == rm->cap) {
-    size_t cap = rm->cap ? 2 * rm->cap : 8;
-    wsuv_conn **p = realloc(rm->members, cap * sizeof *p);
-    if (p) rm->members = p, rm->cap = cap;
-  }
-  if (!m || !rm || rm->n == rm->cap) { /* out of memory */
-    free(m);
+  char hello[64];
+  room *rm = malloc(sizeof *rm);
+  if (!rm || room_name(ch->host, r, rm) != 0 || ch->host->subscribe(c, rm->name, rm->len) < 0) {
+    free(rm);
     ch->host->close(c, 1011, "out of memory", 13);
     return;
   }
-  m->room = rm;
-  m->index = rm->n;
-  rm->members[rm->n++] = c;
-  ch->host->set_user(c, m);
-  int n = snprintf(hello, sizeof hello, "joined %s (%zu here)", rm->name, rm->n);
+  ch->host->set_user(c, rm);
+  int n = snprintf(hello, sizeof hello, "joined %s (%zu here)", rm->name,
+                   ch->host->subscribers(ch->srv, rm->name, rm->len));
   ch->host->send(c, WSUV_TEXT, hello, (size_t)n);
 }
 
 static void on_message(void *u, wsuv_conn *c, unsigned op, const char *data, size_t len) {
   chat *ch = u;
-  member *m = ch->host->get_user(c);
-  if (m) ch->host->send_many(ch->srv, m->room->members, m->room->n, op, data, len);
+  room *rm = ch->host->get_user(c);
+  if (rm) ch->host->publish(ch->srv, rm->name, rm->len, op, data, len, NULL);
 }
 
 static void on_close(void *u, wsuv_conn *c, unsigned code, const char *reason, size_t len) {
   chat *ch = u;
-  member *m = ch->host->get_user(c);
   (void)code, (void)reason, (void)len;
-  if (!m) return;
-  room *rm = m->room; /* swap the last member into this one's place */
-  wsuv_conn *last = rm->members[--rm->n];
-  rm->members[m->index] = last;
-  if (last != c) ((member *)ch->host->get_user(last))->index = m->index;
-  free(m);
+  free(ch->host->get_user(c)); /* its subscription went with the connection */
 }
 
-static void on_destroy(void *u) {
-  chat *ch = u;
-  while (ch->rooms) {
-    room *r = ch->rooms;
-    ch->rooms = r->next;
-    free(r->members);
-    free(r);
-  }
-  free(ch);
-}
+static void on_destroy(void *u) { free(u); }
 
 static const wsuv_app app = {
     .abi_version = WSUV_APP_ABI_VERSION, .size = sizeof(wsuv_app), .name = "chat",
@@ -117,6 +78,10 @@ const wsuv_app *wsuv_app_init(const wsuv_host *h, wsuv_server *s, const char *ar
   if (*arg && (*end || max == 0)) {
     snprintf(err, err_cap, "--app-arg must be the most members per room (a number > 0), "
              "not '%s'", arg);
+    return NULL;
+  }
+  if (h->size < sizeof(wsuv_host)) { /* the topic functions came later in ABI 1 */
+    snprintf(err, err_cap, "this wsuv has no topics for C applications: upgrade it");
     return NULL;
   }
   chat *ch = calloc(1, sizeof *ch);

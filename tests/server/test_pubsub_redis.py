@@ -136,3 +136,39 @@ def test_workers_share_publishes_through_redis(tmp_path: Path) -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def test_c_chat_rooms_span_workers_through_redis(tmp_path: Path) -> None:
+    """examples/c/chat.c keeps rooms as topics: with --workers 2 and
+    --pubsub-url a message reaches the room's members in both workers."""
+    chat = Path(__file__).resolve().parents[2] / "examples" / "c" / "chat.c"
+    with redis_server(tmp_path) as rport:
+        port = free_port()
+        env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wsuv.cli", str(chat), "--port", str(port), "--workers", "2",
+             "--pubsub-url", f"redis://127.0.0.1:{rport}"],
+            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        try:
+            wait_port(port, timeout=60)  # the first start compiles
+            time.sleep(1.0)
+            with contextlib.ExitStack() as stack:
+                lobby = [stack.enter_context(connect(f"ws://127.0.0.1:{port}/lobby"))
+                         for _ in range(6)]
+                other = stack.enter_context(connect(f"ws://127.0.0.1:{port}/other"))
+                for ws in [*lobby, other]:
+                    assert str(ws.recv(timeout=TIMEOUT)).startswith("joined ")
+                time.sleep(0.3)
+                lobby[0].send("hello lobby")
+                for ws in lobby:
+                    assert ws.recv(timeout=TIMEOUT) == "hello lobby"
+                with pytest.raises(TimeoutError):
+                    other.recv(timeout=0.3)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

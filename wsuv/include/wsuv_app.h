@@ -100,6 +100,7 @@ typedef struct wsuv_request wsuv_request;
 #define WSUV_EINVAL (-2)  /* a bad argument (opcode, close code, length): nothing done */
 #define WSUV_ESTATE (-3)  /* not allowed now (e.g. accept outside on_connect) */
 #define WSUV_ENOENT (-4)  /* no such timer (it fired or was cancelled) */
+#define WSUV_ENOMEM (-5)  /* out of memory: nothing done */
 
 /* The host functions. wsuv fills this table; the application only calls it. */
 typedef struct wsuv_host {
@@ -194,6 +195,24 @@ typedef struct wsuv_host {
    * and waits for them (shutdown_timeout bounds it), 0 drops them. It
    * happens after the current callback returns. */
   void (*stop)(wsuv_server *s, int graceful);
+
+  /* ---- topics (appended in ABI 1: check host->size before using them if
+   * the library may run on an older wsuv) ---- */
+
+  /* Subscribes an open connection to a topic (1 to 256 bytes, any content):
+   * 1 if newly subscribed, 0 if it already was, WSUV_ECLOSED, WSUV_EINVAL
+   * (empty or too long), WSUV_ENOMEM. Dropped when the connection closes. */
+  int (*subscribe)(wsuv_conn *c, const char *topic, size_t len);
+  /* 1 if it was subscribed, 0 if not. */
+  int (*unsubscribe)(wsuv_conn *c, const char *topic, size_t len);
+  /* Sends one message to every subscriber of topic but except (may be
+   * NULL), the frame encoded once; with pubsub_url also to the other nodes'
+   * subscribers (through Redis). Returns how many local connections it was
+   * written to. */
+  size_t (*publish)(wsuv_server *s, const char *topic, size_t len, unsigned opcode,
+                    const char *data, size_t data_len, const wsuv_conn *except);
+  /* Local subscribers of a topic (0 for one nobody is subscribed to). */
+  size_t (*subscribers)(const wsuv_server *s, const char *topic, size_t len);
 } wsuv_host;
 
 /* The application's callbacks. Every member but the header may be NULL.
