@@ -191,11 +191,12 @@ class Server:
     def close(self) -> None:
         """Free a server that will not run (``run`` frees its own at the end)."""
         if self._s != ffi.NULL and not self._ran:
-            _SERVERS.pop(self._s, None)
+            with self._waiters_lock:
+                s, self._s = self._s, ffi.NULL
+            _SERVERS.pop(s, None)
             if self._c_app is not None:
                 self._c_app._detach()
-            lib.ws_server_free(self._s)
-            self._s = ffi.NULL
+            lib.ws_server_free(s)
 
     def _bind(self) -> None:
         opts = self.options
@@ -243,41 +244,47 @@ class Server:
 
     def _release(self) -> None:
         """After the loop ended: wake waiting threads, forget connections, free C."""
+        # The pointer is taken under the lock that stop() and the wake-ups
+        # hold around their C call: none of them can reach a freed server
+        # (a late stop from another thread used to write to a closed loop).
         with self._waiters_lock:
             self._running = False
             for fut in self._waiters:
                 fut.cancel()  # their calls will not run: the loop is gone
             self._waiters.clear()
+            s, self._s = self._s, ffi.NULL
         for key in [k for k, ws in _CONNS.items() if ws._server is self]:
             _CONNS.pop(key, None)
         for key in [k for k, (srv, _r) in _PENDING.items() if srv is self]:
             _PENDING.pop(key, None)
-        _SERVERS.pop(self._s, None)
+        _SERVERS.pop(s, None)
         if self._c_app is not None:
             self._c_app._detach()
-        lib.ws_server_free(self._s)
-        self._s = ffi.NULL
+        lib.ws_server_free(s)
 
     def stop(self, graceful: bool = True) -> None:
         """Stop from any thread: gracefully (close 1001 to all) or at once."""
-        if self._s != ffi.NULL:
-            lib.ws_server_request_stop(self._s, int(graceful))
+        with self._waiters_lock:  # see _release
+            if self._s != ffi.NULL:
+                lib.ws_server_request_stop(self._s, int(graceful))
 
     def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop thread, soon; callable from any thread
         (before :meth:`run` too: it runs once the loop starts)."""
         if not callable(fn):
             raise TypeError(f"call_soon_threadsafe needs a callable, not {type(fn).__name__}")
-        if self._s == ffi.NULL:
-            raise RuntimeError("the server has stopped: nothing runs on its loop any more")
-        self._pending.append((fn, args))
-        lib.ws_server_wakeup(self._s)
+        with self._waiters_lock:  # see _release
+            if self._s == ffi.NULL:
+                raise RuntimeError("the server has stopped: nothing runs on its loop any more")
+            self._pending.append((fn, args))
+            lib.ws_server_wakeup(self._s)
 
     def _handoff(self, fn: Callable[..., Any], *args: Any) -> None:
         """call_soon_threadsafe for a connection's own calls: dropped once stopped."""
-        if self._s != ffi.NULL:
-            self._pending.append((fn, args))
-            lib.ws_server_wakeup(self._s)
+        with self._waiters_lock:  # see _release
+            if self._s != ffi.NULL:
+                self._pending.append((fn, args))
+                lib.ws_server_wakeup(self._s)
 
     def _on_loop(self, fn: Callable[..., int], *args: Any) -> int:
         """``fn(*args)`` on the loop thread; from another thread, wait for it.
