@@ -31,7 +31,7 @@ from wsuv.request import Request
 from wsuv.server import Server, _default_logging, decide_later, is_pending
 from wsuv.websocket import ConnectionClosed, Message, WebSocket
 
-__all__ = ["AioServer", "Connection", "broadcast", "serve"]
+__all__ = ["AioClientConnection", "AioServer", "Connection", "broadcast", "connect", "serve"]
 
 log = logging.getLogger("wsuv")
 _buffered = lib.ws_server_conn_buffered
@@ -553,3 +553,7 @@ def broadcast(connections: Iterable[Connection | WebSocket], message: str | byte
         entry = by_server.setdefault(id(ws._server), (ws._server, []))
         entry[1].append(ws)
     return sum(server.send_many(socks, message) for server, socks in by_server.values())
+
+
+# The client side (wsuv/aio_client.py), at the end: it needs nothing from here.
+from wsuv.aio_client import AioClientConnection, connect  # noqa: E402

@@ -104,13 +104,17 @@ class ClientConnection:
     the extensions it accepted (``["permessage-deflate; ..."]`` or ``[]``).
     """
 
+    #: False in wsuv.aio's subclass: the loop is driven by asyncio, not waited on here.
+    _blocking = True
+
     def __init__(self, url: str, *, open_timeout: float | None = 10.0,
                  subprotocols: Sequence[str] | None = None, origin: str | None = None,
                  additional_headers: Iterable[tuple[str, str]] | dict[str, str] | None = None,
                  compression: str | None = "deflate", max_message_size: int | None = 16 << 20,
                  ping_interval: float | None = 20.0, ping_timeout: float | None = 20.0,
                  close_timeout: float | None = 10.0, write_limit: int = 16 << 20) -> None:
-        _refuse_in_asyncio()
+        if self._blocking:
+            _refuse_in_asyncio()
         if compression not in ("deflate", None):
             raise ValueError('compression must be "deflate" or None')
         host, port, unix_path, target = _parse_url(url)
@@ -213,6 +217,8 @@ class ClientConnection:
         if r < 0:
             raise _os_error(r, self._where)
         self._c = out[0]
+        if not self._blocking:
+            return
         while not self._opened and self._error is None:
             if self._run(None) < 0:
                 raise InvalidHandshake(f"the connection to {self._where} ended before it opened")

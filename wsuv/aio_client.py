@@ -1,0 +1,275 @@
+"""The asyncio client: wsuv.sync's connection, its loop driven by asyncio.
+
+The connection's hosting C server (csrc/client.h) is driven the way
+:mod:`wsuv.aio` drives a server: its epoll fd in ``loop.add_reader``, one
+timer from the backend timeout, one ``uv_run(UV_RUN_NOWAIT)`` per wake-up.
+The callbacks fill the same state as the blocking client; after each turn
+that had news, the coroutines waiting on it are woken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Generator
+from types import TracebackType
+from typing import Any
+
+from wsuv._core import ffi, lib
+from wsuv.exceptions import InvalidHandshake
+from wsuv.sync import ClientConnection
+from wsuv.websocket import ConnectionClosed
+
+_OP_TEXT, _OP_BINARY = 1, 2
+
+
+class AioClientConnection(ClientConnection):
+    """A client connection inside asyncio: ``await recv()``, ``async for``,
+    ``await send(m)``, ``await ping()``, ``await close()``,
+    ``await wait_closed()``, and ``response``, ``subprotocol``,
+    ``extensions``, ``close_code``, ``close_reason`` as in :mod:`wsuv.sync`."""
+
+    _blocking = False
+
+    def _start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._news: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timeout = ffi.new("int *")
+        self._in_turn = False
+        self._fd = int(lib.ws_server_backend_fd(self._s))
+        self._loop.add_reader(self._fd, self._turn)
+        self._turn()
+
+    # -- driving the C loop --------------------------------------------------------
+    def _turn(self) -> None:
+        if self._s == ffi.NULL or self._in_turn:
+            return
+        self._in_turn = True
+        try:
+            self._flag[0] = 0
+            lib.ws_server_run_nowait(self._s, self._timeout)
+        finally:
+            self._in_turn = False
+        if self._flag[0] and self._news is not None and not self._news.done():
+            self._news.set_result(None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        t = self._timeout[0]
+        if t >= 0:
+            self._timer = self._loop.call_later(t / 1000, self._turn)
+
+    async def _wait(self, timeout: float | None = None) -> bool:
+        """Until a callback had news (True) or the timeout (False)."""
+        self._news = self._loop.create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._news), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._news = None
+
+    def _kick(self) -> None:
+        """A call made between turns: run one soon (writes reach epoll then)."""
+        self._loop.call_soon(self._turn)
+
+    def _free(self) -> None:
+        self._unwatch()
+        super()._free()
+
+    def _unwatch(self) -> None:
+        """Stop watching the fd before the C loop (and so the fd) goes away."""
+        loop = getattr(self, "_loop", None)  # not set if the connect call itself failed
+        if loop is not None and self._s != ffi.NULL and not loop.is_closed():
+            loop.remove_reader(self._fd)
+        timer = getattr(self, "_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._timer = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_s", ffi.NULL) != ffi.NULL:
+            self._unwatch()
+        super().__del__()
+
+    async def _opened_or_raise(self) -> None:
+        while not self._opened and self._error is None:
+            if self._s == ffi.NULL:
+                raise InvalidHandshake(f"the connection to {self._where} ended before it opened")
+            await self._wait()
+        if self._error is not None:
+            self._free()
+            raise self._error
+
+    # -- the API -------------------------------------------------------------------
+    async def recv(self, timeout: float | None = None) -> str | bytes:  # type: ignore[override]
+        """The next message; :class:`ConnectionClosed` once closed and drained."""
+        loop_deadline = None if timeout is None else self._loop.time() + timeout
+        while not self._messages:
+            if self._close is not None or self._c == ffi.NULL:
+                raise self._closed_error()
+            left = None if loop_deadline is None else loop_deadline - self._loop.time()
+            if left is not None and left <= 0 or not await self._wait(left):
+                raise TimeoutError(f"no message within {timeout} s")
+        return self._messages.popleft()
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        """``async for``: messages until a normal close (1000, 1001, 1005)."""
+        try:
+            return await self.recv()
+        except ConnectionClosed as exc:
+            if exc.code in (1000, 1001, 1005):
+                raise StopAsyncIteration from None
+            raise
+
+    async def send(self, message: str | bytes | bytearray | memoryview) -> None:  # type: ignore[override]
+        """Send a message; waits while the kernel has not taken all of it."""
+        if type(message) is bytes:
+            data: Any = message
+            opcode = _OP_BINARY
+        elif isinstance(message, str):
+            data = message.encode()
+            opcode = _OP_TEXT
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            data = bytes(message)
+            opcode = _OP_BINARY
+        else:
+            raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+        if self._c == ffi.NULL or lib.ws_server_conn_send(self._c, opcode, data, len(data)) != 0:
+            raise self._closed_error()
+        self._kick()
+        while self._c != ffi.NULL and lib.ws_server_conn_buffered(self._c) > 0:
+            await self._wait()
+        if self._c == ffi.NULL and self._close is not None and self._close[0] == 1006:
+            raise self._closed_error()
+
+    async def ping(self, data: bytes = b"", timeout: float | None = None) -> float:  # type: ignore[override]
+        """Send a ping and wait for its pong; the round trip in seconds."""
+        if not data:
+            self._ping_ids += 1
+            data = b"wsuv-%d" % self._ping_ids
+        if len(data) > 125:
+            raise ValueError("a ping carries at most 125 bytes")
+        if self._c == ffi.NULL or lib.ws_server_conn_ping(self._c, data, len(data)) != 0:
+            raise self._closed_error()
+        self._kick()
+        t0 = self._loop.time()
+        limit = self._ping_timeout if timeout is None else timeout
+        while data not in self._pongs:
+            if self._close is not None:
+                raise self._closed_error()
+            left = None if limit is None else t0 + limit - self._loop.time()
+            if left is not None and left <= 0 or not await self._wait(left):
+                raise TimeoutError(f"no pong within {limit} s")
+        self._pongs.discard(data)
+        return self._loop.time() - t0
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:  # type: ignore[override]
+        """Run the close handshake (bounded by close_timeout) and free the connection."""
+        if self._s == ffi.NULL:
+            return
+        if self._c != ffi.NULL and self._close is None:
+            r = reason.encode()
+            if lib.ws_server_conn_close(self._c, code, r, len(r)) != 0:
+                if lib.ws_server_conn_can_send(self._c):
+                    raise ValueError(f"invalid close code {code} or reason {reason!r}")
+            self._kick()
+        deadline = self._loop.time() + 2 * (self._close_timeout or 10.0) + 1.0
+        while self._close is None and self._opened and self._s != ffi.NULL:
+            left = deadline - self._loop.time()
+            if left <= 0 or not await self._wait(left):
+                break
+        # After the close frames, the client waits for the server's FIN (in C).
+        while self._s != ffi.NULL and lib.ws_server_connection_count(self._s) > 0:
+            left = deadline - self._loop.time()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(0.01, left))
+        self._free()
+
+    async def wait_closed(self) -> None:
+        """Until the connection is closed (by either side)."""
+        while self._close is None and self._c != ffi.NULL:
+            await self._wait()
+
+    async def __aenter__(self) -> AioClientConnection:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    def __enter__(self) -> AioClientConnection:
+        raise TypeError("use 'async with wsuv.aio.connect(...)', not 'with'")
+
+    def __exit__(self, *exc: object) -> None:
+        raise TypeError("use 'async with wsuv.aio.connect(...)', not 'with'")
+
+
+async def _open(url: str, options: dict[str, Any]) -> AioClientConnection:
+    ws = AioClientConnection(url, **options)
+    ws._start()
+    await ws._opened_or_raise()
+    return ws
+
+
+class Connect:
+    """What :func:`connect` returns: awaitable, an async context manager, and
+    (``async for ws in connect(url)``) a reconnecting iterator."""
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        self._url = url
+        self._options = options
+        self._ws: AioClientConnection | None = None
+
+    def __await__(self) -> Generator[Any, None, AioClientConnection]:
+        return _open(self._url, self._options).__await__()
+
+    async def __aenter__(self) -> AioClientConnection:
+        self._ws = await _open(self._url, self._options)
+        return self._ws
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+
+    def __aiter__(self) -> AsyncIterator[AioClientConnection]:
+        return self._reconnecting()
+
+    def __enter__(self) -> None:
+        raise TypeError("wsuv.aio.connect is asynchronous: use 'async with', 'await' or "
+                        "'async for' (wsuv.sync.connect is the blocking client)")
+
+    def __exit__(self, *exc: object) -> None:
+        """Never reached: __enter__ refuses."""
+
+    async def _reconnecting(self) -> AsyncIterator[AioClientConnection]:
+        """A new connection each time the previous one ended; failures to
+        connect are retried with exponential backoff (0.1 s doubling to 10 s)
+        and full jitter. A refusal with an HTTP status is retried too."""
+        delay = 0.1
+        while True:
+            try:
+                ws = await _open(self._url, self._options)
+            except (OSError, InvalidHandshake, TimeoutError):
+                await asyncio.sleep(random.uniform(0, delay))
+                delay = min(10.0, delay * 2)
+                continue
+            delay = 0.1
+            try:
+                yield ws
+            finally:
+                await ws.close()
+
+
+def connect(url: str, **options: Any) -> Connect:
+    """Open a client connection inside asyncio: ``async with
+    wsuv.aio.connect(url) as ws``, ``ws = await wsuv.aio.connect(url)``, or
+    ``async for ws in wsuv.aio.connect(url)`` (reconnects). Options and
+    errors are those of :func:`wsuv.sync.connect`."""
+    return Connect(url, options)
