@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -133,3 +133,27 @@ def echo_server() -> Iterator[Server]:
     """The built-in C echo server."""
     with running_server() as server:
         yield server
+
+
+LOOP_KINDS = ["asyncio"]
+try:
+    import uvloop  # noqa: F401
+
+    LOOP_KINDS.append("uvloop")
+except ImportError:
+    pass
+
+
+@pytest.fixture(params=LOOP_KINDS)
+def run(request: pytest.FixtureRequest) -> Iterator[Callable[[Awaitable[Any]], Any]]:
+    """Run a coroutine to completion (at most 60 s) on a fresh loop of each kind."""
+    import asyncio
+
+    def runner(coro: Awaitable[Any]) -> Any:
+        async def bounded() -> Any:
+            return await asyncio.wait_for(coro, 60)
+        if request.param == "uvloop":
+            import uvloop
+            return uvloop.run(bounded())
+        return asyncio.run(bounded())
+    yield runner

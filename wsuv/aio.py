@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from typing import Any
 
 from wsuv._core import ffi, lib
+from wsuv._uvdrive import UvDriver
 from wsuv.handler import Handler, has_async_methods, is_connection_handler, resolve_handler
 from wsuv.request import Request
 from wsuv.server import Server, _default_logging, decide_later, is_pending
@@ -86,10 +87,12 @@ class _Serve:
 def _queue_marks(max_queue: int | tuple[int, int] | None) -> tuple[int | None, int]:
     if max_queue is None:
         return None, 0
-    if isinstance(max_queue, tuple):
+    if isinstance(max_queue, tuple) and len(max_queue) == 2:
         high, low = max_queue
-    else:
+    elif isinstance(max_queue, int):
         high, low = max_queue, max_queue // 4
+    else:
+        high = low = -1  # refused below
     if isinstance(high, bool) or not isinstance(high, int) or not isinstance(low, int) or not (
             0 <= low < high):
         raise ValueError(f"max_queue must be a positive int or (high, low) with "
@@ -138,73 +141,19 @@ class AioServer:
         self.addresses = server.addresses
         self.port = server.port
         self._closed: asyncio.Future[None] = self._loop.create_future()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0  # loop.time() the timer fires at
-        self._timeout = ffi.new("int *")
-        self._soon = False
-        self._in_turn = False
         with server._waiters_lock:
             server._running = True
-        self._fd = int(lib.ws_server_backend_fd(server._s))
-        self._loop.add_reader(self._fd, self._turn)
+        self._driver = UvDriver(self._loop, lambda: server._s, on_dead=self._finish)
         _default_logging()
         for url in self.addresses:
             log.info("wsuv listening on %s", url)
         # asyncio.run() cancels what is left when main returns: this task's
         # cancellation closes the server gracefully (1001 to every client).
         self._keeper = self._loop.create_task(self._keep_until_closed())
-        self._turn()
-
-    # -- driving the C loop ----------------------------------------------------------
-    def _turn(self) -> None:
-        """One non-blocking libuv turn, then the next deadline."""
-        self._soon = False
-        s = self.server._s
-        if s == ffi.NULL or self._in_turn:  # never re-enter uv_run
-            return
-        out = self._timeout
-        self._in_turn = True
-        try:
-            alive = lib.ws_server_run_nowait(s, out)
-        finally:
-            self._in_turn = False
-        if not alive:
-            self._finish()
-            return
-        timeout = out[0]
-        if timeout == 0:
-            if not self._soon:
-                self._soon = True
-                self._loop.call_soon(self._turn)
-            return
-        timer = self._timer
-        if timeout < 0:
-            if timer is not None:
-                timer.cancel()
-                self._timer = None
-            return
-        # Keep the armed timer when it fires at the same millisecond or up
-        # to 1 ms early (an early turn just finds nothing due and re-arms):
-        # a call_later per wake-up costs more than the turn itself.
-        at = self._loop.time() + timeout / 1000
-        if timer is not None:
-            if at - 0.001 <= self._timer_at <= at:
-                return
-            timer.cancel()
-        self._timer_at = at
-        self._timer = self._loop.call_at(at, self._on_timer)
-
-    def _on_timer(self) -> None:
-        # The handle has fired: it must not count as armed (a loop may fire a
-        # timer a little early, and the turn may then ask for the same time).
-        self._timer = None
-        self._turn()
+        self._driver.turn()
 
     def _finish(self) -> None:
-        self._loop.remove_reader(self._fd)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._driver.stop()
         self.server._release()
         if not self._closed.done():
             self._closed.set_result(None)
@@ -223,9 +172,7 @@ class AioServer:
         s = self.server._s
         if s != ffi.NULL and not self._closed.done():
             lib.ws_server_stop(s, int(graceful))
-            if not self._soon:
-                self._soon = True
-                self._loop.call_soon(self._turn)
+            self._driver.soon()
 
     async def wait_closed(self) -> None:
         """Wait until every connection is closed and the C server is freed."""

@@ -16,11 +16,10 @@ from types import TracebackType
 from typing import Any
 
 from wsuv._core import ffi, lib
+from wsuv._uvdrive import UvDriver
 from wsuv.exceptions import InvalidHandshake
-from wsuv.sync import ClientConnection
+from wsuv.sync import ClientConnection, _encode
 from wsuv.websocket import ConnectionClosed
-
-_OP_TEXT, _OP_BINARY = 1, 2
 
 
 class AioClientConnection(ClientConnection):
@@ -34,31 +33,16 @@ class AioClientConnection(ClientConnection):
     def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._news: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timeout = ffi.new("int *")
-        self._in_turn = False
-        self._fd = int(lib.ws_server_backend_fd(self._s))
-        self._loop.add_reader(self._fd, self._turn)
-        self._turn()
+        self._flag[0] = 0
+        self._driver: UvDriver | None = UvDriver(self._loop, lambda: self._s, after=self._wake)
+        self._driver.turn()
 
-    # -- driving the C loop --------------------------------------------------------
-    def _turn(self) -> None:
-        if self._s == ffi.NULL or self._in_turn:
-            return
-        self._in_turn = True
-        try:
+    def _wake(self) -> None:
+        """After a turn: a callback had news (the flag) -> wake the waiter."""
+        if self._flag[0]:
             self._flag[0] = 0
-            lib.ws_server_run_nowait(self._s, self._timeout)
-        finally:
-            self._in_turn = False
-        if self._flag[0] and self._news is not None and not self._news.done():
-            self._news.set_result(None)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        t = self._timeout[0]
-        if t >= 0:
-            self._timer = self._loop.call_later(t / 1000, self._turn)
+            if self._news is not None and not self._news.done():
+                self._news.set_result(None)
 
     async def _wait(self, timeout: float | None = None) -> bool:
         """Until a callback had news (True) or the timeout (False)."""
@@ -73,7 +57,8 @@ class AioClientConnection(ClientConnection):
 
     def _kick(self) -> None:
         """A call made between turns: run one soon (writes reach epoll then)."""
-        self._loop.call_soon(self._turn)
+        if self._driver is not None:
+            self._driver.soon()
 
     def _free(self) -> None:
         self._unwatch()
@@ -81,13 +66,10 @@ class AioClientConnection(ClientConnection):
 
     def _unwatch(self) -> None:
         """Stop watching the fd before the C loop (and so the fd) goes away."""
-        loop = getattr(self, "_loop", None)  # not set if the connect call itself failed
-        if loop is not None and self._s != ffi.NULL and not loop.is_closed():
-            loop.remove_reader(self._fd)
-        timer = getattr(self, "_timer", None)
-        if timer is not None:
-            timer.cancel()
-            self._timer = None
+        driver = getattr(self, "_driver", None)  # not set if the connect call itself failed
+        if driver is not None and self._s != ffi.NULL:
+            driver.stop()
+            self._driver = None
 
     def __del__(self) -> None:
         if getattr(self, "_s", ffi.NULL) != ffi.NULL:
@@ -129,17 +111,7 @@ class AioClientConnection(ClientConnection):
 
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:  # type: ignore[override]
         """Send a message; waits while the kernel has not taken all of it."""
-        if type(message) is bytes:
-            data: Any = message
-            opcode = _OP_BINARY
-        elif isinstance(message, str):
-            data = message.encode()
-            opcode = _OP_TEXT
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            data = bytes(message)
-            opcode = _OP_BINARY
-        else:
-            raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+        data, opcode = _encode(message)
         if self._c == ffi.NULL or lib.ws_server_conn_send(self._c, opcode, data, len(data)) != 0:
             raise self._closed_error()
         self._kick()
@@ -150,13 +122,7 @@ class AioClientConnection(ClientConnection):
 
     async def ping(self, data: bytes = b"", timeout: float | None = None) -> float:  # type: ignore[override]
         """Send a ping and wait for its pong; the round trip in seconds."""
-        if not data:
-            self._ping_ids += 1
-            data = b"wsuv-%d" % self._ping_ids
-        if len(data) > 125:
-            raise ValueError("a ping carries at most 125 bytes")
-        if self._c == ffi.NULL or lib.ws_server_conn_ping(self._c, data, len(data)) != 0:
-            raise self._closed_error()
+        data = self._send_ping(data)
         self._kick()
         t0 = self._loop.time()
         limit = self._ping_timeout if timeout is None else timeout
@@ -173,12 +139,8 @@ class AioClientConnection(ClientConnection):
         """Run the close handshake (bounded by close_timeout) and free the connection."""
         if self._s == ffi.NULL:
             return
-        if self._c != ffi.NULL and self._close is None:
-            r = reason.encode()
-            if lib.ws_server_conn_close(self._c, code, r, len(r)) != 0:
-                if lib.ws_server_conn_can_send(self._c):
-                    raise ValueError(f"invalid close code {code} or reason {reason!r}")
-            self._kick()
+        self._start_close(code, reason)
+        self._kick()
         deadline = self._loop.time() + 2 * (self._close_timeout or 10.0) + 1.0
         while self._close is None and self._opened and self._s != ffi.NULL:
             left = deadline - self._loop.time()

@@ -262,17 +262,7 @@ class ClientConnection:
         keepalive ping bounds that). Raises :class:`ConnectionClosed` if the
         connection is closed, or was dropped meanwhile: when more than
         write_limit bytes of it were left after the kernel took what it could."""
-        if type(message) is bytes:  # cffi passes bytes as char * without a copy
-            data: Any = message
-            opcode = _OP_BINARY
-        elif isinstance(message, str):
-            data = message.encode()
-            opcode = _OP_TEXT
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            data = ffi.from_buffer(message)
-            opcode = _OP_BINARY
-        else:
-            raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+        data, opcode = _encode(message)
         if self._c == ffi.NULL or lib.ws_server_conn_send(self._c, opcode, data, len(data)) != 0:
             raise self._closed_error()
         while self._c != ffi.NULL and lib.ws_server_conn_buffered(self._c) > 0:
@@ -310,13 +300,7 @@ class ClientConnection:
         """Send a ping and wait for its pong; returns the round trip in seconds.
         ``data`` (<= 125 bytes) defaults to a fresh payload; ``timeout``
         defaults to ping_timeout. Messages that arrive meanwhile are kept."""
-        if not data:
-            self._ping_ids += 1
-            data = b"wsuv-%d" % self._ping_ids
-        if len(data) > 125:
-            raise ValueError("a ping carries at most 125 bytes")
-        if self._c == ffi.NULL or lib.ws_server_conn_ping(self._c, data, len(data)) != 0:
-            raise self._closed_error()
+        data = self._send_ping(data)
         t0 = time.monotonic()
         limit = self._ping_timeout if timeout is None else timeout
         deadline = None if limit is None else t0 + limit
@@ -328,16 +312,31 @@ class ClientConnection:
         self._pongs.discard(data)
         return time.monotonic() - t0
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Run the close handshake (bounded by close_timeout), wait for the
-        server to close TCP, and free the connection. Idempotent."""
-        if self._s == ffi.NULL:
-            return
+    def _send_ping(self, data: bytes) -> bytes:
+        """Writes a ping (a fresh payload if data is empty); returns its payload."""
+        if not data:
+            self._ping_ids += 1
+            data = b"wsuv-%d" % self._ping_ids
+        if len(data) > 125:
+            raise ValueError("a ping carries at most 125 bytes")
+        if self._c == ffi.NULL or lib.ws_server_conn_ping(self._c, data, len(data)) != 0:
+            raise self._closed_error()
+        return data
+
+    def _start_close(self, code: int, reason: str) -> None:
+        """Writes our close frame unless closed already; a bad code is a ValueError."""
         if self._c != ffi.NULL and self._close is None:
             r = reason.encode()
             if lib.ws_server_conn_close(self._c, code, r, len(r)) != 0:
                 if lib.ws_server_conn_can_send(self._c):
                     raise ValueError(f"invalid close code {code} or reason {reason!r}")
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Run the close handshake (bounded by close_timeout), wait for the
+        server to close TCP, and free the connection. Idempotent."""
+        if self._s == ffi.NULL:
+            return
+        self._start_close(code, reason)
         # The C close timeout aborts a close that gets no answer (on_close 1006),
         # and bounds the wait for the server's FIN; this deadline is a backstop.
         bound = 2 * (self._close_timeout or 10.0) + 1.0
@@ -407,6 +406,17 @@ class ClientConnection:
         self._c = ffi.NULL
 
 
+def _encode(message: Any) -> tuple[Any, int]:
+    """(data for C, opcode): str as text, bytes-like as binary."""
+    if type(message) is bytes:  # cffi passes bytes as char * without a copy
+        return message, _OP_BINARY
+    if isinstance(message, str):
+        return message.encode(), _OP_TEXT
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return ffi.from_buffer(message), _OP_BINARY
+    raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+
+
 def _refuse_in_asyncio() -> None:
     import sys
 
@@ -423,6 +433,8 @@ def _refuse_in_asyncio() -> None:
 
 def _parse_url(url: str) -> tuple[str, int, str | None, str]:
     """(host, port, unix socket path or None, request target) of a ws:// URL."""
+    if not isinstance(url, str):
+        raise TypeError(f"the URL is a str (ws://host:port/path), not {type(url).__name__}")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "wss":

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -26,27 +25,6 @@ import wsuv
 import wsuv.aio
 
 T = 5.0  # seconds any single wait may take
-
-LOOPS = ["asyncio"]
-try:
-    import uvloop  # noqa: F401
-
-    LOOPS.append("uvloop")
-except ImportError:
-    pass
-
-
-@pytest.fixture(params=LOOPS)
-def run(request: pytest.FixtureRequest) -> Iterator[Callable[[Awaitable[Any]], Any]]:
-    """Run a coroutine to completion on a fresh loop of the given kind."""
-    def runner(coro: Awaitable[Any]) -> Any:
-        async def bounded() -> Any:
-            return await asyncio.wait_for(coro, 60)
-        if request.param == "uvloop":
-            import uvloop
-            return uvloop.run(bounded())
-        return asyncio.run(bounded())
-    yield runner
 
 
 def url(server: wsuv.aio.AioServer, path: str = "/") -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,25 +15,6 @@ import wsuv
 import wsuv.aio
 
 T = 5.0
-LOOPS = ["asyncio"]
-try:
-    import uvloop  # noqa: F401
-
-    LOOPS.append("uvloop")
-except ImportError:
-    pass
-
-
-@pytest.fixture(params=LOOPS)
-def run(request: pytest.FixtureRequest) -> Iterator[Callable[[Awaitable[Any]], Any]]:
-    def runner(coro: Awaitable[Any]) -> Any:
-        async def bounded() -> Any:
-            return await asyncio.wait_for(coro, 60)
-        if request.param == "uvloop":
-            import uvloop
-            return uvloop.run(bounded())
-        return asyncio.run(bounded())
-    yield runner
 
 
 async def _ws_echo(ws: Any) -> None:
