@@ -143,6 +143,10 @@ def test_timer_started_from_a_task_fires_on_time(run: Any) -> None:
 
 
 def test_max_queue_pauses_reading_for_a_slow_handler(run: Any) -> None:
+    # 10 MB of messages: more than one wake-up's reads can bring (libuv reads up
+    # to 32 times per readable event, 256 KiB each, before the batch reaches
+    # Python and the pause takes effect), so the pause shows.
+    N = 10000
     got: list[str] = []
     release = asyncio.Event
 
@@ -157,21 +161,22 @@ def test_max_queue_pauses_reading_for_a_slow_handler(run: Any) -> None:
 
         async with wsuv.aio.serve(handler, port=0, max_queue=(4, 1)) as server:
             async with connect(url(server)) as client:
-                for i in range(200):
+                for i in range(N):
                     await client.send("x" * 1000 + str(i))
                 await asyncio.sleep(0.3)
                 conn = next(iter(server.server.handler.conns.values()))
-                # Reading paused at 4 queued messages; what one read brought (at most
-                # 256 KiB) is queued too, the rest waits in the kernel.
+                # Reading paused at 4 queued messages; what that wake-up's reads
+                # brought (at most 32 x 256 KiB) is queued too, the rest waits in
+                # the kernel.
                 queued = sum(len(m) for m in conn._inbox)
-                assert len(conn._inbox) >= 4 and queued <= 4 * 1004 + 256 * 1024, queued
-                assert len(conn._inbox) < 200
+                assert len(conn._inbox) >= 4 and queued <= 4 * 1005 + 32 * 256 * 1024, queued
+                assert len(conn._inbox) < N
                 assert conn._paused
                 gate.set()
-                for _ in range(200):
+                for _ in range(N):
                     await asyncio.wait_for(client.recv(), T)
     run(main())
-    assert got == ["x" * 1000 + str(i) for i in range(200)]
+    assert got == ["x" * 1000 + str(i) for i in range(N)]
 
 
 def test_handler_exception_closes_only_its_connection_with_1011(run: Any) -> None:
