@@ -80,10 +80,13 @@ void ws_client_int_gone(ws_server_conn *c) {
   cl->reported = 1;
   ws_server *s = c->server;
   if (s->finished || !s->cb.on_connect_failed) return; /* being freed: no callbacks */
-  int err = cl->err ? cl->err : UV_ECANCELED;
-  const ws_client_hs *hs = err > 0 ? cl->hs : NULL;
-  ws_srv_app_turn(s);
-  WS_SRV_APP_CALL(s, s->cb.on_connect_failed(s, c, err, hs));
+  /* Inside an application callback (a stop from it) the report waits for
+   * it to return, like on_close. */
+  ws_srv_report_connect_failed(s, c, cl->err ? cl->err : UV_ECANCELED);
+}
+
+void ws_client_int_report_failed(ws_server *s, ws_server_conn *c, int err) {
+  s->cb.on_connect_failed(s, c, err, err > 0 ? c->cl->hs : NULL);
 }
 
 void ws_client_int_free(struct ws_client_state *cl) {

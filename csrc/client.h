@@ -27,7 +27,8 @@
  * the accepted ones: ws_server_connection_count counts them,
  * ws_server_broadcast reaches them, a graceful ws_server_stop closes them
  * with 1001 (one still in its handshake gets on_connect_failed with
- * UV_ECANCELED, from inside ws_server_stop). Their limits, timers and
+ * UV_ECANCELED: from inside ws_server_stop, or, when the stop was called
+ * from an application callback, once that callback returns, like on_close). Their limits, timers and
  * compression settings are the server's config (the deflate offer is built
  * from cfg.pmd: window_bits for our compressor, peer_window_bits < 15 asks
  * the server for server_max_window_bits).

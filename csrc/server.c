@@ -490,6 +490,13 @@ static inline void app_turn(ws_server *s) {
   if (s->batch_n && !s->app_depth) batch_flush(s);
 }
 
+static void defer_push(ws_server *s, deferred_close *d) {
+  d->next = NULL;
+  if (s->deferred_tail) s->deferred_tail->next = d;
+  else s->deferred = d;
+  s->deferred_tail = d;
+}
+
 /* Reports on_close (or on_cancel) now, or queues it while a callback runs. */
 static void report_close(ws_server *s, ws_server_conn *c, int cancel, unsigned code,
                          const char *reason, size_t reason_len) {
@@ -497,15 +504,13 @@ static void report_close(ws_server *s, ws_server_conn *c, int cancel, unsigned c
   if (s->app_depth) {
     deferred_close *d = malloc(sizeof *d + reason_len);
     if (d) {
-      d->next = NULL;
       d->conn = c;
       d->cancel = cancel;
+      d->err = 0;
       d->code = code;
       d->reason_len = reason_len;
       if (reason_len) memcpy(d->reason, reason, reason_len);
-      if (s->deferred_tail) s->deferred_tail->next = d;
-      else s->deferred = d;
-      s->deferred_tail = d;
+      defer_push(s, d);
       return;
     }
     /* Out of memory: reporting now beats never reporting. */
@@ -513,6 +518,21 @@ static void report_close(ws_server *s, ws_server_conn *c, int cancel, unsigned c
   app_turn(s);
   if (cancel) APP_CALL(s, s->cb.on_cancel(s, c));
   else APP_CALL(s, s->cb.on_close(s, c, code, reason, reason_len));
+}
+
+void ws_srv_report_connect_failed(ws_server *s, ws_server_conn *c, int err) {
+  if (s->app_depth) {
+    deferred_close *d = calloc(1, sizeof *d);
+    if (d) {
+      d->conn = c;
+      d->cancel = 2;
+      d->err = err;
+      defer_push(s, d);
+      return;
+    }
+  }
+  app_turn(s);
+  APP_CALL(s, ws_client_int_report_failed(s, c, err));
 }
 
 static void app_leave(ws_server *s) {
@@ -523,7 +543,8 @@ static void app_leave(ws_server *s) {
     if (!s->deferred) s->deferred_tail = NULL;
     app_turn(s);
     s->app_depth++;
-    if (d->cancel) s->cb.on_cancel(s, d->conn);
+    if (d->cancel == 2) ws_client_int_report_failed(s, d->conn, d->err);
+    else if (d->cancel) s->cb.on_cancel(s, d->conn);
     else s->cb.on_close(s, d->conn, d->code, d->reason, d->reason_len);
     free(d);
     s->app_depth--; /* the loop delivers what this callback queued */
