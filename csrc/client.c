@@ -35,6 +35,7 @@ struct ws_client_state {
   int err;               /* what on_connect_failed will say */
   uint8_t reported;      /* on_connect_failed was called (or is not owed) */
   uint8_t offered_deflate;
+  uint8_t want_control;   /* o->want_control */
 };
 
 void ws_client_options_default(ws_client_options *o) {
@@ -98,6 +99,12 @@ void ws_client_int_free(struct ws_client_state *cl) {
 
 void ws_client_int_timeout(ws_server_conn *c) { client_fail(c, UV_ETIMEDOUT); }
 
+int ws_client_cancel(ws_server_conn *c) {
+  if (!c->cl || c->phase != PH_HANDSHAKE) return -1;
+  client_fail(c, UV_ECANCELED);
+  return 0;
+}
+
 void ws_client_int_mask_key(ws_conn *e, uint8_t key[4]) {
   ws_server_conn *c = e->data;
   /* The pool falls back to /dev/urandom; if the OS refuses both, the key is
@@ -133,6 +140,7 @@ void ws_client_int_read(ws_server_conn *c, char *data, size_t len) {
   }
   cl->reported = 1; /* from here on, on_close is the report */
   ws_srv_start_engine(c);
+  if (cl->want_control) c->ws.want_control = 1;
   /* The server's first frames may have come with its 101. */
   if (used < len && c->phase == PH_OPEN) ws_conn_feed(&c->ws, (uint8_t *)data + used, len - used);
   if (c->phase == PH_OPEN) ws_srv_pmd_note(c);
@@ -346,6 +354,7 @@ int ws_client_connect(ws_server *s, const ws_client_options *o, ws_server_conn *
   }
   c->server = s;
   c->cl = cl;
+  cl->want_control = o->want_control != 0;
   uv_timer_init(&s->loop, &c->timer);
   c->h.handle.data = c;
   c->timer.data = c;

@@ -80,6 +80,8 @@ typedef struct ws_client_options {
                              pmd: "permessage-deflate; client_max_window_bits" by
                              default) */
   ws_client_hs_limits limits; /* response limits (zeros = clienths defaults) */
+  int want_control;       /* 1: on_control reports this connection's pings and pongs
+                             even if the server's cfg.want_control is 0 */
 } ws_client_options;
 
 /* Zeros, compression on. */
@@ -97,6 +99,11 @@ int ws_client_connect(ws_server *s, const ws_client_options *o, ws_server_conn *
  * subprotocol, the extensions answer); NULL for accepted connections. Valid
  * until the connection's on_close returns. */
 const ws_client_hs *ws_client_conn_response(const ws_server_conn *c);
+
+/* Gives up a client connection still in its handshake: on_connect_failed
+ * reports UV_ECANCELED (when the current application callback returns, if
+ * called from one). 0, or -1 if c is not a client connection before open. */
+int ws_client_cancel(ws_server_conn *c);
 
 /* 1 for a client connection, 0 for an accepted one. */
 int ws_client_conn_is_client(const ws_server_conn *c);
