@@ -192,6 +192,17 @@ class AioServer:
         """Open connections (the handler-level :class:`WebSocket` objects)."""
         return self.server.connections
 
+    def connect(self, url: str, handler: Any = None, **options: Any) -> WebSocket:
+        """Dial ``url`` on this server's loop in the callback style (see
+        :meth:`wsuv.Server.connect`); ``handler`` defaults to the server's (its
+        async methods too). A handler given here has plain ``def`` methods."""
+        if handler is not None and (is_connection_handler(handler)
+                                    or has_async_methods(handler)):
+            raise TypeError("AioServer.connect takes a handler with plain def methods; for "
+                            "async code use wsuv.aio.connect(url) or the server's own "
+                            "handler (handler=None)")
+        return self.server.connect(url, handler, **options)
+
     def broadcast(self, message: str | bytes, exclude: WebSocket | None = None) -> int:
         """:meth:`wsuv.Server.broadcast`: one frame, written to every connection in C."""
         return self.server.broadcast(message, exclude)

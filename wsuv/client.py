@@ -23,7 +23,7 @@ from wsuv._core import ffi, lib
 from wsuv.handler import resolve_handler
 from wsuv.request import Headers, Request
 from wsuv.server import DIALING, Server, _addr, log
-from wsuv.sync import _os_error, _parse_url, client_options, failure
+from wsuv.sync import _os_error, _parse_url, _read_response, client_options, failure
 from wsuv.sync import opened as _response_of
 from wsuv.websocket import WebSocket
 
@@ -147,8 +147,8 @@ def failed(ws: WebSocket, err: int, hs: Any) -> None:
     """From wsuv_on_connect_failed: the dialled connection never opened."""
     ws._dialing = None
     exc = failure(err, hs, ws.request.remote_address)
-    if hs != ffi.NULL and err == lib.WS_CLIENT_REFUSED:
-        ws.response = getattr(exc, "response", None)
+    if err == lib.WS_CLIENT_REFUSED:
+        ws.response = _read_response(hs)  # the refusal: status, headers, body
     ws.close_reason = str(exc)
     method = getattr(ws._handler, "on_connect_failed", None)
     if method is not None:

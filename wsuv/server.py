@@ -247,11 +247,13 @@ class Server:
         if self._ran or self._s == ffi.NULL:
             raise RuntimeError("a Server runs once (and not after close); make a new one")
         self._ran = True
+        # Before the listeners exist: a thread that sees the port open must see
+        # that it is not the loop thread (its calls are handed over).
+        self._thread_id = threading.get_ident()
         self.listen()
         _default_logging()
         # Said from inside the loop: once it is printed, SIGINT/SIGTERM are handled.
         self.call_soon_threadsafe(_announce, list(self.addresses))
-        self._thread_id = threading.get_ident()
         main = threading.current_thread() is threading.main_thread()
         saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if (
             main and self.options["handle_signals"]) else {}
