@@ -805,7 +805,9 @@ def wsuv_on_control(s: Any, c: Any, opcode: int, data: Any, length: int) -> None
 @_extern
 def wsuv_on_drain(s: Any, c: Any) -> None:
     ws = _CONNS.get(_addr(c))
-    method = getattr(ws._handler, "on_drain", None) if ws is not None else None
+    if ws is None:
+        return
+    method = getattr(ws._handler, "on_drain", None)
     if method is None:
         return
     try:
@@ -856,7 +858,7 @@ def wsuv_on_wakeup(s: Any) -> None:
 def wsuv_on_timer(s: Any, timer_id: int) -> None:
     srv = _SERVERS.get(s)
     entry = srv._timers.pop(timer_id, None) if srv is not None else None
-    if entry is None:
+    if entry is None or srv is None:
         return
     _t, fn, args = entry
     if srv._idle_flag is not None:
