@@ -201,7 +201,7 @@ class Server:
             with self._waiters_lock:
                 s, self._s = self._s, ffi.NULL
             _SERVERS.pop(s, None)
-            for key in [k for k, ws in DIALING.items() if ws._server is self]:
+            for key in [k for k, ws in list(DIALING.items()) if ws._server is self]:
                 DIALING.pop(key, None)
             if self._c_app is not None:
                 self._c_app._detach()
@@ -281,7 +281,7 @@ class Server:
             _CONNS.pop(key, None)
         for key in [k for k, (srv, _r) in _PENDING.items() if srv is self]:
             _PENDING.pop(key, None)
-        for key in [k for k, ws in DIALING.items() if ws._server is self]:
+        for key in [k for k, ws in list(DIALING.items()) if ws._server is self]:
             DIALING.pop(key, None)
         _SERVERS.pop(s, None)
         if self._c_app is not None:
