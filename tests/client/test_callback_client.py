@@ -432,3 +432,38 @@ def test_aio_server_dials_in_the_callback_style(run: Any) -> None:
 
         run(main())
     assert h.received == ["x", b"y" * 100000] and h.closed is not None and h.closed[0] == 1000
+
+
+def test_aio_client_hosts_callback_connections_without_listening(run: Any) -> None:
+    with running_server(None) as echo:
+        h = Script(["a", b"b" * 70000, "c"])
+        seen: dict[str, Any] = {}
+
+        async def main() -> None:
+            async with wsuv.aio.client(h, open_timeout=5) as client:
+                assert client.addresses == [] and client.port is None
+                ws = client.connect(f"ws://127.0.0.1:{echo.port}/")
+                seen["ws"] = ws
+                for _ in range(1000):
+                    if h.closed is not None:
+                        break
+                    await asyncio.sleep(0.01)
+                failing = Script([])
+                client.connect("ws://no-such-host.invalid/", failing)
+                for _ in range(1000):
+                    if failing.failure is not None:
+                        break
+                    await asyncio.sleep(0.01)
+                seen["failure"] = failing.failure
+
+            class Async(wsuv.Handler):
+                async def on_message(self, ws: Any, m: Any) -> None:  # type: ignore[override]
+                    pass
+
+            with pytest.raises(TypeError, match="plain def"):
+                wsuv.aio.client(Async())._start()
+
+        run(main())
+    assert h.received == ["a", b"b" * 70000, "c"] and h.closed is not None
+    assert seen["ws"].closed
+    assert isinstance(seen["failure"], socket.gaierror)
