@@ -128,6 +128,7 @@ class AioServer:
             raise ValueError("busy_poll_us needs the server's own loop (wsuv.Server.run)")
         self._high, self._low = _queue_marks(max_queue)
         user = resolve_handler(handler, allow_async=True)
+        server: Server
         if dial_only:
             from wsuv.client import Client
 
