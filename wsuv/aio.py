@@ -136,7 +136,7 @@ class AioServer:
                 raise TypeError("wsuv.aio.client takes a handler with plain def methods; "
                                 "for async code use wsuv.aio.connect(url)")
             self.handler = user
-            self.server = server = Client(user, **options)
+            server = Client(user, **options)
         else:
             options["handle_signals"] = False
             if user is None:
@@ -148,9 +148,10 @@ class AioServer:
             else:
                 adapter = user  # plain methods: the fast path, unchanged
             self.handler = user
-            self.server = server = Server(adapter, **options)
+            server = Server(adapter, **options)
             if isinstance(adapter, _Adapter):
                 adapter.attach(server)
+        self.server = server
         server._thread_id = threading.get_ident()
         server._ran = True  # run() would start a second loop on this one's handles
         try:
