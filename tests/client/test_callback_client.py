@@ -467,3 +467,44 @@ def test_aio_client_hosts_callback_connections_without_listening(run: Any) -> No
     assert h.received == ["a", b"b" * 70000, "c"] and h.closed is not None
     assert seen["ws"].closed
     assert isinstance(seen["failure"], socket.gaierror)
+
+
+def test_ctrl_c_closes_client_connections_with_1001() -> None:
+    """Client.run() on the main thread: SIGINT closes gracefully, then raises."""
+    import signal
+    import subprocess
+    import sys
+
+    closes: list[int] = []
+
+    class Record(wsuv.Handler):
+        def on_close(self, ws: wsuv.WebSocket, code: int, reason: str) -> None:
+            closes.append(code)
+
+    script = (
+        "import sys, wsuv\n"
+        "class H(wsuv.Handler):\n"
+        "    def on_open(self, ws): print('open', flush=True)\n"
+        "    def on_close(self, ws, code, reason): print('closed', code, flush=True)\n"
+        "try:\n"
+        "    wsuv.connect(sys.argv[1], H()).run()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+    )
+    with running_server(Record()) as srv:
+        proc = subprocess.Popen([sys.executable, "-c", script, f"ws://127.0.0.1:{srv.port}/"],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "open"
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=LIMIT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        deadline = time.monotonic() + LIMIT
+        while not closes and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert out.split("\n")[:2] == ["closed 1001", "interrupted"], out
+    assert proc.returncode == 0
+    assert closes == [1001]
