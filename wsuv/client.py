@@ -197,6 +197,13 @@ class Client(Server):
     def listen(self) -> list[str]:
         raise TypeError("wsuv.Client does not listen (use wsuv.Server to serve)")
 
+    def _start_running(self) -> None:
+        """Served by a shared loop's run (wsuv.Loop): nothing to listen on."""
+        self._ran = True
+        self._thread_id = threading.get_ident()
+        with self._waiters_lock:
+            self._running = True
+
     def run(self) -> None:
         """Run the loop until no connection, timer or pending call is left, or
         :meth:`stop`; then free it. Raises the first connection failure that
@@ -204,6 +211,9 @@ class Client(Server):
         then raises KeyboardInterrupt."""
         if self._ran or self._s == ffi.NULL:
             raise RuntimeError("a Client runs once (and not after close); make a new one")
+        if getattr(self, "loop", None) is not None:
+            raise RuntimeError("this Client is on a shared wsuv.Loop: run the loop "
+                               "(Loop.run()) instead")
         self._ran = True
         self._thread_id = threading.get_ident()
         main = threading.current_thread() is threading.main_thread()
