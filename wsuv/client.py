@@ -16,6 +16,7 @@ raises the first such error once it returns.
 from __future__ import annotations
 
 import inspect
+import signal
 import threading
 from typing import Any
 
@@ -207,7 +208,8 @@ class Client(Server):
     def run(self) -> None:
         """Run the loop until no connection, timer or pending call is left, or
         :meth:`stop`; then free it. Raises the first connection failure that
-        no ``on_connect_failed`` handled. Ctrl-C closes gracefully (1001),
+        no ``on_connect_failed`` handled. On the main thread it handles SIGINT
+        while it runs: Ctrl-C closes gracefully (1001; a second one at once),
         then raises KeyboardInterrupt."""
         if self._ran or self._s == ffi.NULL:
             raise RuntimeError("a Client runs once (and not after close); make a new one")
@@ -218,7 +220,15 @@ class Client(Server):
         self._thread_id = threading.get_ident()
         main = threading.current_thread() is threading.main_thread()
         flag = self._idle_flag
-        interrupted: KeyboardInterrupt | None = None
+        sigints = [0]
+
+        def on_sigint(_signum: int, _frame: Any) -> None:
+            # A KeyboardInterrupt raised inside a C callback would be lost:
+            # stop the loop instead (gracefully; a second Ctrl-C at once).
+            sigints[0] += 1
+            lib.ws_server_request_stop(self._s, int(sigints[0] == 1))
+
+        old = signal.signal(signal.SIGINT, on_sigint) if main else None
         with self._waiters_lock:
             self._running = True
         try:
@@ -227,21 +237,17 @@ class Client(Server):
                         and not self._pending):
                     break
                 flag[0] = 0
-                try:
-                    if lib.ws_server_run_until(self._s, flag, _SLICE_MS if main else -1) < 0:
-                        break
-                except KeyboardInterrupt as exc:
-                    if interrupted is not None:
-                        lib.ws_server_stop(self._s, 0)
-                        break
-                    interrupted = exc
-                    self._timers.clear()
-                    self._pending.clear()
-                    lib.ws_server_stop(self._s, 1)
+                if lib.ws_server_run_until(self._s, flag, _SLICE_MS if main else -1) < 0:
+                    break
+        except BaseException:
+            lib.ws_server_stop(self._s, 0)
+            raise
         finally:
+            if old is not None:
+                signal.signal(signal.SIGINT, old)
             self._release()
-        if interrupted is not None:
-            raise interrupted
+        if sigints[0]:
+            raise KeyboardInterrupt
         if self._unhandled:
             raise self._unhandled[0]
 
