@@ -226,9 +226,11 @@ redis-asan: build build/tests/redis_bridge_test_asan
 	WSUV_REDIS_DRIVER=$(CURDIR)/build/tests/redis_bridge_test_asan ASAN_OPTIONS=detect_leaks=1 \
 	  $(PY) -m pytest -q -p no:cacheprovider tests/redis -k "not valgrind"
 
+# The transport's files (server_int.h says which job each has).
+TRANSPORT_C := server.c
 # The transport with client connections dialling their own server (libuv, all of csrc/ but
 # the C-application loader).
-CLIENT_LOOP_SRCS := $(ENGINE_SRCS) $(addprefix csrc/,clienths.c csprng.c server.c client.c \
+CLIENT_LOOP_SRCS := $(ENGINE_SRCS) $(addprefix csrc/,clienths.c csprng.c $(TRANSPORT_C) client.c \
   pubsub.c topics.c redisbridge.c redisproto.c)
 build/tests/client_loop: tests/c/client_loop.c $(CLIENT_LOOP_SRCS) $(wildcard csrc/*.h)
 	@mkdir -p build/tests

@@ -1,8 +1,8 @@
 /* client.c - client connections on a ws_server's loop. See client.h.
  *
  * The connection is an ordinary ws_server_conn in PH_HANDSHAKE with c->cl
- * set: server.c sends its reads, EOF and open timeout here until the 101 is
- * read, then everything runs through server.c's paths (start_engine picks
+ * set: srv_read.c sends its reads, EOF and open timeout here until the 101 is
+ * read, then everything runs through the transport's paths (start_engine picks
  * the client role). What is here: resolving, connecting, the request, the
  * response, and the one report of a failure before open.
  */

@@ -1,11 +1,7 @@
-/* server.c - libuv transport. See server.h.
+/* server.c - the server object: new, free, stop, wakeups, signals. See server.h.
  *
- * One read buffer per server, reused for every read (reads are processed
- * synchronously). Writes go out with uv_try_write first; only what the kernel
- * did not take is copied into a queued uv_write. Each connection has one
- * timer, armed for the nearest of its deadlines (handshake, idle, ping, pong,
- * close, throttle); reads only record a timestamp, and the timer re-arms
- * itself lazily when it finds the deadline has moved.
+ * The transport is split by job (server_int.h lists the files); this one
+ * creates a server, stops it (gracefully or at once) and frees it.
  */
 #include "server_int.h"
 
@@ -28,41 +24,14 @@
 
 #include "wsframe.h"
 
-static const ws_conn_callbacks engine_callbacks;
-static void pmd_note(ws_server_conn *c);
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
-
 /* ---------- calls into the application ----------
  *
  * No application callback runs inside a call the application makes
  * (ws_server_conn_send, _close, broadcast, ...): every callback goes through
- * APP_CALL, and while one runs, what an application call causes (a peer
+ * WS_SRV_APP_CALL, and while one runs, what an application call causes (a peer
  * dropped at write_limit, a close completed) is queued and reported when
  * the outermost callback returns, in order. The held batch is not delivered
- * inside a callback either (app_turn). */
-static void app_leave(ws_server *s);
-static void report_close(ws_server *s, ws_server_conn *c, int cancel, unsigned code,
-                         const char *reason, size_t reason_len);
-#define APP_CALL(s, call) do { (s)->app_depth++; call; app_leave(s); } while (0)
-
-/* Driven from another loop (ws_server_run_nowait), libuv registers new epoll
- * interest (a queued write, a read started) only at its next uv_run: inside a
- * run, ask for another turn (dirty); outside one (a call from an asyncio
- * task), wake the backend fd so the other loop runs us. */
-static inline void loop_touched(ws_server *s) {
-  if (!s->embedded) return;
-  if (s->in_run) s->dirty = 1;
-  else uv_async_send(&s->async);
-}
-
-void ws_srv_loop_touched(ws_server *s) { loop_touched(s); }
-
-/* A timer started outside uv_run: the cached clock may be stale, and the
- * other loop's timeout must be recomputed. */
-static inline void timer_touched(ws_server *s) {
-  if (s->embedded && !s->in_run) uv_async_send(&s->async);
-}
+ * inside a callback either (ws_srv_app_turn). */
 
 /* ---------- configuration ---------- */
 
@@ -98,9 +67,7 @@ static void conn_unlink(ws_server_conn *c) {
   s->nconns--;
 }
 
-static void maybe_finish_shutdown(ws_server *s);
-
-static void on_conn_handle_closed(uv_handle_t *h) {
+void ws_srv_on_conn_handle_closed(uv_handle_t *h) {
   ws_server_conn *c = h->data;
   if (--c->handles_open) return;
   ws_server *s = c->server;
@@ -114,11 +81,11 @@ static void on_conn_handle_closed(uv_handle_t *h) {
     free(w);
   }
   free(c);
-  if (s->stopping) maybe_finish_shutdown(s);
+  if (s->stopping) ws_srv_maybe_finish_shutdown(s);
 }
 
 /* Closes the socket now, whatever is queued. */
-static void conn_destroy(ws_server_conn *c) {
+void ws_srv_conn_destroy(ws_server_conn *c) {
   if (c->phase == PH_CLOSED) return;
   if (c->cl && c->phase == PH_HANDSHAKE) ws_client_int_gone(c); /* on_connect_failed */
   int was_open = c->phase == PH_OPEN;
@@ -126,37 +93,30 @@ static void conn_destroy(ws_server_conn *c) {
   ws_srv_topics_drop(c);
   if (c->decision == DEC_PENDING) {
     c->decision = DEC_NONE;
-    report_close(c->server, c, 1, 0, NULL, 0); /* the application holds c: let go */
+    ws_srv_report_close(c->server, c, 1, 0, NULL, 0); /* the application holds c: let go */
   }
   if (was_open && c->ws.state != WS_CONN_CLOSED)
     ws_conn_abort(&c->ws, 1006, "connection dropped", 18); /* reports on_close */
   conn_unlink(c);
   /* A client retrying another address has its stream closing already
    * (client.c counts that close). */
-  if (!uv_is_closing(&c->h.handle)) uv_close(&c->h.handle, on_conn_handle_closed);
-  uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+  if (!uv_is_closing(&c->h.handle)) uv_close(&c->h.handle, ws_srv_on_conn_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, ws_srv_on_conn_handle_closed);
 }
 
 static void on_shutdown_done(uv_shutdown_t *req, int status) {
   (void)status;
   ws_server_conn *c = req->data;
   free(req);
-  conn_destroy(c);
+  ws_srv_conn_destroy(c);
 }
-
-static void arm_timer(ws_server_conn *c);
-static void cork_flush(ws_server *s);
-static void cork_begin(ws_server *s);
-static void cork_end(ws_server *s);
-static void release_held(ws_server_conn *c, int all);
-static inline void app_turn(ws_server *s);
 
 /* Closes after the queued writes are flushed (FIN after our last byte);
  * close_timeout bounds the wait. */
-static void conn_finish(ws_server_conn *c) {
+void ws_srv_conn_finish(ws_server_conn *c) {
   if (c->phase >= PH_FLUSHING) return;
-  if (c->corked) cork_flush(c->server); /* its bytes go before the FIN */
-  if (c->held) release_held(c, 1);      /* closing: the rate no longer holds them */
+  if (c->corked) ws_srv_cork_flush(c->server); /* its bytes go before the FIN */
+  if (c->held) ws_srv_release_held(c, 1);      /* closing: the rate no longer holds them */
   if (c->phase >= PH_FLUSHING) return;  /* the flush failed */
   c->phase = PH_FLUSHING;
   c->closing_ms = uv_now(&c->server->loop);
@@ -167,17 +127,15 @@ static void conn_finish(ws_server_conn *c) {
   uv_shutdown_t *req = malloc(sizeof *req);
   if (!req || uv_shutdown(req, &c->h.stream, on_shutdown_done) != 0) {
     free(req);
-    conn_destroy(c);
+    ws_srv_conn_destroy(c);
     return;
   }
   req->data = c;
-  loop_touched(c->server);
-  arm_timer(c);
+  ws_srv_loop_touched(c->server);
+  ws_srv_arm_timer(c);
 }
 
 /* ---------- writing ---------- */
-
-static void conn_resume_if_allowed(ws_server_conn *c);
 
 static void on_write_done(uv_write_t *req, int status) {
   write_req *w = (write_req *)req;
@@ -185,17 +143,17 @@ static void on_write_done(uv_write_t *req, int status) {
   c->queued -= w->len;
   free(w);
   if (status < 0) {
-    conn_destroy(c);
+    ws_srv_conn_destroy(c);
     return;
   }
   if (c->full && c->queued <= c->server->drain_at) {
     c->full = 0;
-    conn_resume_if_allowed(c);
+    ws_srv_conn_resume_if_allowed(c);
     if (c->phase == PH_OPEN && c->opened && c->server->cb.on_drain) {
-      app_turn(c->server);
-      cork_begin(c->server);
-      APP_CALL(c->server, c->server->cb.on_drain(c->server, c));
-      cork_end(c->server);
+      ws_srv_app_turn(c->server);
+      ws_srv_cork_begin(c->server);
+      WS_SRV_APP_CALL(c->server, c->server->cb.on_drain(c->server, c));
+      ws_srv_cork_end(c->server);
     }
   }
 }
@@ -217,7 +175,7 @@ static void conn_write_failed(ws_server_conn *c, int doom) {
   const char *why = doom_reason(doom);
   if (c->phase == PH_OPEN && c->ws.state != WS_CONN_CLOSED)
     ws_conn_abort(&c->ws, 1006, why, strlen(why));
-  conn_destroy(c);
+  ws_srv_conn_destroy(c);
 }
 
 /* After bytes were queued: crossing write_high_water makes the connection
@@ -271,11 +229,11 @@ static void hold_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n, size
   c->held_tail = w;
   c->queued += total;
   note_queued(c);
-  arm_timer(c);
+  ws_srv_arm_timer(c);
 }
 
 /* Submits held writes the budget allows (all of them when closing). */
-static void release_held(ws_server_conn *c, int all) {
+void ws_srv_release_held(ws_server_conn *c, int all) {
   while (c->held && c->phase < PH_CLOSED && (all || write_budget_ok(c, c->held->len))) {
     write_req *w = c->held;
     c->held = w->next;
@@ -288,7 +246,7 @@ static void release_held(ws_server_conn *c, int all) {
       conn_write_failed(c, DOOM_WRITE_ERROR);
       return;
     }
-    loop_touched(c->server);
+    ws_srv_loop_touched(c->server);
   }
 }
 
@@ -347,13 +305,13 @@ static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) 
     return;
   }
   c->queued += rest;
-  loop_touched(s);
+  ws_srv_loop_touched(s);
   note_queued(c);
 }
 
 /* Sends everything the cork holds: one writev (of up to CORK_IOV pieces) per
  * connection, in the order the connections were first written to. */
-static void cork_flush(ws_server *s) {
+void ws_srv_cork_flush(ws_server *s) {
   if (s->cork_n == 0 || s->flushing) return;
   s->flushing = 1;
   uv_buf_t iov[CORK_IOV];
@@ -385,14 +343,8 @@ static void cork_flush(ws_server *s) {
   }
 }
 
-static void cork_begin(ws_server *s) { s->corking++; }
-
-static void cork_end(ws_server *s) {
-  if (--s->corking == 0) cork_flush(s);
-}
-
 /* Copies bufs into the cork; returns the offset, or UINT32_MAX if full. */
-static uint32_t cork_put(ws_server *s, const uv_buf_t *bufs, unsigned n, size_t total) {
+uint32_t ws_srv_cork_put(ws_server *s, const uv_buf_t *bufs, unsigned n, size_t total) {
   if (s->cork_len + total > CORK_SIZE || s->cork_n == CORK_ENTRIES) return UINT32_MAX;
   uint32_t off = (uint32_t)s->cork_len;
   for (unsigned i = 0; i < n; i++) {
@@ -403,7 +355,7 @@ static uint32_t cork_put(ws_server *s, const uv_buf_t *bufs, unsigned n, size_t 
 }
 
 /* Appends an entry for c; 0, or -1 if the cork has no room (flush first). */
-static int cork_add(ws_server *s, ws_server_conn *c, uint32_t off, size_t len) {
+int ws_srv_cork_add(ws_server *s, ws_server_conn *c, uint32_t off, size_t len) {
   if (s->cork_n == CORK_ENTRIES) return -1;
   if (!c->corked) {
     if (s->cork_nconns == s->cork_conns_cap) {
@@ -430,7 +382,7 @@ static int cork_add(ws_server *s, ws_server_conn *c, uint32_t off, size_t len) {
 
 /* Writes bufs in order: into the cork while corking (small pieces), else at
  * once (after what the cork holds, so the order on every connection holds). */
-static void conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
+void ws_srv_conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
   ws_server *s = c->server;
   if (c->phase >= PH_CLOSED) return;
   if (s->embedded && !s->in_run && !s->ext_corked && !s->flushing) {
@@ -438,7 +390,7 @@ static void conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
      * turn: one writev per connection when the next turn starts, which the
      * wake-up asks for at once. */
     s->ext_corked = 1;
-    cork_begin(s);
+    ws_srv_cork_begin(s);
     uv_async_send(&s->async);
   }
   if (s->corking && !s->flushing) {
@@ -446,52 +398,46 @@ static void conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
     for (unsigned i = 0; i < n; i++) total += bufs[i].len;
     if (total == 0) return;
     if (total <= CORK_MAX_PIECE) {
-      uint32_t off = cork_put(s, bufs, n, total);
+      uint32_t off = ws_srv_cork_put(s, bufs, n, total);
       if (off == UINT32_MAX) {
-        cork_flush(s);
-        off = cork_put(s, bufs, n, total);
+        ws_srv_cork_flush(s);
+        off = ws_srv_cork_put(s, bufs, n, total);
       }
-      if (off != UINT32_MAX && cork_add(s, c, off, total) == 0) return;
+      if (off != UINT32_MAX && ws_srv_cork_add(s, c, off, total) == 0) return;
     }
-    cork_flush(s);
+    ws_srv_cork_flush(s);
   }
   conn_write_now(c, bufs, n);
 }
 
-static void conn_write_raw(ws_server_conn *c, const char *data, size_t len) {
+void ws_srv_conn_write_raw(ws_server_conn *c, const char *data, size_t len) {
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-  conn_write(c, &b, 1);
+  ws_srv_conn_write(c, &b, 1);
 }
 
 /* ---------- engine callbacks ---------- */
 
-static void eng_write(ws_conn *e, const ws_conn_buf *bufs, size_t n) {
+void ws_srv_eng_write(ws_conn *e, const ws_conn_buf *bufs, size_t n) {
   ws_server_conn *c = e->data;
   uv_buf_t b[2];
   unsigned k = 0;
   for (size_t i = 0; i < n && k < 2; i++) {
     if (bufs[i].len) b[k++] = uv_buf_init((char *)bufs[i].base, (unsigned)bufs[i].len);
   }
-  conn_write(c, b, k);
+  ws_srv_conn_write(c, b, k);
 }
 
 /* Hands the gathered messages to the application (before any other event). */
-static void batch_flush(ws_server *s) {
+void ws_srv_batch_flush(ws_server *s) {
   size_t n = s->batch_n;
   if (n == 0) return;
   s->batch_n = 0;
   s->arena_len = 0;
-  APP_CALL(s, s->cb.on_batch(s, s->batch, n, s->arena));
-}
-
-/* The application is about to see another event: messages first (unless
- * it is inside a callback: they wait for the next turn). */
-static inline void app_turn(ws_server *s) {
-  if (s->batch_n && !s->app_depth) batch_flush(s);
+  WS_SRV_APP_CALL(s, s->cb.on_batch(s, s->batch, n, s->arena));
 }
 
 /* Reports on_close (or on_cancel) now, or queues it while a callback runs. */
-static void report_close(ws_server *s, ws_server_conn *c, int cancel, unsigned code,
+void ws_srv_report_close(ws_server *s, ws_server_conn *c, int cancel, unsigned code,
                          const char *reason, size_t reason_len) {
   if (cancel ? !s->cb.on_cancel : !s->cb.on_close) return;
   if (s->app_depth) {
@@ -510,18 +456,18 @@ static void report_close(ws_server *s, ws_server_conn *c, int cancel, unsigned c
     }
     /* Out of memory: reporting now beats never reporting. */
   }
-  app_turn(s);
-  if (cancel) APP_CALL(s, s->cb.on_cancel(s, c));
-  else APP_CALL(s, s->cb.on_close(s, c, code, reason, reason_len));
+  ws_srv_app_turn(s);
+  if (cancel) WS_SRV_APP_CALL(s, s->cb.on_cancel(s, c));
+  else WS_SRV_APP_CALL(s, s->cb.on_close(s, c, code, reason, reason_len));
 }
 
-static void app_leave(ws_server *s) {
+void ws_srv_app_leave(ws_server *s) {
   if (--s->app_depth > 0) return;
   while (s->deferred) {
     deferred_close *d = s->deferred;
     s->deferred = d->next;
     if (!s->deferred) s->deferred_tail = NULL;
-    app_turn(s);
+    ws_srv_app_turn(s);
     s->app_depth++;
     if (d->cancel) s->cb.on_cancel(s, d->conn);
     else s->cb.on_close(s, d->conn, d->code, d->reason, d->reason_len);
@@ -530,23 +476,23 @@ static void app_leave(ws_server *s) {
   }
   if (s->shutdown_owed) {
     s->shutdown_owed = 0;
-    app_turn(s);
-    APP_CALL(s, s->cb.on_shutdown(s));
+    ws_srv_app_turn(s);
+    WS_SRV_APP_CALL(s, s->cb.on_shutdown(s));
   }
 }
 
 /* The poll phase is over (uv_check), or the loop is closing: the messages
  * of every read go to the application in one call, then every reply leaves,
  * one writev per connection. */
-static void poll_phase_end(ws_server *s) {
-  app_turn(s);
+void ws_srv_poll_phase_end(ws_server *s) {
+  ws_srv_app_turn(s);
   if (s->poll_corked) {
     s->poll_corked = 0;
-    cork_end(s);
+    ws_srv_cork_end(s);
   }
 }
 
-static void on_poll_end(uv_check_t *h) { poll_phase_end(h->data); }
+void ws_srv_on_poll_end(uv_check_t *h) { ws_srv_poll_phase_end(h->data); }
 
 static void eng_message(ws_conn *e, unsigned opcode, const uint8_t *data, size_t len) {
   ws_server_conn *c = e->data;
@@ -557,7 +503,7 @@ static void eng_message(ws_conn *e, unsigned opcode, const uint8_t *data, size_t
   }
   if (!c->opened) return;
   if (s->batch && len <= BATCH_MAX_MESSAGE) {
-    if (s->batch_n == BATCH_MAX_ENTRIES || s->arena_len + len > BATCH_ARENA) batch_flush(s);
+    if (s->batch_n == BATCH_MAX_ENTRIES || s->arena_len + len > BATCH_ARENA) ws_srv_batch_flush(s);
     uint64_t *w = s->batch + s->batch_n * WS_SERVER_BATCH_WORDS;
     w[0] = (uint64_t)(uintptr_t)c;
     w[1] = opcode;
@@ -568,34 +514,34 @@ static void eng_message(ws_conn *e, unsigned opcode, const uint8_t *data, size_t
     s->batch_n++;
     return;
   }
-  app_turn(s);
-  if (s->cb.on_message) APP_CALL(s, s->cb.on_message(s, c, opcode, (const char *)data, len));
+  ws_srv_app_turn(s);
+  if (s->cb.on_message) WS_SRV_APP_CALL(s, s->cb.on_message(s, c, opcode, (const char *)data, len));
 }
 
 static void eng_control(ws_conn *e, unsigned opcode, const uint8_t *data, size_t len) {
   ws_server_conn *c = e->data;
   ws_server *s = c->server;
   if (s->cb.on_control && c->opened) {
-    app_turn(s);
-    APP_CALL(s, s->cb.on_control(s, c, opcode, data, len));
+    ws_srv_app_turn(s);
+    WS_SRV_APP_CALL(s, s->cb.on_control(s, c, opcode, data, len));
   }
 }
 
 /* A client whose close handshake completed waits for the server to close
  * TCP first (RFC 6455 7.1.1: the server keeps TIME_WAIT): its writes go on,
  * it reads (and drops) until EOF, and close_timeout bounds the wait; then
- * the socket is closed (PH_FLUSHING's timer or on_read's EOF). */
+ * the socket is closed (PH_FLUSHING's timer or ws_srv_on_read's EOF). */
 static void client_linger(ws_server_conn *c) {
-  if (c->corked) cork_flush(c->server);
-  if (c->held) release_held(c, 1);
+  if (c->corked) ws_srv_cork_flush(c->server);
+  if (c->held) ws_srv_release_held(c, 1);
   if (c->phase != PH_OPEN) return; /* the flush failed */
   c->phase = PH_FLUSHING;
   c->closing_ms = uv_now(&c->server->loop);
-  if (!c->reading && uv_read_start(&c->h.stream, on_alloc, on_read) == 0) {
+  if (!c->reading && uv_read_start(&c->h.stream, ws_srv_on_alloc, ws_srv_on_read) == 0) {
     c->reading = 1;
-    loop_touched(c->server);
+    ws_srv_loop_touched(c->server);
   }
-  arm_timer(c);
+  ws_srv_arm_timer(c);
 }
 
 static void eng_closed(ws_conn *e, unsigned code, const char *reason, size_t reason_len,
@@ -606,11 +552,11 @@ static void eng_closed(ws_conn *e, unsigned code, const char *reason, size_t rea
   ws_srv_topics_drop(c); /* closed: no more publishes to it */
   if (c->opened) {
     c->opened = 0;
-    report_close(s, c, 0, code, reason, reason_len);
+    ws_srv_report_close(s, c, 0, code, reason, reason_len);
   }
   if (c->phase != PH_OPEN) return;
   if (c->cl && clean) client_linger(c);
-  else conn_finish(c);
+  else ws_srv_conn_finish(c);
 }
 
 /* Assembly buffers: the smallest pooled one that fits, else a fresh one. */
@@ -659,31 +605,29 @@ static void *eng_buf_resize(ws_conn *e, void *buf, size_t len, size_t need, size
 /* The engine is about to write a pong or close: deliver held messages first. */
 static void eng_flush(ws_conn *e) {
   ws_server_conn *c = e->data;
-  app_turn(c->server);
+  ws_srv_app_turn(c->server);
 }
 
 static const ws_conn_callbacks engine_callbacks = {
-    eng_write, eng_message, eng_control, eng_closed, eng_flush, eng_buf_take, eng_buf_give,
+    ws_srv_eng_write, eng_message, eng_control, eng_closed, eng_flush, eng_buf_take, eng_buf_give,
     eng_buf_resize, NULL};
 
 /* The client role: the same, with mask keys from the server's CSPRNG pool. */
 static const ws_conn_callbacks client_engine_callbacks = {
-    eng_write, eng_message, eng_control, eng_closed, eng_flush, eng_buf_take, eng_buf_give,
+    ws_srv_eng_write, eng_message, eng_control, eng_closed, eng_flush, eng_buf_take, eng_buf_give,
     eng_buf_resize, ws_client_int_mask_key};
 
 /* ---------- timers ---------- */
 
-static void arm_timer(ws_server_conn *c);
-
 /* After traffic: a connection whose deflate streams just came alive starts
  * its idle watch (the timer may be armed for a later deadline). */
-static void pmd_note(ws_server_conn *c) {
+void ws_srv_pmd_note(ws_server_conn *c) {
   if (c->pmd_watch || c->phase != PH_OPEN || !c->ws.pmd) return;
   if (!c->server->cfg.compression_idle_ms || !ws_pmd_live(c->ws.pmd)) return;
   c->pmd_watch = 1;
   c->pmd_check_ms = uv_now(&c->server->loop);
   ws_pmd_take_used(c->ws.pmd);
-  arm_timer(c);
+  ws_srv_arm_timer(c);
 }
 
 static uint64_t min_deadline(uint64_t a, uint64_t b) { return a == 0 ? b : (b && b < a ? b : a); }
@@ -745,7 +689,7 @@ static void pmd_released(ws_server *s, size_t bytes, uint64_t now) {
     uv_timer_start(&s->trim_timer, on_trim_timer, s->pmd_trim_ms + 1000 - now, 0);
 }
 
-static void arm_timer(ws_server_conn *c) {
+void ws_srv_arm_timer(ws_server_conn *c) {
   if (c->phase == PH_CLOSED) return;
   uint64_t d = conn_deadline(c);
   if (d == 0) {
@@ -755,7 +699,7 @@ static void arm_timer(ws_server_conn *c) {
   if (c->server->embedded && !c->server->in_run) uv_update_time(&c->server->loop);
   uint64_t now = uv_now(&c->server->loop);
   uv_timer_start(&c->timer, on_conn_timer, d > now ? d - now : 0, 0);
-  timer_touched(c->server);
+  ws_srv_timer_touched(c->server);
 }
 
 static void on_conn_timer(uv_timer_t *t) {
@@ -767,7 +711,7 @@ static void on_conn_timer(uv_timer_t *t) {
   case PH_HANDSHAKE:
     if (cfg->handshake_timeout_ms && now >= c->started_ms + cfg->handshake_timeout_ms) {
       if (c->cl) ws_client_int_timeout(c); /* the open timeout */
-      else conn_destroy(c);
+      else ws_srv_conn_destroy(c);
       return;
     }
     break;
@@ -775,12 +719,12 @@ static void on_conn_timer(uv_timer_t *t) {
     if (c->ws.state == WS_CONN_CLOSING && cfg->close_timeout_ms &&
         now >= c->closing_ms + cfg->close_timeout_ms) {
       ws_conn_abort(&c->ws, 1006, "close handshake timed out", 25);
-      conn_destroy(c);
+      ws_srv_conn_destroy(c);
       return;
     }
     if (c->ping_sent_ms && cfg->ping_timeout_ms && now >= c->ping_sent_ms + cfg->ping_timeout_ms) {
       ws_conn_abort(&c->ws, 1006, "keepalive ping timed out", 24);
-      conn_destroy(c);
+      ws_srv_conn_destroy(c);
       return;
     }
     if (cfg->idle_timeout_ms && now >= c->last_read_ms + cfg->idle_timeout_ms &&
@@ -799,27 +743,27 @@ static void on_conn_timer(uv_timer_t *t) {
       c->pmd_watch = (uint8_t)ws_pmd_live(c->ws.pmd);
       c->pmd_check_ms = now;
     }
-    if (c->held && now >= c->wwindow_ms + 1000) release_held(c, 0);
+    if (c->held && now >= c->wwindow_ms + 1000) ws_srv_release_held(c, 0);
     if (c->phase != PH_OPEN) return; /* a held write failed */
     if (c->throttled && now >= c->window_ms + 1000) {
       c->throttled = 0;
       c->window_ms = now;
       c->window_bytes = 0;
-      conn_resume_if_allowed(c);
+      ws_srv_conn_resume_if_allowed(c);
     }
     break;
   case PH_FLUSHING:
-    conn_destroy(c);
+    ws_srv_conn_destroy(c);
     return;
   default:
     return;
   }
-  arm_timer(c);
+  ws_srv_arm_timer(c);
 }
 
 /* ---------- reading ---------- */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+void ws_srv_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   ws_server_conn *c = h->data;
   ws_server *s = c->server;
@@ -833,18 +777,16 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = len;
 }
 
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
-
-static void conn_resume_if_allowed(ws_server_conn *c) {
+void ws_srv_conn_resume_if_allowed(ws_server_conn *c) {
   if (c->phase != PH_OPEN || c->reading || c->app_paused || c->throttled) return;
   if (c->full && c->server->cfg.echo) return;
-  if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0) {
+  if (uv_read_start(&c->h.stream, ws_srv_on_alloc, ws_srv_on_read) == 0) {
     c->reading = 1;
-    loop_touched(c->server);
+    ws_srv_loop_touched(c->server);
   }
 }
 
-static void start_engine(ws_server_conn *c) {
+void ws_srv_start_engine(ws_server_conn *c) {
   ws_server *s = c->server;
   if (c->cl) ws_conn_init_client(&c->ws, &client_engine_callbacks, &s->cfg.limits);
   else ws_conn_init(&c->ws, &engine_callbacks, &s->cfg.limits);
@@ -857,12 +799,12 @@ static void start_engine(ws_server_conn *c) {
   c->hs = NULL;
   c->opened = 1;
   if (s->cb.on_open) {
-    app_turn(s);
-    APP_CALL(s, s->cb.on_open(s, c));
+    ws_srv_app_turn(s);
+    WS_SRV_APP_CALL(s, s->cb.on_open(s, c));
   }
   /* We announced the extension and cannot honour it. */
   if (pmd_failed && c->phase == PH_OPEN) ws_server_conn_close(c, 1011, "out of memory", 13);
-  arm_timer(c);
+  ws_srv_arm_timer(c);
 }
 
 static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
@@ -879,8 +821,8 @@ static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
   if (st == WS_HS_HTTP) {
     c->decision = DEC_NONE;
     if (s->cb.on_http) {
-      app_turn(s);
-      APP_CALL(s, s->cb.on_http(s, c, c->hs));
+      ws_srv_app_turn(s);
+      WS_SRV_APP_CALL(s, s->cb.on_http(s, c, c->hs));
     }
     if (c->phase == PH_HANDSHAKE && c->decision == DEC_NONE) {
       static const char msg[] = "this is a WebSocket server: send an Upgrade request";
@@ -891,8 +833,8 @@ static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
   /* WS_HS_UPGRADE */
   c->decision = DEC_NONE;
   if (s->cb.on_request) {
-    app_turn(s);
-    APP_CALL(s, s->cb.on_request(s, c, c->hs));
+    ws_srv_app_turn(s);
+    WS_SRV_APP_CALL(s, s->cb.on_request(s, c, c->hs));
   }
   if (c->phase != PH_HANDSHAKE) return; /* the app closed it */
   if (c->decision == DEC_PENDING) {
@@ -901,7 +843,7 @@ static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
     if (used < len) {
       c->early = malloc(sizeof *c->early + (len - used));
       if (!c->early) {
-        conn_destroy(c);
+        ws_srv_conn_destroy(c);
         return;
       }
       memcpy(c->early->data, data + used, len - used);
@@ -915,25 +857,25 @@ static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
   }
   if (c->decision == DEC_NONE) ws_server_conn_accept(c, NULL, 0, NULL, 0);
   if (c->decision != DEC_ACCEPT || c->phase != PH_HANDSHAKE) return;
-  start_engine(c);
+  ws_srv_start_engine(c);
   if (used < len && c->phase == PH_OPEN) ws_conn_feed(&c->ws, (uint8_t *)data + used, len - used);
-  pmd_note(c);
+  ws_srv_pmd_note(c);
 }
 
 /* A pending decision became an accept: open, feed the kept bytes, read on. */
-static void open_after_pending(ws_server_conn *c) {
+void ws_srv_open_after_pending(ws_server_conn *c) {
   ws_server *s = c->server;
-  cork_begin(s);
-  start_engine(c);
+  ws_srv_cork_begin(s);
+  ws_srv_start_engine(c);
   struct early_bytes *early = c->early;
   c->early = NULL;
   if (early && c->phase == PH_OPEN) ws_conn_feed(&c->ws, (uint8_t *)early->data, early->len);
   free(early);
-  conn_resume_if_allowed(c);
-  cork_end(s);
+  ws_srv_conn_resume_if_allowed(c);
+  ws_srv_cork_end(s);
 }
 
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+void ws_srv_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   ws_server_conn *c = st->data;
   if (nread == 0) return;
   if (nread < 0 && c->cl && c->phase == PH_HANDSHAKE) {
@@ -944,7 +886,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     /* EOF or error: a WebSocket that ends without a close frame is 1006. */
     if (c->phase == PH_OPEN && c->ws.state != WS_CONN_CLOSED)
       ws_conn_abort(&c->ws, 1006, "connection closed without a close frame", 39);
-    conn_destroy(c);
+    ws_srv_conn_destroy(c);
     return;
   }
   ws_server *s = c->server;
@@ -955,20 +897,20 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
    * ping_interval; reads otherwise re-arm lazily). */
   int pinged = c->ping_sent_ms != 0;
   c->ping_sent_ms = 0;
-  cork_begin(s);
+  ws_srv_cork_begin(s);
   if (c->phase == PH_HANDSHAKE) {
     if (c->cl) ws_client_int_read(c, buf->base, (size_t)nread);
     else handle_handshake(c, buf->base, (size_t)nread);
   } else if (c->phase == PH_OPEN) {
     ws_conn_feed(&c->ws, (uint8_t *)buf->base, (size_t)nread);
-    pmd_note(c);
+    ws_srv_pmd_note(c);
   }
-  /* The messages wait for the end of the poll phase (on_poll_end), and the
+  /* The messages wait for the end of the poll phase (ws_srv_on_poll_end), and the
    * replies stay corked until then: one Python call and one writev per
    * connection for all the reads of one epoll wake-up. */
-  if (s->poll_corked) cork_end(s);
+  if (s->poll_corked) ws_srv_cork_end(s);
   else s->poll_corked = 1;
-  if (pinged && c->phase == PH_OPEN) arm_timer(c);
+  if (pinged && c->phase == PH_OPEN) ws_srv_arm_timer(c);
   if (s->cfg.read_rate && c->phase == PH_OPEN) {
     uint64_t now = c->last_read_ms;
     if (now >= c->window_ms + 1000) {
@@ -980,7 +922,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
       c->throttled = 1;
       uv_read_stop(&c->h.stream);
       c->reading = 0;
-      arm_timer(c);
+      ws_srv_arm_timer(c);
     }
   }
 }
@@ -1020,7 +962,7 @@ static void on_connection(uv_stream_t *listener, int status) {
   ws_srv_conn_link(s, c);
   c->phase = PH_HANDSHAKE;
   if (uv_accept(listener, &c->h.stream) != 0) {
-    conn_destroy(c);
+    ws_srv_conn_destroy(c);
     return;
   }
   set_socket_options(s, c);
@@ -1031,13 +973,13 @@ static void on_connection(uv_stream_t *listener, int status) {
     return;
   }
   c->hs = ws_handshake_new(&s->cfg.handshake);
-  if (!c->hs || uv_read_start(&c->h.stream, on_alloc, on_read) != 0) {
-    conn_destroy(c);
+  if (!c->hs || uv_read_start(&c->h.stream, ws_srv_on_alloc, ws_srv_on_read) != 0) {
+    ws_srv_conn_destroy(c);
     return;
   }
   c->reading = 1;
-  loop_touched(s);
-  arm_timer(c);
+  ws_srv_loop_touched(s);
+  ws_srv_arm_timer(c);
 }
 
 /* ---------- listeners ---------- */
@@ -1141,7 +1083,6 @@ int ws_server_listen_fd(ws_server *s, int fd) {
   if (r != 0) return r;
   return start_listener(s, l);
 }
-
 /* ---------- lifecycle ---------- */
 
 static void on_async(uv_async_t *a) {
@@ -1149,14 +1090,14 @@ static void on_async(uv_async_t *a) {
   int req = atomic_exchange(&s->stop_request, 0);
   if (req) ws_server_stop(s, req == 1);
   if (s->cb.on_wakeup && !s->finished) {
-    app_turn(s);
-    cork_begin(s);
-    APP_CALL(s, s->cb.on_wakeup(s));
-    cork_end(s);
+    ws_srv_app_turn(s);
+    ws_srv_cork_begin(s);
+    WS_SRV_APP_CALL(s, s->cb.on_wakeup(s));
+    ws_srv_cork_end(s);
   }
 }
 
-static void on_signal(uv_signal_t *h, int signum) {
+void ws_srv_on_signal(uv_signal_t *h, int signum) {
   (void)signum;
   ws_server *s = h->data;
   /* The first signal drains gracefully; a second one stops at once. */
@@ -1220,7 +1161,7 @@ ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks 
   uv_unref((uv_handle_t *)&s->wait_timer);
   uv_check_init(&s->loop, &s->poll_end);
   s->poll_end.data = s;
-  uv_check_start(&s->poll_end, on_poll_end);
+  uv_check_start(&s->poll_end, ws_srv_on_poll_end);
   uv_unref((uv_handle_t *)&s->poll_end);
   uv_signal_init(&s->loop, &s->sigint);
   uv_signal_init(&s->loop, &s->sigterm);
@@ -1230,26 +1171,26 @@ ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks 
 
 void *ws_server_user(const ws_server *s) { return s->user; }
 
-static void on_app_timer_closed(uv_handle_t *h) { free(h->data); }
+void ws_srv_on_app_timer_closed(uv_handle_t *h) { free(h->data); }
 
-static void close_all_walk(uv_handle_t *h, void *arg) {
+void ws_srv_close_all_walk(uv_handle_t *h, void *arg) {
   ws_server *s = arg;
   if (uv_is_closing(h)) return;
   /* Application timers own their memory: their handle is their first member
    * and their data points at themselves. */
   if (h->type == UV_TIMER && h->data == (void *)h && h != (uv_handle_t *)&s->shutdown_timer) {
-    uv_close(h, on_app_timer_closed);
+    uv_close(h, ws_srv_on_app_timer_closed);
     return;
   }
   uv_close(h, NULL);
 }
 
-static void maybe_finish_shutdown(ws_server *s) {
+void ws_srv_maybe_finish_shutdown(ws_server *s) {
   if (s->finished || s->nconns > 0) return;
-  poll_phase_end(s); /* before its uv_check handle closes */
+  ws_srv_poll_phase_end(s); /* before its uv_check handle closes */
   s->finished = 1;
   ws_srv_pubsub_close(s); /* its handles close its own way */
-    uv_walk(&s->loop, close_all_walk, s);
+    uv_walk(&s->loop, ws_srv_close_all_walk, s);
 }
 
 void ws_server_stop(ws_server *s, int graceful) {
@@ -1262,19 +1203,19 @@ void ws_server_stop(ws_server *s, int graceful) {
     if (s->cb.on_shutdown && s->app_depth) {
       s->shutdown_owed = 1; /* stopped from a callback: reported when it returns */
     } else if (s->cb.on_shutdown) {
-      app_turn(s);
-      APP_CALL(s, s->cb.on_shutdown(s));
+      ws_srv_app_turn(s);
+      WS_SRV_APP_CALL(s, s->cb.on_shutdown(s));
     }
   }
   if (graceful && first) {
     ws_server_conn *c = s->conns, *next;
     for (; c; c = next) {
       next = c->next;
-      if (c->phase == PH_HANDSHAKE) conn_destroy(c);
+      if (c->phase == PH_HANDSHAKE) ws_srv_conn_destroy(c);
       else if (c->phase == PH_OPEN && c->ws.state == WS_CONN_OPEN) {
         ws_conn_close(&c->ws, 1001, "server shutting down", 20);
         c->closing_ms = uv_now(&s->loop);
-        arm_timer(c);
+        ws_srv_arm_timer(c);
       }
     }
     if (s->cfg.shutdown_timeout_ms) {
@@ -1287,10 +1228,10 @@ void ws_server_stop(ws_server *s, int graceful) {
       next = c->next;
       if (c->phase == PH_OPEN && c->ws.state != WS_CONN_CLOSED)
         ws_conn_abort(&c->ws, 1001, "server stopped", 14);
-      conn_destroy(c);
+      ws_srv_conn_destroy(c);
     }
   }
-  maybe_finish_shutdown(s);
+  ws_srv_maybe_finish_shutdown(s);
 }
 
 /* busy_poll_us: while reads keep coming, poll without blocking (a spinning
@@ -1325,7 +1266,7 @@ int ws_server_run_nowait(ws_server *s, int *timeout_ms) {
   s->dirty = 0;
   if (s->ext_corked) { /* what tasks sent since the last turn leaves now */
     s->ext_corked = 0;
-    cork_end(s);
+    ws_srv_cork_end(s);
   }
   int alive = uv_run(&s->loop, UV_RUN_NOWAIT);
   s->in_run = 0;
@@ -1369,16 +1310,16 @@ int ws_server_run_until(ws_server *s, const volatile int *flag, int timeout_ms) 
 int ws_server_run(ws_server *s) {
   s->in_run = 1;
   if (s->cfg.handle_signals) {
-    uv_signal_start(&s->sigint, on_signal, SIGINT);
-    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&s->sigint, ws_srv_on_signal, SIGINT);
+    uv_signal_start(&s->sigterm, ws_srv_on_signal, SIGTERM);
   }
   if (s->cfg.busy_poll_us) run_busy(s);
   else uv_run(&s->loop, UV_RUN_DEFAULT);
   if (!s->finished) {
-    poll_phase_end(s);
+    ws_srv_poll_phase_end(s);
     s->finished = 1;
     ws_srv_pubsub_close(s); /* its handles close its own way */
-    uv_walk(&s->loop, close_all_walk, s);
+    uv_walk(&s->loop, ws_srv_close_all_walk, s);
     uv_run(&s->loop, UV_RUN_DEFAULT);
   }
   return 0;
@@ -1392,10 +1333,10 @@ void ws_server_free(ws_server *s) {
     for (; c; c = next) {
       next = c->next;
       c->opened = 0; /* no callbacks while freeing */
-      conn_destroy(c);
+      ws_srv_conn_destroy(c);
     }
     ws_srv_pubsub_close(s); /* its handles close its own way */
-    uv_walk(&s->loop, close_all_walk, s);
+    uv_walk(&s->loop, ws_srv_close_all_walk, s);
   }
   uv_run(&s->loop, UV_RUN_DEFAULT);
   uv_loop_close(&s->loop);
@@ -1432,12 +1373,12 @@ static void on_app_timer(uv_timer_t *t) {
   ws_server_timer *at = t->data;
   ws_server *s = at->server;
   uint64_t id = at->id;
-  uv_close((uv_handle_t *)t, on_app_timer_closed);
+  uv_close((uv_handle_t *)t, ws_srv_on_app_timer_closed);
   if (s->cb.on_timer) {
-    app_turn(s);
-    cork_begin(s);
-    APP_CALL(s, s->cb.on_timer(s, id));
-    cork_end(s);
+    ws_srv_app_turn(s);
+    ws_srv_cork_begin(s);
+    WS_SRV_APP_CALL(s, s->cb.on_timer(s, id));
+    ws_srv_cork_end(s);
   }
 }
 
@@ -1451,32 +1392,28 @@ ws_server_timer *ws_server_timer_start(ws_server *s, uint64_t ms, uint64_t id) {
   t->timer.data = t;
   if (s->embedded && !s->in_run) uv_update_time(&s->loop);
   uv_timer_start(&t->timer, on_app_timer, ms, 0);
-  timer_touched(s);
+  ws_srv_timer_touched(s);
   return t;
 }
 
 void ws_server_timer_cancel(ws_server_timer *t) {
   if (t && !uv_is_closing((uv_handle_t *)&t->timer))
-    uv_close((uv_handle_t *)&t->timer, on_app_timer_closed);
+    uv_close((uv_handle_t *)&t->timer, ws_srv_on_app_timer_closed);
 }
 
 /* ---------- sending ---------- */
 
-static int conn_can_send(const ws_server_conn *c) {
-  return c && c->phase == PH_OPEN && c->ws.state == WS_CONN_OPEN;
-}
-
-int ws_server_conn_can_send(const ws_server_conn *c) { return conn_can_send(c); }
+int ws_server_conn_can_send(const ws_server_conn *c) { return ws_srv_conn_can_send(c); }
 
 int ws_server_conn_send(ws_server_conn *c, unsigned opcode, const char *data, size_t len) {
-  if (!conn_can_send(c)) return -1;
+  if (!ws_srv_conn_can_send(c)) return -1;
   int r = ws_conn_send(&c->ws, opcode, (const uint8_t *)data, len);
-  if (c->ws.pmd && !c->pmd_watch) pmd_note(c);
+  if (c->ws.pmd && !c->pmd_watch) ws_srv_pmd_note(c);
   return r;
 }
 
 int ws_server_conn_ping(ws_server_conn *c, const char *data, size_t len) {
-  if (!conn_can_send(c)) return -1;
+  if (!ws_srv_conn_can_send(c)) return -1;
   return ws_conn_ping(&c->ws, (const uint8_t *)data, len);
 }
 
@@ -1485,7 +1422,7 @@ int ws_server_conn_close(ws_server_conn *c, unsigned code, const char *reason, s
   int r = ws_conn_close(&c->ws, code, reason, len);
   if (r == 0 && c->phase == PH_OPEN) {
     c->closing_ms = uv_now(&c->server->loop);
-    arm_timer(c);
+    ws_srv_arm_timer(c);
   }
   return r;
 }
@@ -1494,16 +1431,16 @@ int ws_server_conn_close(ws_server_conn *c, unsigned code, const char *reason, s
  * corking, small frames are copied into the cork once (*off) and every
  * connection's entry points at that copy. */
 static size_t fan_out(ws_server *s, ws_server_conn *c, const uv_buf_t *b, uint32_t *off) {
-  if (!conn_can_send(c)) return 0;
+  if (!ws_srv_conn_can_send(c)) return 0;
   size_t total = b[0].len + b[1].len;
   if (s->corking && !s->flushing && total <= CORK_MAX_PIECE) {
-    if (*off == UINT32_MAX) *off = cork_put(s, b, 2, total);
-    if (*off != UINT32_MAX && cork_add(s, c, *off, total) == 0) return 1;
-    cork_flush(s); /* full: start a fresh cork with this frame */
-    *off = cork_put(s, b, 2, total);
-    if (*off != UINT32_MAX && cork_add(s, c, *off, total) == 0) return 1;
+    if (*off == UINT32_MAX) *off = ws_srv_cork_put(s, b, 2, total);
+    if (*off != UINT32_MAX && ws_srv_cork_add(s, c, *off, total) == 0) return 1;
+    ws_srv_cork_flush(s); /* full: start a fresh cork with this frame */
+    *off = ws_srv_cork_put(s, b, 2, total);
+    if (*off != UINT32_MAX && ws_srv_cork_add(s, c, *off, total) == 0) return 1;
   }
-  conn_write(c, b, b[1].len ? 2 : 1);
+  ws_srv_conn_write(c, b, b[1].len ? 2 : 1);
   return 1;
 }
 
@@ -1558,7 +1495,7 @@ static ws_pmd *bcast_pmd(ws_server *s, unsigned bits) {
 /* Sends the broadcast to c: compressed once per window for the receivers
  * that negotiated deflate, then c's own compressor learns the message. */
 static size_t fan_send(ws_server *s, ws_server_conn *c, fan *f) {
-  if (!conn_can_send(c)) return 0;
+  if (!ws_srv_conn_can_send(c)) return 0;
   ws_pmd *m = c->ws.pmd;
   if (!m || !ws_pmd_compresses(m, f->len)) return fan_out(s, c, f->raw, &f->raw_off);
   unsigned w = ws_pmd_send_window(m) & 15;
@@ -1579,7 +1516,7 @@ static size_t fan_send(ws_server *s, ws_server_conn *c, fan *f) {
   if (f->z[w].raw) return fan_out(s, c, f->raw, &f->raw_off);
   size_t sent = fan_out(s, c, f->z[w].b, &f->z[w].off);
   /* The peer's inflater now holds the message: so must c's compressor. */
-  if (sent && conn_can_send(c)) ws_pmd_deflate_prime(m, (const uint8_t *)f->data, f->len);
+  if (sent && ws_srv_conn_can_send(c)) ws_pmd_deflate_prime(m, (const uint8_t *)f->data, f->len);
   return sent;
 }
 
@@ -1588,13 +1525,13 @@ size_t ws_server_broadcast(ws_server *s, unsigned opcode, const char *data, size
   fan f;
   fan_init(&f, opcode, data, len);
   size_t sent = 0;
-  cork_begin(s); /* the frames leave together, one writev per connection */
+  ws_srv_cork_begin(s); /* the frames leave together, one writev per connection */
   ws_server_conn *c = s->conns, *next;
   for (; c; c = next) {
     next = c->next; /* a write failure may destroy c */
     if (c != except) sent += fan_send(s, c, &f);
   }
-  cork_end(s);
+  ws_srv_cork_end(s);
   return sent;
 }
 
@@ -1603,9 +1540,9 @@ size_t ws_server_send_many(ws_server *s, ws_server_conn *const *conns, size_t n,
   fan f;
   fan_init(&f, opcode, data, len);
   size_t sent = 0;
-  cork_begin(s);
+  ws_srv_cork_begin(s);
   for (size_t i = 0; i < n; i++) sent += fan_send(s, conns[i], &f);
-  cork_end(s);
+  ws_srv_cork_end(s);
   return sent;
 }
 
@@ -1738,12 +1675,12 @@ int ws_server_conn_accept(ws_server_conn *c, const char *subprotocol, size_t sub
   if (all != ext && all != headers) free(all);
   if (n) {
     c->decision = DEC_ACCEPT;
-    conn_write_raw(c, out, n);
+    ws_srv_conn_write_raw(c, out, n);
   } else {
     c->pmd_on = 0;
   }
   if (out != stackbuf) free(out);
-  if (n && pending && c->phase == PH_HANDSHAKE) open_after_pending(c);
+  if (n && pending && c->phase == PH_HANDSHAKE) ws_srv_open_after_pending(c);
   return n ? 0 : -1;
 }
 
@@ -1758,9 +1695,9 @@ int ws_server_conn_reject(ws_server_conn *c, int status, const char *reason, siz
   size_t n = ws_handshake_error_response(status, reason, reason_len, headers, headers_len, out,
                                          cap);
   c->decision = DEC_REJECT;
-  if (n) conn_write_raw(c, out, n);
+  if (n) ws_srv_conn_write_raw(c, out, n);
   if (out != stackbuf) free(out);
-  conn_finish(c);
+  ws_srv_conn_finish(c);
   return n ? 0 : -1;
 }
 
@@ -1775,8 +1712,8 @@ int ws_server_conn_http_response(ws_server_conn *c, int status, const char *head
   uv_buf_t b[4] = {uv_buf_init(head, (unsigned)n), uv_buf_init((char *)headers, (unsigned)headers_len),
                    uv_buf_init("\r\n", 2), uv_buf_init((char *)body, (unsigned)body_len)};
   c->decision = DEC_HTTP;
-  conn_write(c, b, 4);
-  conn_finish(c);
+  ws_srv_conn_write(c, b, 4);
+  ws_srv_conn_finish(c);
   return 0;
 }
 
@@ -1792,30 +1729,10 @@ void ws_server_conn_pause_reading(ws_server_conn *c) {
 
 void ws_server_conn_resume_reading(ws_server_conn *c) {
   c->app_paused = 0;
-  conn_resume_if_allowed(c);
+  ws_srv_conn_resume_if_allowed(c);
 }
 
 size_t ws_server_conn_size(void) { return sizeof(ws_server_conn); }
 
 ws_server *ws_server_conn_server(const ws_server_conn *c) { return c->server; }
 
-/* ---------- for the transport's other files (server_int.h) ---------- */
-
-void ws_srv_app_leave(ws_server *s) { app_leave(s); }
-void ws_srv_app_turn(ws_server *s) { app_turn(s); }
-void ws_srv_cork_begin(ws_server *s) { cork_begin(s); }
-void ws_srv_cork_end(ws_server *s) { cork_end(s); }
-void ws_srv_conn_destroy(ws_server_conn *c) { conn_destroy(c); }
-void ws_srv_conn_write_raw(ws_server_conn *c, const char *data, size_t len) {
-  conn_write_raw(c, data, len);
-}
-void ws_srv_arm_timer(ws_server_conn *c) { arm_timer(c); }
-void ws_srv_start_engine(ws_server_conn *c) { start_engine(c); }
-void ws_srv_pmd_note(ws_server_conn *c) { pmd_note(c); }
-void ws_srv_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  on_alloc(h, suggested, buf);
-}
-void ws_srv_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
-  on_read(st, nread, buf);
-}
-void ws_srv_on_conn_handle_closed(uv_handle_t *h) { on_conn_handle_closed(h); }

@@ -205,29 +205,104 @@ void ws_srv_topics_free(ws_server *s);
 /* Before the loop's handles are closed: the Redis bridge closes its own. */
 void ws_srv_pubsub_close(ws_server *s);
 
-/* ---- calls across the transport's files (server.c <-> client.c) ---------- */
+/* ---- calls across the transport's files ------------------------------------
+ *
+ * server.c    the server object: new, free, stop, wakeups, signals
+ * loop.c      calls into the application, the batch, the poll phase, run modes
+ * srv_listen.c listeners and accepting
+ * srv_read.c  the engine's callbacks, reads, the handshake of accepted conns
+ * srv_write.c the write path: try_write, queued writes, write_rate, the cork
+ * srv_timer.c each connection's timer, application timers, the heap trim
+ * srv_conn.c  a connection's teardown, its decision, send/ping/close
+ * fanout.c    broadcast and send_many
+ * client.c    client connections
+ */
 
-/* Every application callback goes through WS_SRV_APP_CALL (see server.c). */
+/* loop.c: every application callback goes through WS_SRV_APP_CALL: while one
+ * runs, closes are queued and the batch waits (see loop.c). */
 #define WS_SRV_APP_CALL(s, call) do { (s)->app_depth++; call; ws_srv_app_leave(s); } while (0)
 void ws_srv_app_leave(ws_server *s);
-/* Delivers the held batch before another event (unless inside a callback). */
-void ws_srv_app_turn(ws_server *s);
-void ws_srv_cork_begin(ws_server *s);
-void ws_srv_cork_end(ws_server *s);
-/* Adds a fresh connection to the server's list (id assigned). */
-void ws_srv_conn_link(ws_server *s, ws_server_conn *c);
-/* Closes the socket now, whatever is queued (reports what is owed). */
-void ws_srv_conn_destroy(ws_server_conn *c);
+void ws_srv_batch_flush(ws_server *s);
+/* Reports on_close (or on_cancel) now, or queues it while a callback runs. */
+void ws_srv_report_close(ws_server *s, ws_server_conn *c, int cancel, unsigned code,
+                         const char *reason, size_t reason_len);
+/* The poll phase is over (or the loop is closing): batch, then cork. */
+void ws_srv_poll_phase_end(ws_server *s);
+void ws_srv_on_poll_end(uv_check_t *h);
+
+/* The application is about to see another event: messages first (unless
+ * it is inside a callback: they wait for the next turn). */
+static inline void ws_srv_app_turn(ws_server *s) {
+  if (s->batch_n && !s->app_depth) ws_srv_batch_flush(s);
+}
+
+/* Driven from another loop (ws_server_run_nowait), libuv registers new epoll
+ * interest (a queued write, a read started) only at its next uv_run: inside a
+ * run, ask for another turn (dirty); outside one (a call from an asyncio
+ * task), wake the backend fd so the other loop runs us. */
+static inline void ws_srv_loop_touched(ws_server *s) {
+  if (!s->embedded) return;
+  if (s->in_run) s->dirty = 1;
+  else uv_async_send(&s->async);
+}
+
+/* A timer started outside uv_run: the cached clock may be stale, and the
+ * other loop's timeout must be recomputed. */
+static inline void ws_srv_timer_touched(ws_server *s) {
+  if (s->embedded && !s->in_run) uv_async_send(&s->async);
+}
+
+/* server.c */
+void ws_srv_maybe_finish_shutdown(ws_server *s);
+void ws_srv_close_all_walk(uv_handle_t *h, void *arg);
+/* SIGINT / SIGTERM: the first drains gracefully, a second stops at once. */
+void ws_srv_on_signal(uv_signal_t *h, int signum);
+
+/* srv_write.c */
+static inline void ws_srv_cork_begin(ws_server *s) { s->corking++; }
+void ws_srv_cork_flush(ws_server *s);
+static inline void ws_srv_cork_end(ws_server *s) {
+  if (--s->corking == 0) ws_srv_cork_flush(s);
+}
+/* Copies bufs into the cork; returns the offset, or UINT32_MAX if full. */
+uint32_t ws_srv_cork_put(ws_server *s, const uv_buf_t *bufs, unsigned n, size_t total);
+/* Appends an entry for c; 0, or -1 if the cork has no room (flush first). */
+int ws_srv_cork_add(ws_server *s, ws_server_conn *c, uint32_t off, size_t len);
+/* Writes bufs in order (into the cork while corking). */
+void ws_srv_conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n);
 void ws_srv_conn_write_raw(ws_server_conn *c, const char *data, size_t len);
-void ws_srv_arm_timer(ws_server_conn *c);
-/* The handshake is done: the engine starts (client role if c->cl), on_open. */
-void ws_srv_start_engine(ws_server_conn *c);
-void ws_srv_pmd_note(ws_server_conn *c);
+/* Submits held writes the budget allows (all of them when closing). */
+void ws_srv_release_held(ws_server_conn *c, int all);
+/* The engine's write callback. */
+void ws_srv_eng_write(ws_conn *e, const ws_conn_buf *bufs, size_t n);
+
+/* srv_read.c */
 void ws_srv_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void ws_srv_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
-void ws_srv_loop_touched(ws_server *s);
+void ws_srv_conn_resume_if_allowed(ws_server_conn *c);
+/* The handshake is done: the engine starts (client role if c->cl), on_open. */
+void ws_srv_start_engine(ws_server_conn *c);
+/* A pending decision became an accept: open, feed the kept bytes, read on. */
+void ws_srv_open_after_pending(ws_server_conn *c);
+
+/* srv_timer.c */
+void ws_srv_arm_timer(ws_server_conn *c);
+void ws_srv_pmd_note(ws_server_conn *c);
+void ws_srv_on_app_timer_closed(uv_handle_t *h);
+
+/* srv_listen.c: adds a fresh connection to the server's list (id assigned). */
+void ws_srv_conn_link(ws_server *s, ws_server_conn *c);
+
+/* srv_conn.c */
+/* Closes the socket now, whatever is queued (reports what is owed). */
+void ws_srv_conn_destroy(ws_server_conn *c);
+/* Closes after the queued writes are flushed (FIN after our last byte). */
+void ws_srv_conn_finish(ws_server_conn *c);
 /* The close callback of a connection's handles (frees it after the last). */
 void ws_srv_on_conn_handle_closed(uv_handle_t *h);
+static inline int ws_srv_conn_can_send(const ws_server_conn *c) {
+  return c && c->phase == PH_OPEN && c->ws.state == WS_CONN_OPEN;
+}
 
 /* client.c's side (client connections, c->cl != NULL). */
 /* Response bytes during the client handshake (inside a cork). */
