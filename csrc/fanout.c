@@ -26,12 +26,13 @@
 static size_t fan_out(ws_server *s, ws_server_conn *c, const uv_buf_t *b, uint32_t *off) {
   if (!ws_srv_conn_can_send(c)) return 0;
   size_t total = b[0].len + b[1].len;
-  if (s->corking && !s->flushing && total <= CORK_MAX_PIECE) {
-    if (*off == UINT32_MAX) *off = ws_srv_cork_put(s, b, 2, total);
-    if (*off != UINT32_MAX && ws_srv_cork_add(s, c, *off, total) == 0) return 1;
-    ws_srv_cork_flush(s); /* full: start a fresh cork with this frame */
-    *off = ws_srv_cork_put(s, b, 2, total);
-    if (*off != UINT32_MAX && ws_srv_cork_add(s, c, *off, total) == 0) return 1;
+  ws_loop *l = s->loop;
+  if (l->corking && !l->flushing && total <= CORK_MAX_PIECE) {
+    if (*off == UINT32_MAX) *off = ws_srv_cork_put(l, b, 2, total);
+    if (*off != UINT32_MAX && ws_srv_cork_add(l, c, *off, total) == 0) return 1;
+    ws_srv_cork_flush(s->loop); /* full: start a fresh cork with this frame */
+    *off = ws_srv_cork_put(l, b, 2, total);
+    if (*off != UINT32_MAX && ws_srv_cork_add(l, c, *off, total) == 0) return 1;
   }
   ws_srv_conn_write(c, b, b[1].len ? 2 : 1);
   return 1;
@@ -118,13 +119,13 @@ size_t ws_server_broadcast(ws_server *s, unsigned opcode, const char *data, size
   fan f;
   fan_init(&f, opcode, data, len);
   size_t sent = 0;
-  ws_srv_cork_begin(s); /* the frames leave together, one writev per connection */
+  ws_srv_cork_begin(s->loop); /* the frames leave together, one writev per connection */
   ws_server_conn *c = s->conns, *next;
   for (; c; c = next) {
     next = c->next; /* a write failure may destroy c */
     if (c != except) sent += fan_send(s, c, &f);
   }
-  ws_srv_cork_end(s);
+  ws_srv_cork_end(s->loop);
   return sent;
 }
 
@@ -133,8 +134,8 @@ size_t ws_server_send_many(ws_server *s, ws_server_conn *const *conns, size_t n,
   fan f;
   fan_init(&f, opcode, data, len);
   size_t sent = 0;
-  ws_srv_cork_begin(s);
+  ws_srv_cork_begin(s->loop);
   for (size_t i = 0; i < n; i++) sent += fan_send(s, conns[i], &f);
-  ws_srv_cork_end(s);
+  ws_srv_cork_end(s->loop);
   return sent;
 }

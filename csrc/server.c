@@ -50,25 +50,6 @@ const char *ws_server_strerror(int err) { return uv_strerror(err); }
 
 /* ---------- lifecycle ---------- */
 
-static void on_async(uv_async_t *a) {
-  ws_server *s = a->data;
-  int req = atomic_exchange(&s->stop_request, 0);
-  if (req) ws_server_stop(s, req == 1);
-  if (s->cb.on_wakeup && !s->finished) {
-    ws_srv_app_turn(s);
-    ws_srv_cork_begin(s);
-    WS_SRV_APP_CALL(s, s->cb.on_wakeup(s));
-    ws_srv_cork_end(s);
-  }
-}
-
-void ws_srv_on_signal(uv_signal_t *h, int signum) {
-  (void)signum;
-  ws_server *s = h->data;
-  /* The first signal drains gracefully; a second one stops at once. */
-  ws_server_stop(s, s->stopping ? 0 : 1);
-}
-
 static void on_shutdown_timer(uv_timer_t *t) { ws_server_stop(t->data, 0); }
 
 /* A peer that stops reading can leave write_high_water queued; the echo of
@@ -84,9 +65,15 @@ static size_t read_len_for(const ws_server_config *cfg) {
   return len < READ_MIN ? READ_MIN : len;
 }
 
-ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks *cb, void *user) {
+ws_server *ws_server_new_on(ws_loop *loop, const ws_server_config *cfg,
+                            const ws_server_callbacks *cb, void *user) {
+  ws_loop *l = loop ? loop : ws_loop_new();
+  if (!l) return NULL;
   ws_server *s = calloc(1, sizeof *s);
-  if (!s) return NULL;
+  if (!s) {
+    if (!loop) ws_loop_free(l);
+    return NULL;
+  }
   if (cfg) s->cfg = *cfg;
   else ws_server_config_default(&s->cfg);
   if (cb) s->cb = *cb;
@@ -95,81 +82,90 @@ ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks 
   s->drain_at = s->cfg.write_low_water ? s->cfg.write_low_water : s->cfg.write_high_water / 2;
   if (s->drain_at > s->cfg.write_high_water) s->drain_at = s->cfg.write_high_water;
   ws_pmd_ctx_init(&s->pmd_ctx, &s->cfg.pmd);
-  if (s->cb.on_batch && !s->cfg.echo) {
-    s->batch = malloc(BATCH_MAX_ENTRIES * WS_SERVER_BATCH_WORDS * sizeof *s->batch);
-    s->arena = malloc(BATCH_ARENA);
-    if (!s->batch || !s->arena) {
-      free(s->batch);
-      free(s->arena);
-      free(s);
-      return NULL;
-    }
-  }
+  s->batching = s->cb.on_batch && !s->cfg.echo;
   atomic_init(&s->stop_request, 0);
-  if (uv_loop_init(&s->loop) != 0) {
-    free(s->batch);
-    free(s->arena);
+  atomic_init(&s->wake_request, 0);
+  if (ws_srv_loop_attach(l, s) != 0) {
     free(s);
+    if (!loop) ws_loop_free(l);
     return NULL;
   }
-  s->loop.data = s;
-  uv_async_init(&s->loop, &s->async, on_async);
-  s->async.data = s;
-  uv_timer_init(&s->loop, &s->shutdown_timer);
+  l->own = !loop;
+  uv_timer_init(&l->uv, &s->shutdown_timer);
   s->shutdown_timer.data = s;
   uv_unref((uv_handle_t *)&s->shutdown_timer);
-  uv_timer_init(&s->loop, &s->trim_timer);
+  uv_timer_init(&l->uv, &s->trim_timer);
   s->trim_timer.data = s;
   uv_unref((uv_handle_t *)&s->trim_timer);
-  uv_timer_init(&s->loop, &s->wait_timer);
-  s->wait_timer.data = s;
-  uv_unref((uv_handle_t *)&s->wait_timer);
-  uv_check_init(&s->loop, &s->poll_end);
-  s->poll_end.data = s;
-  uv_check_start(&s->poll_end, ws_srv_on_poll_end);
-  uv_unref((uv_handle_t *)&s->poll_end);
-  uv_signal_init(&s->loop, &s->sigint);
-  uv_signal_init(&s->loop, &s->sigterm);
-  s->sigint.data = s->sigterm.data = s;
+  s->handles = 2;
   return s;
 }
 
+ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks *cb, void *user) {
+  return ws_server_new_on(NULL, cfg, cb, user);
+}
+
+ws_loop *ws_server_loop(const ws_server *s) { return s->loop; }
+
 void *ws_server_user(const ws_server *s) { return s->user; }
 
-void ws_srv_on_app_timer_closed(uv_handle_t *h) { free(h->data); }
+int ws_server_done(const ws_server *s) { return s->done; }
 
-void ws_srv_close_all_walk(uv_handle_t *h, void *arg) {
-  ws_server *s = arg;
-  if (uv_is_closing(h)) return;
-  /* Application timers own their memory: their handle is their first member
-   * and their data points at themselves. */
-  if (h->type == UV_TIMER && h->data == (void *)h && h != (uv_handle_t *)&s->shutdown_timer) {
-    uv_close(h, ws_srv_on_app_timer_closed);
-    return;
+void ws_srv_handle_gone(ws_server *s) {
+  if (--s->handles > 0 || !s->finished || s->done) return;
+  s->done = 1;
+  if (s->freeing) {
+    s->released = 1;
+    s->loop->zombies++;
   }
-  uv_close(h, NULL);
+  ws_srv_loop_server_done(s->loop, s);
+}
+
+void ws_srv_on_server_handle_closed(uv_handle_t *h) { ws_srv_handle_gone(h->data); }
+
+/* Application timers own their memory: their handle is their first member
+ * and their data points at themselves. */
+static void close_app_timers(uv_handle_t *h, void *arg) {
+  if (uv_is_closing(h) || h->type != UV_TIMER || h->data != (void *)h) return;
+  if (((ws_server_timer *)h)->server == arg) uv_close(h, ws_srv_on_app_timer_closed);
+}
+
+void ws_srv_close_server_handles(ws_server *s) {
+  for (int i = 0; i < s->nlisteners; i++)
+    if (!uv_is_closing(&s->listeners[i].handle))
+      uv_close(&s->listeners[i].handle, ws_srv_on_server_handle_closed);
+  if (!uv_is_closing((uv_handle_t *)&s->shutdown_timer))
+    uv_close((uv_handle_t *)&s->shutdown_timer, ws_srv_on_server_handle_closed);
+  if (!uv_is_closing((uv_handle_t *)&s->trim_timer))
+    uv_close((uv_handle_t *)&s->trim_timer, ws_srv_on_server_handle_closed);
+  uv_walk(&s->loop->uv, close_app_timers, s);
 }
 
 void ws_srv_maybe_finish_shutdown(ws_server *s) {
   if (s->finished || s->nconns > 0) return;
-  ws_srv_poll_phase_end(s); /* before its uv_check handle closes */
+  ws_srv_poll_phase_end(s->loop); /* the batch and the cork before the handles go */
   s->finished = 1;
   ws_srv_pubsub_close(s); /* its handles close its own way */
-    uv_walk(&s->loop, ws_srv_close_all_walk, s);
+  ws_srv_close_server_handles(s);
 }
 
 void ws_server_stop(ws_server *s, int graceful) {
   if (s->finished) return;
+  ws_loop *l = s->loop;
   int first = !s->stopping;
   if (first || !graceful) s->stopping = graceful ? 1 : 2;
   if (first) {
     for (int i = 0; i < s->nlisteners; i++)
-      if (!uv_is_closing(&s->listeners[i].handle)) uv_close(&s->listeners[i].handle, NULL);
-    if (s->cb.on_shutdown && s->app_depth) {
-      s->shutdown_owed = 1; /* stopped from a callback: reported when it returns */
+      if (!uv_is_closing(&s->listeners[i].handle))
+        uv_close(&s->listeners[i].handle, ws_srv_on_server_handle_closed);
+    if (s->cb.on_shutdown && l->app_depth) {
+      if (!s->shutdown_owed) { /* stopped from a callback: reported when it returns */
+        s->shutdown_owed = 1;
+        l->shutdown_owed++;
+      }
     } else if (s->cb.on_shutdown) {
-      ws_srv_app_turn(s);
-      WS_SRV_APP_CALL(s, s->cb.on_shutdown(s));
+      ws_srv_app_turn(l);
+      WS_SRV_APP_CALL(l, s->cb.on_shutdown(s));
     }
   }
   if (graceful && first) {
@@ -179,7 +175,7 @@ void ws_server_stop(ws_server *s, int graceful) {
       if (c->phase == PH_HANDSHAKE) ws_srv_conn_destroy(c);
       else if (c->phase == PH_OPEN && c->ws.state == WS_CONN_OPEN) {
         ws_conn_close(&c->ws, 1001, "server shutting down", 20);
-        c->closing_ms = uv_now(&s->loop);
+        c->closing_ms = uv_now(&l->uv);
         ws_srv_arm_timer(c);
       }
     }
@@ -200,7 +196,10 @@ void ws_server_stop(ws_server *s, int graceful) {
 }
 
 void ws_server_free(ws_server *s) {
-  if (!s) return;
+  if (!s || s->freeing) return;
+  ws_loop *l = s->loop;
+  s->freeing = 1; /* no callbacks from here on */
+  ws_srv_loop_forget(l, s);
   if (!s->finished) {
     s->finished = 1;
     ws_server_conn *c = s->conns, *next;
@@ -210,33 +209,34 @@ void ws_server_free(ws_server *s) {
       ws_srv_conn_destroy(c);
     }
     ws_srv_pubsub_close(s); /* its handles close its own way */
-    uv_walk(&s->loop, ws_srv_close_all_walk, s);
+    ws_srv_close_server_handles(s);
   }
-  uv_run(&s->loop, UV_RUN_DEFAULT);
-  uv_loop_close(&s->loop);
-  while (s->deferred) { /* only if freed from inside a callback, which is not allowed */
-    deferred_close *d = s->deferred;
-    s->deferred = d->next;
-    free(d);
+  if (s->done) {
+    s->released = 1;
+    l->zombies++;
   }
-  free(s->batch);
-  free(s->arena);
-  free(s->cork_conns);
-  for (int i = 0; i < POOL_SLOTS; i++) free(s->pool[i]);
+  if (l->own) ws_loop_free(l); /* runs the loop until the handles have closed */
+}
+
+/* The server and every handle of it are gone: what it owns goes too. */
+void ws_srv_server_release(ws_server *s) {
   for (int i = 0; i < 16; i++) ws_pmd_free(s->bcast[i]);
   ws_srv_topics_free(s);
   ws_csprng_free(s->csprng);
   free(s);
 }
 
-int ws_server_wakeup(ws_server *s) { return uv_async_send(&s->async); }
+int ws_server_wakeup(ws_server *s) {
+  atomic_store(&s->wake_request, 1);
+  return uv_async_send(&s->loop->async);
+}
 
 int ws_server_request_stop(ws_server *s, int graceful) {
   int want = graceful ? 1 : 2, cur = atomic_load(&s->stop_request);
   if (want > cur) atomic_store(&s->stop_request, want);
-  return uv_async_send(&s->async);
+  return uv_async_send(&s->loop->async);
 }
 
 size_t ws_server_connection_count(const ws_server *s) { return s->nconns; }
 
-uint64_t ws_server_now(const ws_server *s) { return uv_now(&s->loop); }
+uint64_t ws_server_now(const ws_server *s) { return uv_now(&s->loop->uv); }

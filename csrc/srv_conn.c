@@ -45,6 +45,7 @@ void ws_srv_on_conn_handle_closed(uv_handle_t *h) {
   }
   free(c);
   if (s->stopping) ws_srv_maybe_finish_shutdown(s);
+  ws_srv_handle_gone(s);
 }
 
 /* Closes the socket now, whatever is queued. */
@@ -78,11 +79,11 @@ static void on_shutdown_done(uv_shutdown_t *req, int status) {
  * close_timeout bounds the wait. */
 void ws_srv_conn_finish(ws_server_conn *c) {
   if (c->phase >= PH_FLUSHING) return;
-  if (c->corked) ws_srv_cork_flush(c->server); /* its bytes go before the FIN */
+  if (c->corked) ws_srv_cork_flush(c->server->loop); /* its bytes go before the FIN */
   if (c->held) ws_srv_release_held(c, 1);      /* closing: the rate no longer holds them */
   if (c->phase >= PH_FLUSHING) return;  /* the flush failed */
   c->phase = PH_FLUSHING;
-  c->closing_ms = uv_now(&c->server->loop);
+  c->closing_ms = uv_now(&c->server->loop->uv);
   if (c->reading) {
     uv_read_stop(&c->h.stream);
     c->reading = 0;
@@ -94,7 +95,7 @@ void ws_srv_conn_finish(ws_server_conn *c) {
     return;
   }
   req->data = c;
-  ws_srv_loop_touched(c->server);
+  ws_srv_loop_touched(c->server->loop);
   ws_srv_arm_timer(c);
 }
 
@@ -118,7 +119,7 @@ int ws_server_conn_close(ws_server_conn *c, unsigned code, const char *reason, s
   if (!c || c->phase != PH_OPEN || c->ws.state != WS_CONN_OPEN) return -1;
   int r = ws_conn_close(&c->ws, code, reason, len);
   if (r == 0 && c->phase == PH_OPEN) {
-    c->closing_ms = uv_now(&c->server->loop);
+    c->closing_ms = uv_now(&c->server->loop->uv);
     ws_srv_arm_timer(c);
   }
   return r;

@@ -31,6 +31,7 @@ void ws_srv_conn_link(ws_server *s, ws_server_conn *c) {
   if (s->conns) s->conns->prev = c;
   s->conns = c;
   s->nconns++;
+  s->handles++; /* until its memory is freed (ws_srv_on_conn_handle_closed) */
 }
 
 static void on_connection(uv_stream_t *listener, int status) {
@@ -40,12 +41,12 @@ static void on_connection(uv_stream_t *listener, int status) {
   if (!c) return;
   c->server = s;
   c->is_pipe = listener->type == UV_NAMED_PIPE;
-  int r = c->is_pipe ? uv_pipe_init(&s->loop, &c->h.pipe, 0) : uv_tcp_init(&s->loop, &c->h.tcp);
+  int r = c->is_pipe ? uv_pipe_init(&s->loop->uv, &c->h.pipe, 0) : uv_tcp_init(&s->loop->uv, &c->h.tcp);
   if (r != 0) {
     free(c);
     return;
   }
-  uv_timer_init(&s->loop, &c->timer);
+  uv_timer_init(&s->loop->uv, &c->timer);
   c->h.handle.data = c;
   c->timer.data = c;
   c->handles_open = 2;
@@ -56,7 +57,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     return;
   }
   set_socket_options(s, c);
-  c->started_ms = uv_now(&s->loop);
+  c->started_ms = uv_now(&s->loop->uv);
   if (s->cfg.max_connections && s->nconns > s->cfg.max_connections) {
     static const char msg[] = "too many connections";
     ws_server_conn_reject(c, 503, msg, sizeof msg - 1, NULL, 0);
@@ -68,7 +69,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     return;
   }
   c->reading = 1;
-  ws_srv_loop_touched(s);
+  ws_srv_loop_touched(s->loop);
   ws_srv_arm_timer(c);
 }
 
@@ -79,11 +80,20 @@ static union stream_handle *new_listener(ws_server *s) {
   return &s->listeners[s->nlisteners];
 }
 
+/* A listener's handle, once initialised, is one of the server's handles. */
+static int counted(ws_server *s, union stream_handle *l, int r) {
+  if (r == 0) {
+    l->handle.data = s;
+    s->handles++;
+  }
+  return r;
+}
+
 static int start_listener(ws_server *s, union stream_handle *l) {
   l->handle.data = s;
   int r = uv_listen(&l->stream, s->cfg.backlog, on_connection);
   if (r != 0) {
-    uv_close(&l->handle, NULL);
+    uv_close(&l->handle, ws_srv_on_server_handle_closed);
     return r;
   }
   s->nlisteners++;
@@ -98,7 +108,7 @@ int ws_server_listen_tcp(ws_server *s, const char *host, int port, int *bound_po
   int r = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
   if (r != 0) r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
   if (r != 0) return r;
-  r = uv_tcp_init_ex(&s->loop, &l->tcp, ss.ss_family);
+  r = counted(s, l, uv_tcp_init_ex(&s->loop->uv, &l->tcp, ss.ss_family));
   if (r != 0) return r;
   if (s->cfg.reuseport) {
     /* libuv 1.44 has no UV_TCP_REUSEPORT: set it on the socket ourselves. */
@@ -106,13 +116,13 @@ int ws_server_listen_tcp(ws_server *s, const char *host, int port, int *bound_po
     int one = 1;
     if (uv_fileno(&l->handle, &fd) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-      uv_close(&l->handle, NULL);
+      uv_close(&l->handle, ws_srv_on_server_handle_closed);
       return UV_EINVAL;
     }
   }
   r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss, 0);
   if (r == 0) r = start_listener(s, l);
-  else uv_close(&l->handle, NULL);
+  else uv_close(&l->handle, ws_srv_on_server_handle_closed);
   if (r != 0) return r;
   if (bound_port) {
     struct sockaddr_storage got;
@@ -146,11 +156,11 @@ static int unix_bind_error(const char *path, int r) {
 int ws_server_listen_unix(ws_server *s, const char *path) {
   union stream_handle *l = new_listener(s);
   if (!l) return UV_ENOBUFS;
-  int r = uv_pipe_init(&s->loop, &l->pipe, 0);
+  int r = counted(s, l, uv_pipe_init(&s->loop->uv, &l->pipe, 0));
   if (r != 0) return r;
   r = uv_pipe_bind(&l->pipe, path);
   if (r != 0) {
-    uv_close(&l->handle, NULL);
+    uv_close(&l->handle, ws_srv_on_server_handle_closed);
     return unix_bind_error(path, r);
   }
   return start_listener(s, l);
@@ -164,11 +174,11 @@ int ws_server_listen_fd(ws_server *s, int fd) {
   if (getsockname(fd, (struct sockaddr *)&ss, &n) != 0) return uv_translate_sys_error(errno);
   int r;
   if (ss.ss_family == AF_UNIX) {
-    r = uv_pipe_init(&s->loop, &l->pipe, 0);
-    if (r == 0 && (r = uv_pipe_open(&l->pipe, fd)) != 0) uv_close(&l->handle, NULL);
+    r = counted(s, l, uv_pipe_init(&s->loop->uv, &l->pipe, 0));
+    if (r == 0 && (r = uv_pipe_open(&l->pipe, fd)) != 0) uv_close(&l->handle, ws_srv_on_server_handle_closed);
   } else {
-    r = uv_tcp_init(&s->loop, &l->tcp);
-    if (r == 0 && (r = uv_tcp_open(&l->tcp, fd)) != 0) uv_close(&l->handle, NULL);
+    r = counted(s, l, uv_tcp_init(&s->loop->uv, &l->tcp));
+    if (r == 0 && (r = uv_tcp_open(&l->tcp, fd)) != 0) uv_close(&l->handle, ws_srv_on_server_handle_closed);
   }
   if (r != 0) return r;
   return start_listener(s, l);

@@ -29,28 +29,31 @@ static void eng_message(ws_conn *e, unsigned opcode, const uint8_t *data, size_t
     return;
   }
   if (!c->opened) return;
-  if (s->batch && len <= BATCH_MAX_MESSAGE) {
-    if (s->batch_n == BATCH_MAX_ENTRIES || s->arena_len + len > BATCH_ARENA) ws_srv_batch_flush(s);
-    uint64_t *w = s->batch + s->batch_n * WS_SERVER_BATCH_WORDS;
+  ws_loop *l = s->loop;
+  if (s->batching && len <= BATCH_MAX_MESSAGE) {
+    if (l->batch_n == BATCH_MAX_ENTRIES || l->arena_len + len > BATCH_ARENA) ws_srv_batch_flush(l);
+    if (l->batch_n == 0) l->batch_server = s;
+    else if (l->batch_server != s) l->batch_mixed = 1;
+    uint64_t *w = l->batch + l->batch_n * WS_SERVER_BATCH_WORDS;
     w[0] = (uint64_t)(uintptr_t)c;
     w[1] = opcode;
-    w[2] = s->arena_len;
+    w[2] = l->arena_len;
     w[3] = len;
-    if (len) memcpy(s->arena + s->arena_len, data, len);
-    s->arena_len += len;
-    s->batch_n++;
+    if (len) memcpy(l->arena + l->arena_len, data, len);
+    l->arena_len += len;
+    l->batch_n++;
     return;
   }
-  ws_srv_app_turn(s);
-  if (s->cb.on_message) WS_SRV_APP_CALL(s, s->cb.on_message(s, c, opcode, (const char *)data, len));
+  ws_srv_app_turn(l);
+  if (s->cb.on_message) WS_SRV_APP_CALL(l, s->cb.on_message(s, c, opcode, (const char *)data, len));
 }
 
 static void eng_control(ws_conn *e, unsigned opcode, const uint8_t *data, size_t len) {
   ws_server_conn *c = e->data;
   ws_server *s = c->server;
   if (s->cb.on_control && c->opened) {
-    ws_srv_app_turn(s);
-    WS_SRV_APP_CALL(s, s->cb.on_control(s, c, opcode, data, len));
+    ws_srv_app_turn(s->loop);
+    WS_SRV_APP_CALL(s->loop, s->cb.on_control(s, c, opcode, data, len));
   }
 }
 
@@ -59,14 +62,14 @@ static void eng_control(ws_conn *e, unsigned opcode, const uint8_t *data, size_t
  * it reads (and drops) until EOF, and close_timeout bounds the wait; then
  * the socket is closed (PH_FLUSHING's timer or ws_srv_on_read's EOF). */
 static void client_linger(ws_server_conn *c) {
-  if (c->corked) ws_srv_cork_flush(c->server);
+  if (c->corked) ws_srv_cork_flush(c->server->loop);
   if (c->held) ws_srv_release_held(c, 1);
   if (c->phase != PH_OPEN) return; /* the flush failed */
   c->phase = PH_FLUSHING;
-  c->closing_ms = uv_now(&c->server->loop);
+  c->closing_ms = uv_now(&c->server->loop->uv);
   if (!c->reading && uv_read_start(&c->h.stream, ws_srv_on_alloc, ws_srv_on_read) == 0) {
     c->reading = 1;
-    ws_srv_loop_touched(c->server);
+    ws_srv_loop_touched(c->server->loop);
   }
   ws_srv_arm_timer(c);
 }
@@ -88,17 +91,17 @@ static void eng_closed(ws_conn *e, unsigned code, const char *reason, size_t rea
 
 /* Assembly buffers: the smallest pooled one that fits, else a fresh one. */
 static void *eng_buf_take(ws_conn *e, size_t need, size_t *cap) {
-  ws_server *s = ((ws_server_conn *)e->data)->server;
+  ws_loop *l = ((ws_server_conn *)e->data)->server->loop;
   int best = -1;
   if (need >= POOL_MIN / 2) {
     for (int i = 0; i < POOL_SLOTS; i++)
-      if (s->pool[i] && s->pool_cap[i] >= need && (best < 0 || s->pool_cap[i] < s->pool_cap[best]))
+      if (l->pool[i] && l->pool_cap[i] >= need && (best < 0 || l->pool_cap[i] < l->pool_cap[best]))
         best = i;
   }
   if (best >= 0) {
-    void *p = s->pool[best];
-    *cap = s->pool_cap[best];
-    s->pool[best] = NULL;
+    void *p = l->pool[best];
+    *cap = l->pool_cap[best];
+    l->pool[best] = NULL;
     return p;
   }
   *cap = need;
@@ -106,12 +109,12 @@ static void *eng_buf_take(ws_conn *e, size_t need, size_t *cap) {
 }
 
 static void eng_buf_give(ws_conn *e, void *buf, size_t cap) {
-  ws_server *s = ((ws_server_conn *)e->data)->server;
+  ws_loop *l = ((ws_server_conn *)e->data)->server->loop;
   if (cap >= POOL_MIN && cap <= POOL_MAX) {
     for (int i = 0; i < POOL_SLOTS; i++) {
-      if (!s->pool[i]) {
-        s->pool[i] = buf;
-        s->pool_cap[i] = cap;
+      if (!l->pool[i]) {
+        l->pool[i] = buf;
+        l->pool_cap[i] = cap;
         return;
       }
     }
@@ -132,7 +135,7 @@ static void *eng_buf_resize(ws_conn *e, void *buf, size_t len, size_t need, size
 /* The engine is about to write a pong or close: deliver held messages first. */
 static void eng_flush(ws_conn *e) {
   ws_server_conn *c = e->data;
-  ws_srv_app_turn(c->server);
+  ws_srv_app_turn(c->server->loop);
 }
 
 static const ws_conn_callbacks engine_callbacks = {
@@ -150,10 +153,10 @@ void ws_srv_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   ws_server_conn *c = h->data;
   ws_server *s = c->server;
-  buf->base = s->readbuf;
+  buf->base = s->loop->readbuf;
   size_t len = s->read_len;
   if (s->cfg.read_rate && c->phase == PH_OPEN) { /* no more than this window's budget */
-    uint64_t used = uv_now(&s->loop) >= c->window_ms + 1000 ? 0 : c->window_bytes;
+    uint64_t used = uv_now(&s->loop->uv) >= c->window_ms + 1000 ? 0 : c->window_bytes;
     uint64_t left = used < s->cfg.read_rate ? s->cfg.read_rate - used : 0;
     if (left < len) len = left < READ_MIN ? READ_MIN : (size_t)left;
   }
@@ -166,7 +169,7 @@ void ws_srv_conn_resume_if_allowed(ws_server_conn *c) {
   if (c->full && c->server->cfg.echo) return;
   if (uv_read_start(&c->h.stream, ws_srv_on_alloc, ws_srv_on_read) == 0) {
     c->reading = 1;
-    ws_srv_loop_touched(c->server);
+    ws_srv_loop_touched(c->server->loop);
   }
 }
 
@@ -178,13 +181,13 @@ void ws_srv_start_engine(ws_server_conn *c) {
   c->ws.want_control = s->cfg.want_control ? 1 : 0;
   int pmd_failed = c->pmd_on && ws_conn_enable_deflate(&c->ws, &s->pmd_ctx, &c->pmd_params) != 0;
   c->phase = PH_OPEN;
-  c->last_read_ms = uv_now(&s->loop);
+  c->last_read_ms = uv_now(&s->loop->uv);
   ws_handshake_free(c->hs);
   c->hs = NULL;
   c->opened = 1;
   if (s->cb.on_open) {
-    ws_srv_app_turn(s);
-    WS_SRV_APP_CALL(s, s->cb.on_open(s, c));
+    ws_srv_app_turn(s->loop);
+    WS_SRV_APP_CALL(s->loop, s->cb.on_open(s, c));
   }
   /* We announced the extension and cannot honour it. */
   if (pmd_failed && c->phase == PH_OPEN) ws_server_conn_close(c, 1011, "out of memory", 13);
@@ -205,8 +208,8 @@ static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
   if (st == WS_HS_HTTP) {
     c->decision = DEC_NONE;
     if (s->cb.on_http) {
-      ws_srv_app_turn(s);
-      WS_SRV_APP_CALL(s, s->cb.on_http(s, c, c->hs));
+      ws_srv_app_turn(s->loop);
+      WS_SRV_APP_CALL(s->loop, s->cb.on_http(s, c, c->hs));
     }
     if (c->phase == PH_HANDSHAKE && c->decision == DEC_NONE) {
       static const char msg[] = "this is a WebSocket server: send an Upgrade request";
@@ -217,8 +220,8 @@ static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
   /* WS_HS_UPGRADE */
   c->decision = DEC_NONE;
   if (s->cb.on_request) {
-    ws_srv_app_turn(s);
-    WS_SRV_APP_CALL(s, s->cb.on_request(s, c, c->hs));
+    ws_srv_app_turn(s->loop);
+    WS_SRV_APP_CALL(s->loop, s->cb.on_request(s, c, c->hs));
   }
   if (c->phase != PH_HANDSHAKE) return; /* the app closed it */
   if (c->decision == DEC_PENDING) {
@@ -249,14 +252,14 @@ static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
 /* A pending decision became an accept: open, feed the kept bytes, read on. */
 void ws_srv_open_after_pending(ws_server_conn *c) {
   ws_server *s = c->server;
-  ws_srv_cork_begin(s);
+  ws_srv_cork_begin(s->loop);
   ws_srv_start_engine(c);
   struct early_bytes *early = c->early;
   c->early = NULL;
   if (early && c->phase == PH_OPEN) ws_conn_feed(&c->ws, (uint8_t *)early->data, early->len);
   free(early);
   ws_srv_conn_resume_if_allowed(c);
-  ws_srv_cork_end(s);
+  ws_srv_cork_end(s->loop);
 }
 
 void ws_srv_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
@@ -274,14 +277,15 @@ void ws_srv_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   ws_server *s = c->server;
-  s->reads++;
-  c->last_read_ms = uv_now(&s->loop);
+  ws_loop *l = s->loop;
+  l->reads++;
+  c->last_read_ms = uv_now(&s->loop->uv);
   /* A ping was answered (or anything read): the timer, armed for the pong
    * deadline, must move to the next ping (ping_timeout may exceed
    * ping_interval; reads otherwise re-arm lazily). */
   int pinged = c->ping_sent_ms != 0;
   c->ping_sent_ms = 0;
-  ws_srv_cork_begin(s);
+  ws_srv_cork_begin(s->loop);
   if (c->phase == PH_HANDSHAKE) {
     if (c->cl) ws_client_int_read(c, buf->base, (size_t)nread);
     else handle_handshake(c, buf->base, (size_t)nread);
@@ -292,8 +296,8 @@ void ws_srv_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   /* The messages wait for the end of the poll phase (on_poll_end), and the
    * replies stay corked until then: one Python call and one writev per
    * connection for all the reads of one epoll wake-up. */
-  if (s->poll_corked) ws_srv_cork_end(s);
-  else s->poll_corked = 1;
+  if (l->poll_corked) ws_srv_cork_end(l);
+  else l->poll_corked = 1;
   if (pinged && c->phase == PH_OPEN) ws_srv_arm_timer(c);
   if (s->cfg.read_rate && c->phase == PH_OPEN) {
     uint64_t now = c->last_read_ms;

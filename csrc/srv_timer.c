@@ -32,7 +32,7 @@ void ws_srv_pmd_note(ws_server_conn *c) {
   if (c->pmd_watch || c->phase != PH_OPEN || !c->ws.pmd) return;
   if (!c->server->cfg.compression_idle_ms || !ws_pmd_live(c->ws.pmd)) return;
   c->pmd_watch = 1;
-  c->pmd_check_ms = uv_now(&c->server->loop);
+  c->pmd_check_ms = uv_now(&c->server->loop->uv);
   ws_pmd_take_used(c->ws.pmd);
   ws_srv_arm_timer(c);
 }
@@ -83,7 +83,7 @@ static void pmd_trim(ws_server *s) {
   malloc_trim(0);
 #endif
   s->pmd_released = 0;
-  s->pmd_trim_ms = uv_now(&s->loop);
+  s->pmd_trim_ms = uv_now(&s->loop->uv);
 }
 
 static void on_trim_timer(uv_timer_t *t) { pmd_trim(t->data); }
@@ -103,17 +103,17 @@ void ws_srv_arm_timer(ws_server_conn *c) {
     uv_timer_stop(&c->timer);
     return;
   }
-  if (c->server->embedded && !c->server->in_run) uv_update_time(&c->server->loop);
-  uint64_t now = uv_now(&c->server->loop);
+  if (c->server->loop->embedded && !c->server->loop->in_run) uv_update_time(&c->server->loop->uv);
+  uint64_t now = uv_now(&c->server->loop->uv);
   uv_timer_start(&c->timer, on_conn_timer, d > now ? d - now : 0, 0);
-  ws_srv_timer_touched(c->server);
+  ws_srv_timer_touched(c->server->loop);
 }
 
 static void on_conn_timer(uv_timer_t *t) {
   ws_server_conn *c = t->data;
   ws_server *s = c->server;
   const ws_server_config *cfg = &s->cfg;
-  uint64_t now = uv_now(&s->loop);
+  uint64_t now = uv_now(&s->loop->uv);
   switch (c->phase) {
   case PH_HANDSHAKE:
     if (cfg->handshake_timeout_ms && now >= c->started_ms + cfg->handshake_timeout_ms) {
@@ -170,16 +170,24 @@ static void on_conn_timer(uv_timer_t *t) {
 
 /* ---------- application timers ---------- */
 
+/* Each is one of its server's handles (s->handles) until closed. */
+void ws_srv_on_app_timer_closed(uv_handle_t *h) {
+  ws_server_timer *t = h->data;
+  ws_server *s = t->server;
+  free(t);
+  ws_srv_handle_gone(s);
+}
+
 static void on_app_timer(uv_timer_t *t) {
   ws_server_timer *at = t->data;
   ws_server *s = at->server;
   uint64_t id = at->id;
   uv_close((uv_handle_t *)t, ws_srv_on_app_timer_closed);
   if (s->cb.on_timer) {
-    ws_srv_app_turn(s);
-    ws_srv_cork_begin(s);
-    WS_SRV_APP_CALL(s, s->cb.on_timer(s, id));
-    ws_srv_cork_end(s);
+    ws_srv_app_turn(s->loop);
+    ws_srv_cork_begin(s->loop);
+    WS_SRV_APP_CALL(s->loop, s->cb.on_timer(s, id));
+    ws_srv_cork_end(s->loop);
   }
 }
 
@@ -189,11 +197,12 @@ ws_server_timer *ws_server_timer_start(ws_server *s, uint64_t ms, uint64_t id) {
   if (!t) return NULL;
   t->server = s;
   t->id = id;
-  uv_timer_init(&s->loop, &t->timer);
+  uv_timer_init(&s->loop->uv, &t->timer);
   t->timer.data = t;
-  if (s->embedded && !s->in_run) uv_update_time(&s->loop);
+  s->handles++;
+  if (s->loop->embedded && !s->loop->in_run) uv_update_time(&s->loop->uv);
   uv_timer_start(&t->timer, on_app_timer, ms, 0);
-  ws_srv_timer_touched(s);
+  ws_srv_timer_touched(s->loop);
   return t;
 }
 

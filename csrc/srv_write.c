@@ -38,10 +38,10 @@ static void on_write_done(uv_write_t *req, int status) {
     c->full = 0;
     ws_srv_conn_resume_if_allowed(c);
     if (c->phase == PH_OPEN && c->opened && c->server->cb.on_drain) {
-      ws_srv_app_turn(c->server);
-      ws_srv_cork_begin(c->server);
-      WS_SRV_APP_CALL(c->server, c->server->cb.on_drain(c->server, c));
-      ws_srv_cork_end(c->server);
+      ws_srv_app_turn(c->server->loop);
+      ws_srv_cork_begin(c->server->loop);
+      WS_SRV_APP_CALL(c->server->loop, c->server->cb.on_drain(c->server, c));
+      ws_srv_cork_end(c->server->loop);
     }
   }
 }
@@ -56,7 +56,7 @@ static const char *doom_reason(int doom) {
 /* A write failed: drop the connection, or mark it while a cork flush runs
  * (destroying reports on_close, and the application must not run then). */
 static void conn_write_failed(ws_server_conn *c, int doom) {
-  if (c->server->flushing) {
+  if (c->server->loop->flushing) {
     if (!c->doomed) c->doomed = (uint8_t)doom;
     return;
   }
@@ -84,7 +84,7 @@ static void note_queued(ws_server_conn *c) {
  * order, until the connection's timer opens the next window. */
 static int write_budget_ok(ws_server_conn *c, size_t len) {
   uint64_t rate = c->server->cfg.write_rate;
-  uint64_t now = uv_now(&c->server->loop);
+  uint64_t now = uv_now(&c->server->loop->uv);
   if (now >= c->wwindow_ms + 1000) {
     c->wwindow_ms = now;
     c->wwindow_bytes = 0;
@@ -134,7 +134,7 @@ void ws_srv_release_held(ws_server_conn *c, int all) {
       conn_write_failed(c, DOOM_WRITE_ERROR);
       return;
     }
-    ws_srv_loop_touched(c->server);
+    ws_srv_loop_touched(c->server->loop);
   }
 }
 
@@ -193,22 +193,22 @@ static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) 
     return;
   }
   c->queued += rest;
-  ws_srv_loop_touched(s);
+  ws_srv_loop_touched(s->loop);
   note_queued(c);
 }
 
 /* Sends everything the cork holds: one writev (of up to CORK_IOV pieces) per
  * connection, in the order the connections were first written to. */
-void ws_srv_cork_flush(ws_server *s) {
-  if (s->cork_n == 0 || s->flushing) return;
-  s->flushing = 1;
+void ws_srv_cork_flush(ws_loop *l) {
+  if (l->cork_n == 0 || l->flushing) return;
+  l->flushing = 1;
   uv_buf_t iov[CORK_IOV];
-  for (size_t i = 0; i < s->cork_nconns; i++) {
-    ws_server_conn *c = s->cork_conns[i];
+  for (size_t i = 0; i < l->cork_nconns; i++) {
+    ws_server_conn *c = l->cork_conns[i];
     unsigned k = 0;
-    for (uint32_t e = c->cork_head; e != CORK_NONE; e = s->cork_entries[e].next) {
-      const cork_entry *ce = &s->cork_entries[e];
-      iov[k++] = uv_buf_init(s->corkbuf + ce->off, ce->len);
+    for (uint32_t e = c->cork_head; e != CORK_NONE; e = l->cork_entries[e].next) {
+      const cork_entry *ce = &l->cork_entries[e];
+      iov[k++] = uv_buf_init(l->corkbuf + ce->off, ce->len);
       if (k == CORK_IOV) {
         conn_write_now(c, iov, k);
         k = 0;
@@ -217,13 +217,13 @@ void ws_srv_cork_flush(ws_server *s) {
     if (k) conn_write_now(c, iov, k);
     c->corked = 0;
   }
-  size_t nconns = s->cork_nconns;
-  s->cork_n = s->cork_len = s->cork_nconns = 0;
-  s->flushing = 0;
+  size_t nconns = l->cork_nconns;
+  l->cork_n = l->cork_len = l->cork_nconns = 0;
+  l->flushing = 0;
   /* Now the application may hear of connections whose writes failed. The
    * list is walked from a copy: destroying one may write to others. */
   for (size_t i = 0; i < nconns; i++) {
-    ws_server_conn *c = s->cork_conns[i];
+    ws_server_conn *c = l->cork_conns[i];
     int doom = c->doomed;
     if (!doom) continue;
     c->doomed = DOOM_NONE;
@@ -232,36 +232,36 @@ void ws_srv_cork_flush(ws_server *s) {
 }
 
 /* Copies bufs into the cork; returns the offset, or UINT32_MAX if full. */
-uint32_t ws_srv_cork_put(ws_server *s, const uv_buf_t *bufs, unsigned n, size_t total) {
-  if (s->cork_len + total > CORK_SIZE || s->cork_n == CORK_ENTRIES) return UINT32_MAX;
-  uint32_t off = (uint32_t)s->cork_len;
+uint32_t ws_srv_cork_put(ws_loop *l, const uv_buf_t *bufs, unsigned n, size_t total) {
+  if (l->cork_len + total > CORK_SIZE || l->cork_n == CORK_ENTRIES) return UINT32_MAX;
+  uint32_t off = (uint32_t)l->cork_len;
   for (unsigned i = 0; i < n; i++) {
-    if (bufs[i].len) memcpy(s->corkbuf + s->cork_len, bufs[i].base, bufs[i].len);
-    s->cork_len += bufs[i].len;
+    if (bufs[i].len) memcpy(l->corkbuf + l->cork_len, bufs[i].base, bufs[i].len);
+    l->cork_len += bufs[i].len;
   }
   return off;
 }
 
 /* Appends an entry for c; 0, or -1 if the cork has no room (flush first). */
-int ws_srv_cork_add(ws_server *s, ws_server_conn *c, uint32_t off, size_t len) {
-  if (s->cork_n == CORK_ENTRIES) return -1;
+int ws_srv_cork_add(ws_loop *l, ws_server_conn *c, uint32_t off, size_t len) {
+  if (l->cork_n == CORK_ENTRIES) return -1;
   if (!c->corked) {
-    if (s->cork_nconns == s->cork_conns_cap) {
-      size_t cap = s->cork_conns_cap ? s->cork_conns_cap * 2 : 64;
-      ws_server_conn **p = realloc(s->cork_conns, cap * sizeof *p);
+    if (l->cork_nconns == l->cork_conns_cap) {
+      size_t cap = l->cork_conns_cap ? l->cork_conns_cap * 2 : 64;
+      ws_server_conn **p = realloc(l->cork_conns, cap * sizeof *p);
       if (!p) return -1;
-      s->cork_conns = p;
-      s->cork_conns_cap = cap;
+      l->cork_conns = p;
+      l->cork_conns_cap = cap;
     }
-    s->cork_conns[s->cork_nconns++] = c;
+    l->cork_conns[l->cork_nconns++] = c;
   }
-  uint32_t idx = (uint32_t)s->cork_n++;
-  cork_entry *e = &s->cork_entries[idx];
+  uint32_t idx = (uint32_t)l->cork_n++;
+  cork_entry *e = &l->cork_entries[idx];
   e->conn = c;
   e->off = off;
   e->len = (uint32_t)len;
   e->next = CORK_NONE;
-  if (c->corked) s->cork_entries[c->cork_tail].next = idx;
+  if (c->corked) l->cork_entries[c->cork_tail].next = idx;
   else c->cork_head = idx;
   c->cork_tail = idx;
   c->corked = 1;
@@ -271,29 +271,29 @@ int ws_srv_cork_add(ws_server *s, ws_server_conn *c, uint32_t off, size_t len) {
 /* Writes bufs in order: into the cork while corking (small pieces), else at
  * once (after what the cork holds, so the order on every connection holds). */
 void ws_srv_conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
-  ws_server *s = c->server;
+  ws_loop *l = c->server->loop;
   if (c->phase >= PH_CLOSED) return;
-  if (s->embedded && !s->in_run && !s->ext_corked && !s->flushing) {
+  if (l->embedded && !l->in_run && !l->ext_corked && !l->flushing) {
     /* Sends from asyncio tasks between turns gather like replies inside a
      * turn: one writev per connection when the next turn starts, which the
      * wake-up asks for at once. */
-    s->ext_corked = 1;
-    ws_srv_cork_begin(s);
-    uv_async_send(&s->async);
+    l->ext_corked = 1;
+    ws_srv_cork_begin(l);
+    uv_async_send(&l->async);
   }
-  if (s->corking && !s->flushing) {
+  if (l->corking && !l->flushing) {
     size_t total = 0;
     for (unsigned i = 0; i < n; i++) total += bufs[i].len;
     if (total == 0) return;
     if (total <= CORK_MAX_PIECE) {
-      uint32_t off = ws_srv_cork_put(s, bufs, n, total);
+      uint32_t off = ws_srv_cork_put(l, bufs, n, total);
       if (off == UINT32_MAX) {
-        ws_srv_cork_flush(s);
-        off = ws_srv_cork_put(s, bufs, n, total);
+        ws_srv_cork_flush(l);
+        off = ws_srv_cork_put(l, bufs, n, total);
       }
-      if (off != UINT32_MAX && ws_srv_cork_add(s, c, off, total) == 0) return;
+      if (off != UINT32_MAX && ws_srv_cork_add(l, c, off, total) == 0) return;
     }
-    ws_srv_cork_flush(s);
+    ws_srv_cork_flush(l);
   }
   conn_write_now(c, bufs, n);
 }
