@@ -45,7 +45,11 @@ void ws_srv_batch_flush(ws_loop *l) {
   for (size_t i = 0, j; i < n; i = j) {
     s = entry_server(l->batch, i);
     for (j = i + 1; j < n && entry_server(l->batch, j) == s; j++) continue;
-    s->cb.on_batch(s, l->batch + i * WS_SERVER_BATCH_WORDS, j - i, l->arena);
+    /* Each call's arena starts at its first message, as a lone server's does. */
+    uint64_t *run = l->batch + i * WS_SERVER_BATCH_WORDS;
+    uint64_t base = run[2];
+    for (size_t k = 0; k < j - i; k++) run[k * WS_SERVER_BATCH_WORDS + 2] -= base;
+    s->cb.on_batch(s, run, j - i, l->arena + base);
   }
   ws_srv_app_leave(l);
 }
@@ -263,7 +267,11 @@ void ws_srv_loop_reap(ws_loop *l) {
   }
 }
 
-size_t ws_loop_server_count(const ws_loop *l) { return l->nservers - l->zombies; }
+size_t ws_loop_server_count(const ws_loop *l) {
+  size_t n = 0;
+  for (const ws_server *s = l->servers; s; s = s->loop_next) n += !s->freeing;
+  return n;
+}
 
 uint64_t ws_loop_now(const ws_loop *l) { return uv_now(&l->uv); }
 
