@@ -90,7 +90,7 @@ ws_server *ws_server_new_on(ws_loop *loop, const ws_server_config *cfg,
     if (!loop) ws_loop_free(l);
     return NULL;
   }
-  l->own = !loop;
+  if (!loop) l->own = 1; /* freed by the last server's ws_server_free */
   uv_timer_init(&l->uv, &s->shutdown_timer);
   s->shutdown_timer.data = s;
   uv_unref((uv_handle_t *)&s->shutdown_timer);
@@ -215,7 +215,10 @@ void ws_server_free(ws_server *s) {
     s->released = 1;
     l->zombies++;
   }
-  if (l->own) ws_loop_free(l); /* runs the loop until the handles have closed */
+  /* A loop of its own goes with the last of its servers (more may have been
+   * attached to it through ws_server_loop): it runs until the handles have
+   * closed, and reaps this server. */
+  if (l->own) ws_loop_free(l);
 }
 
 /* The server and every handle of it are gone: what it owns goes too. */
