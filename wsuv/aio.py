@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from typing import Any
 
 from wsuv._core import ffi, lib
-from wsuv._uvdrive import UvDriver
+from wsuv._uvdrive import UvDriver, host_for
 from wsuv.handler import Handler, has_async_methods, is_connection_handler, resolve_handler
 from wsuv.request import Request
 from wsuv.server import Server, _default_logging, decide_later, is_pending
@@ -128,30 +128,35 @@ class AioServer:
             raise ValueError("busy_poll_us needs the server's own loop (wsuv.Server.run)")
         self._high, self._low = _queue_marks(max_queue)
         user = resolve_handler(handler, allow_async=True)
-        server: Server
+        adapter: Any = user  # plain methods: the fast path, unchanged
         if dial_only:
-            from wsuv.client import Client
-
             if is_connection_handler(user) or has_async_methods(user):
                 raise TypeError("wsuv.aio.client takes a handler with plain def methods; "
                                 "for async code use wsuv.aio.connect(url)")
-            self.handler = user
-            server = Client(user, **options)
         else:
             options["handle_signals"] = False
             if user is None:
-                adapter: Any = None  # the built-in C echo
+                adapter = None  # the built-in C echo
             elif is_connection_handler(user):
                 adapter = _ConnectionAdapter(self, user)
             elif has_async_methods(user):
                 adapter = _AsyncMethodsAdapter(self, user)
+        self.handler = user
+        # Every server and client of this asyncio loop shares one C loop (one fd).
+        host = host_for(self._loop)
+        try:
+            if dial_only:
+                from wsuv.client import Client
+
+                server: Server = Client(user, loop=host.wloop, **options)
             else:
-                adapter = user  # plain methods: the fast path, unchanged
-            self.handler = user
-            server = Server(adapter, **options)
-            if isinstance(adapter, _Adapter):
-                adapter.attach(server)
+                server = Server(adapter, loop=host.wloop, **options)
+        except BaseException:
+            host.maybe_close()
+            raise
         self.server = server
+        if isinstance(adapter, _Adapter):
+            adapter.attach(server)
         server._thread_id = threading.get_ident()
         server._ran = True  # run() would start a second loop on this one's handles
         try:
@@ -160,6 +165,7 @@ class AioServer:
         except OSError:
             server._ran = False
             server.close()
+            host.maybe_close()
             raise
         self.addresses = server.addresses
         self.port = server.port
@@ -176,8 +182,8 @@ class AioServer:
         self._driver.turn()
 
     def _finish(self) -> None:
+        self.server._release()  # freed first: the last member out frees the C loop
         self._driver.stop()
-        self.server._release()
         if not self._closed.done():
             self._closed.set_result(None)
 
