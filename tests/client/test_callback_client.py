@@ -508,3 +508,34 @@ def test_ctrl_c_closes_client_connections_with_1001() -> None:
     assert out.split("\n")[:2] == ["closed 1001", "interrupted"], out
     assert proc.returncode == 0
     assert closes == [1001]
+
+
+def test_client_and_server_on_one_shared_loop() -> None:
+    """A Client on a wsuv.Loop with a Server: Loop.run() serves both."""
+
+    class EchoOnce(wsuv.Handler):
+        def on_message(self, ws: wsuv.WebSocket, message: Any) -> None:
+            ws.send(message)
+
+    loop = wsuv.Loop()
+    srv = wsuv.Server(EchoOnce(), loop=loop, port=0, handle_signals=False)
+    srv.listen()
+
+    class StopAll(Script):
+        def on_close(self, ws: wsuv.WebSocket, code: int, reason: str) -> None:
+            super().on_close(ws, code, reason)
+            srv.stop()
+            ws.server.stop()
+
+    h = StopAll(["shared", b"loop"])
+    client = wsuv.Client(h, loop=loop)
+    with pytest.raises(RuntimeError, match="shared wsuv.Loop"):
+        client.run()
+    client.connect(f"ws://127.0.0.1:{srv.port}/")
+    timer = threading.Timer(LIMIT, srv.stop, (False,))
+    timer.start()
+    try:
+        loop.run()
+    finally:
+        timer.cancel()
+    assert h.received == ["shared", b"loop"] and h.closed is not None
