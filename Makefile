@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PKGS := build-essential pkg-config libuv1-dev libhttp-parser-dev zlib1g-dev libhiredis-dev redis-server chromium nginx-light openssl
+APT_PKGS := build-essential pkg-config libuv1-dev libhttp-parser-dev zlib1g-dev libssl-dev libhiredis-dev redis-server chromium nginx-light openssl
 # Commands that may come from a package of another name (e.g. nodesource's
 # nodejs ships npm): installed from Debian only when the command is missing.
 APT_CMDS := node:nodejs npm:npm
