@@ -567,7 +567,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # memory: a fresh process per server
         for sc in [s for s in scenarios if s.mode == "idle"]:
-            progress(f"{sc.name}: {args.mem_conns} idle connections")
+            n_idle = args.mem_conns if not (sc.deflate or sc.tls) else sc.conns
+            progress(f"{sc.name}: {n_idle} idle connections")
             for spec in [s for s in servers if s.applies(sc)]:
                 try:
                     srv = Running(spec, sc.server_mode, args.pin)
