@@ -12,10 +12,12 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from wsuv.exceptions import (
+    InvalidCertificate,
     InvalidHandshake,
     InvalidStatus,
     InvalidURI,
     ProtocolError,
+    TLSError,
     WsuvError,
 )
 from wsuv.handler import Accept, Handler
@@ -83,6 +85,7 @@ __all__ = [
     "FrameParser",
     "Handler",
     "Headers",
+    "InvalidCertificate",
     "InvalidHandshake",
     "InvalidStatus",
     "InvalidURI",
@@ -92,6 +95,7 @@ __all__ = [
     "Response",
     "Server",
     "StreamingFrameParser",
+    "TLSError",
     "TimerHandle",
     "Utf8Validator",
     "WebSocket",
