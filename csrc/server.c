@@ -107,6 +107,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
   ws_conn_free(&c->ws);
   if (c->hs) ws_handshake_free(c->hs);
   if (c->cl) ws_client_int_free(c->cl);
+  ws_srv_tls_conn_free(c);
   free(c->early);
   while (c->held) { /* never submitted, so libuv does not own them */
     write_req *w = c->held;
@@ -158,6 +159,8 @@ static void conn_finish(ws_server_conn *c) {
   if (c->corked) cork_flush(c->server); /* its bytes go before the FIN */
   if (c->held) release_held(c, 1);      /* closing: the rate no longer holds them */
   if (c->phase >= PH_FLUSHING) return;  /* the flush failed */
+  if (c->tls) ws_srv_tls_close(c);      /* close_notify before the FIN */
+  if (c->phase >= PH_FLUSHING) return;
   c->phase = PH_FLUSHING;
   c->closing_ms = uv_now(&c->server->loop);
   if (c->reading) {
@@ -293,7 +296,7 @@ static void release_held(ws_server_conn *c, int all) {
 }
 
 /* Writes bufs in order; queues what the kernel does not take now. */
-static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
+static void conn_write_wire(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
   if (c->phase >= PH_CLOSED) return;
   size_t total = 0;
   for (unsigned i = 0; i < n; i++) total += bufs[i].len;
@@ -349,6 +352,13 @@ static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) 
   c->queued += rest;
   loop_touched(s);
   note_queued(c);
+}
+
+/* The connection's bytes leave: encrypted first on a TLS connection. */
+static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
+  if (c->phase >= PH_CLOSED) return;
+  if (c->tls) ws_srv_tls_write(c, bufs, n);
+  else conn_write_wire(c, bufs, n);
 }
 
 /* Sends everything the cork holds: one writev (of up to CORK_IOV pieces) per
@@ -933,18 +943,34 @@ static void open_after_pending(ws_server_conn *c) {
   cork_end(s);
 }
 
+static void read_end(ws_server_conn *c, int err) {
+  if (c->cl && c->phase == PH_HANDSHAKE) {
+    ws_client_int_read_end(c, err); /* a refusal's body may end at EOF */
+    return;
+  }
+  /* EOF or error: a WebSocket that ends without a close frame is 1006. */
+  if (c->phase == PH_OPEN && c->ws.state != WS_CONN_CLOSED)
+    ws_conn_abort(&c->ws, 1006, "connection closed without a close frame", 39);
+  conn_destroy(c);
+}
+
+/* Plaintext read: the handshake's, or the engine's. */
+static void read_plain(ws_server_conn *c, char *data, size_t len) {
+  if (c->phase == PH_HANDSHAKE) {
+    if (c->cl) ws_client_int_read(c, data, len);
+    else handle_handshake(c, data, len);
+  } else if (c->phase == PH_OPEN) {
+    ws_conn_feed(&c->ws, (uint8_t *)data, len);
+    pmd_note(c);
+  }
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   ws_server_conn *c = st->data;
   if (nread == 0) return;
-  if (nread < 0 && c->cl && c->phase == PH_HANDSHAKE) {
-    ws_client_int_read_end(c, (int)nread); /* a refusal's body may end at EOF */
-    return;
-  }
   if (nread < 0) {
-    /* EOF or error: a WebSocket that ends without a close frame is 1006. */
-    if (c->phase == PH_OPEN && c->ws.state != WS_CONN_CLOSED)
-      ws_conn_abort(&c->ws, 1006, "connection closed without a close frame", 39);
-    conn_destroy(c);
+    if (c->tls) ws_srv_tls_read_end(c);
+    read_end(c, (int)nread);
     return;
   }
   ws_server *s = c->server;
@@ -956,13 +982,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   int pinged = c->ping_sent_ms != 0;
   c->ping_sent_ms = 0;
   cork_begin(s);
-  if (c->phase == PH_HANDSHAKE) {
-    if (c->cl) ws_client_int_read(c, buf->base, (size_t)nread);
-    else handle_handshake(c, buf->base, (size_t)nread);
-  } else if (c->phase == PH_OPEN) {
-    ws_conn_feed(&c->ws, (uint8_t *)buf->base, (size_t)nread);
-    pmd_note(c);
-  }
+  if (c->tls) ws_srv_tls_read(c, buf->base, (size_t)nread); /* then read_plain */
+  else read_plain(c, buf->base, (size_t)nread);
   /* The messages wait for the end of the poll phase (on_poll_end), and the
    * replies stay corked until then: one Python call and one writev per
    * connection for all the reads of one epoll wake-up. */
@@ -1025,6 +1046,10 @@ static void on_connection(uv_stream_t *listener, int status) {
   }
   set_socket_options(s, c);
   c->started_ms = uv_now(&s->loop);
+  if (ws_srv_tls_accept(c) != 0) { /* TLS from the first byte, when configured */
+    conn_destroy(c);
+    return;
+  }
   if (s->cfg.max_connections && s->nconns > s->cfg.max_connections) {
     static const char msg[] = "too many connections";
     ws_server_conn_reject(c, 503, msg, sizeof msg - 1, NULL, 0);
@@ -1410,6 +1435,7 @@ void ws_server_free(ws_server *s) {
   for (int i = 0; i < POOL_SLOTS; i++) free(s->pool[i]);
   for (int i = 0; i < 16; i++) ws_pmd_free(s->bcast[i]);
   ws_srv_topics_free(s);
+  ws_srv_tls_free(s);
   ws_csprng_free(s->csprng);
   free(s);
 }
@@ -1819,3 +1845,8 @@ void ws_srv_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   on_read(st, nread, buf);
 }
 void ws_srv_on_conn_handle_closed(uv_handle_t *h) { on_conn_handle_closed(h); }
+void ws_srv_read_plain(ws_server_conn *c, char *data, size_t len) { read_plain(c, data, len); }
+void ws_srv_read_end(ws_server_conn *c, int err) { read_end(c, err); }
+void ws_srv_conn_write_wire(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
+  conn_write_wire(c, bufs, n);
+}

@@ -453,6 +453,14 @@ int ws_tls_stash(ws_tls *t) {
   return WS_TLS_OK;
 }
 
+void ws_tls_discard_input(ws_tls *t) {
+  t->in = NULL;
+  t->in_len = 0;
+  free(t->kept);
+  t->kept = NULL;
+  t->kept_len = t->kept_off = 0;
+}
+
 int ws_tls_feed(ws_tls *t, const char *data, size_t len) {
   if (t->in_len > 0 && ws_tls_stash(t) != WS_TLS_OK) return WS_TLS_NOMEM;
   if (len == 0) return WS_TLS_OK;

@@ -116,6 +116,8 @@ int ws_tls_start(ws_tls *t);
 int ws_tls_feed(ws_tls *t, const char *data, size_t len);
 /* Copies the unread rest of the fed bytes into the layer (owned). */
 int ws_tls_stash(ws_tls *t);
+/* Forgets the unread rest of the fed bytes (the connection is going away). */
+void ws_tls_discard_input(ws_tls *t);
 
 /* Decrypts into out (cap bytes): returns the number of plaintext bytes (> 0,
  * as many records as fit), 0 when the fed bytes are used up (more ciphertext
