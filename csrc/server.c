@@ -599,6 +599,8 @@ static void client_linger(ws_server_conn *c) {
   if (c->corked) cork_flush(c->server);
   if (c->held) release_held(c, 1);
   if (c->phase != PH_OPEN) return; /* the flush failed */
+  if (c->tls) ws_srv_tls_close(c); /* close_notify after our close frame */
+  if (c->phase != PH_OPEN) return;
   c->phase = PH_FLUSHING;
   c->closing_ms = uv_now(&c->server->loop);
   if (!c->reading && uv_read_start(&c->h.stream, on_alloc, on_read) == 0) {

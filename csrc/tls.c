@@ -508,6 +508,8 @@ long ws_tls_read(ws_tls *t, char *out, size_t cap) {
     int want = room > (size_t)INT_MAX ? INT_MAX : (int)room;
     ERR_clear_error();
     int r = SSL_read(t->ssl, out + n, want);
+    /* Before the flush below: its SSL_write resets what SSL_get_error reads. */
+    int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
     if (t->pend_len && SSL_is_init_finished(t->ssl)) {
       int w = flush_pending(t);
       if (w != WS_TLS_OK) return w;
@@ -516,7 +518,6 @@ long ws_tls_read(ws_tls *t, char *out, size_t cap) {
       n += (size_t)r;
       continue;
     }
-    int e = SSL_get_error(t->ssl, r);
     if (e == SSL_ERROR_WANT_READ && !t->nomem) {
       if (t->in_len > 0 || t->kept_len > t->kept_off) continue; /* not stuck: more to read */
       break;
