@@ -35,6 +35,7 @@ struct ws_client_state {
   char *request;         /* the upgrade request, until it is written (owned) */
   size_t request_len;
   int err;               /* what on_connect_failed will say */
+  const char *tls_why;   /* static: a TLS failure the layer did not see (or NULL) */
   uint8_t reported;      /* on_connect_failed was called (or is not owed) */
   uint8_t offered_deflate;
 };
@@ -68,6 +69,7 @@ int ws_client_conn_is_client(const ws_server_conn *c) { return c->cl != NULL; }
 const char *ws_client_conn_tls_error(const ws_server_conn *c, int *verify) {
   if (verify) *verify = c->tls ? ws_tls_verify_error(c->tls) : WS_TLS_VERIFY_OK;
   if (!c->tls) return "";
+  if (c->cl && c->cl->tls_why) return c->cl->tls_why;
   const char *why = ws_tls_error(c->tls);
   if (why[0]) return why;
   return ws_tls_handshake_done(c->tls) ? "" : "the server closed the connection during the "
@@ -94,9 +96,9 @@ void ws_client_int_gone(ws_server_conn *c) {
   if (s->finished || !s->cb.on_connect_failed) return; /* being freed: no callbacks */
   int err = cl->err;
   /* srv_tls.c ends a connection whose TLS failed without telling us why:
-   * the layer knows. */
-  if (!err && c->tls && ws_tls_failed(c->tls) && !ws_tls_handshake_done(c->tls))
-    err = WS_CLIENT_TLS;
+   * the layer knows. (With TLS 1.3 a server refuses our certificate after
+   * our side of the handshake is done, so this is not only the handshake.) */
+  if (!err && c->tls && ws_tls_failed(c->tls)) err = WS_CLIENT_TLS;
   if (!err) err = UV_ECANCELED;
   const ws_client_hs *hs = err > 0 && err != WS_CLIENT_TLS ? cl->hs : NULL;
   ws_srv_app_turn(s);
@@ -156,6 +158,17 @@ void ws_client_int_read(ws_server_conn *c, char *data, size_t len) {
 void ws_client_int_read_end(ws_server_conn *c, int err) {
   if (c->tls && !ws_tls_handshake_done(c->tls)) {
     client_fail(c, WS_CLIENT_TLS); /* EOF or a reset before TLS was up */
+    return;
+  }
+  size_t got = 0;
+  ws_client_hs_buffer(c->cl->hs, &got);
+  if (c->tls && got == 0 && !ws_tls_failed(c->tls)) {
+    /* TLS 1.3: the server checks our certificate after our side of the
+     * handshake has finished; a server that refuses it and hangs up without
+     * sending its alert looks like this. */
+    c->cl->tls_why = "the server ended the connection right after the TLS handshake, "
+                     "before any HTTP response (did it refuse our client certificate?)";
+    client_fail(c, WS_CLIENT_TLS);
     return;
   }
   if (err != UV_EOF) {
