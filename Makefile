@@ -233,11 +233,11 @@ redis-asan: build build/tests/redis_bridge_test_asan
 # The transport with client connections dialling their own server (libuv, all of csrc/ but
 # the C-application loader).
 CLIENT_LOOP_SRCS := $(ENGINE_SRCS) $(addprefix csrc/,clienths.c csprng.c server.c client.c \
-  pubsub.c topics.c redisbridge.c redisproto.c)
+  pubsub.c topics.c redisbridge.c redisproto.c tls.c srv_tls.c)
 build/tests/client_loop: tests/c/client_loop.c $(CLIENT_LOOP_SRCS) $(wildcard csrc/*.h)
 	@mkdir -p build/tests
 	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Icsrc $$(pkg-config --cflags libuv) \
-	  -o $@ tests/c/client_loop.c $(CLIENT_LOOP_SRCS) $$(pkg-config --libs libuv) -lhttp_parser -lz -lhiredis -ldl
+	  -o $@ tests/c/client_loop.c $(CLIENT_LOOP_SRCS) $$(pkg-config --libs libuv) -lhttp_parser -lz -lhiredis -lssl -lcrypto -ldl
 
 memcheck: build/tests/engine_stress build/tests/client_loop | $(VENV)/.deps
 	@command -v valgrind >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
