@@ -114,7 +114,8 @@ clean:
 bench-servers: build node_modules/.installed
 	@mkdir -p build
 	gcc -O3 -std=gnu11 -Wall -Wextra -Icsrc -o build/loadgen benchmarks/loadgen.c \
-	  csrc/wsparser.c csrc/wsframe.c csrc/sha1.c csrc/pmdeflate.c $$(pkg-config --cflags --libs libuv) -lz
+	  csrc/wsparser.c csrc/wsframe.c csrc/sha1.c csrc/pmdeflate.c csrc/tls.c \
+	  $$(pkg-config --cflags --libs libuv) -lz -lssl -lcrypto
 	@test -x benchmarks/.venv-wsuv/bin/python || $(PYTHON) -m venv benchmarks/.venv-wsuv
 	@benchmarks/.venv-wsuv/bin/pip install -q --upgrade setuptools wheel cffi uvloop
 	benchmarks/.venv-wsuv/bin/pip install -q --no-build-isolation --force-reinstall --no-deps .

@@ -415,7 +415,8 @@ static int fail(ws_tls *t) {
   }
   unsigned long e = ERR_peek_last_error();
   long v = SSL_get_verify_result(t->ssl);
-  if (v != X509_V_OK && (e == 0 || ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED))
+  if (v != X509_V_OK && !t->ctx->insecure &&
+      (e == 0 || ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED))
     t->reason = X509_verify_cert_error_string(v);
   else if (e != 0 && ERR_reason_error_string(e) != NULL)
     t->reason = ERR_reason_error_string(e);
@@ -508,8 +509,16 @@ long ws_tls_read(ws_tls *t, char *out, size_t cap) {
     int want = room > (size_t)INT_MAX ? INT_MAX : (int)room;
     ERR_clear_error();
     int r = SSL_read(t->ssl, out + n, want);
-    /* Before the flush below: its SSL_write resets what SSL_get_error reads. */
+    /* Read before any other call on t: it looks at the error queue. */
     int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
+    if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ && e != SSL_ERROR_ZERO_RETURN) {
+      if (n > 0) {
+        /* Hand over what came before the failure; the failure is next. */
+        fail(t);
+        return (long)n;
+      }
+      return fail(t);
+    }
     if (t->pend_len && SSL_is_init_finished(t->ssl)) {
       int w = flush_pending(t);
       if (w != WS_TLS_OK) return w;
@@ -528,12 +537,7 @@ long ws_tls_read(ws_tls *t, char *out, size_t cap) {
       if (n > 0) return (long)n;
       return WS_TLS_EOF;
     }
-    if (n > 0) {
-      /* Hand over what came before the failure; the failure is next. */
-      fail(t);
-      return (long)n;
-    }
-    return fail(t);
+    return fail(t); /* out of memory in the BIO */
   }
   return (long)n;
 }

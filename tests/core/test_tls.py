@@ -165,12 +165,16 @@ def test_data_both_ways_any_split(tlskit: Any, split: int) -> None:
     assert bytes(client.received) == b"hello"
 
 
-def test_writes_before_handshake_are_kept(tlskit: Any) -> None:
+@pytest.mark.parametrize("split", [0, 1, 50])
+@pytest.mark.parametrize("insecure", [0, 1])
+def test_writes_before_handshake_are_kept(tlskit: Any, split: int, insecure: int) -> None:
     server = End(server_ctx(tlskit))
-    client = End(client_ctx(tlskit), "localhost")
+    cctx = make_ctx(lib.WS_TLS_CLIENT, insecure=1) if insecure else client_ctx(tlskit)
+    client = End(cctx, None if insecure else "localhost")
     assert client.write(b"GET / HTTP/1.1\r\n\r\n") == 0  # before the ClientHello
     assert lib.ws_tls_start(client.t) == 0
-    pump(client, server)
+    pump(client, server, split=split)
+    assert client.status == 0 and server.status == 0, (client.error, server.error)
     assert bytes(server.received) == b"GET / HTTP/1.1\r\n\r\n"
 
 
