@@ -340,6 +340,22 @@ def test_close_notify_then_fin(tlskit: Any, after_close: str) -> None:
         assert box["after"] == b""  # the client's close_notify: a clean TLS EOF
 
 
+def test_server_hangs_up_without_close_frame_or_close_notify(tlskit: Any) -> None:
+    def script(conn: socket.socket) -> None:
+        tconn = server_ctx(tlskit.server).wrap_socket(conn, server_side=True)
+        head, headers = read_head(tconn)
+        tconn.sendall(switching(headers["sec-websocket-key"]))
+        tconn.shutdown(socket.SHUT_RDWR)  # TCP only: no close frame, no close_notify
+        tconn.close()
+
+    with raw_server(script) as url:
+        url = url.replace("ws://127.0.0.1", "wss://localhost")
+        with wsuv.sync.connect(url, ssl_ca_certs=tlskit.ca.cert, compression=None) as ws:
+            with pytest.raises(wsuv.ConnectionClosed) as info:
+                ws.recv(timeout=TIMEOUT)
+            assert info.value.code == 1006
+
+
 # -- against wsuv's own TLS server -------------------------------------------------------
 
 @pytest.mark.parametrize("compression", ["deflate", None])
