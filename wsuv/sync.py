@@ -126,7 +126,7 @@ class ClientConnection:
                  ssl_keyfile: str | os.PathLike[str] | None = None,
                  ssl_keyfile_password: str | bytes | None = None,
                  ssl_insecure_skip_verify: bool = False) -> None:
-        self._tls: Any = ffi.NULL
+        self._tls: client_tls.Context | None = None
         if self._blocking:
             _refuse_in_asyncio()
         if compression not in ("deflate", None):
@@ -231,7 +231,8 @@ class ClientConnection:
             keep.append(harr)
             o.headers, o.header_count = harr, len(fields)
         o.compression = int(deflate)
-        o.tls = self._tls
+        if self._tls is not None:
+            o.tls = self._tls.ptr
         out = ffi.new("ws_server_conn **")
         req_err = ffi.new("long *")
         r = lib.ws_client_connect(self._s, o, out, req_err)
@@ -274,9 +275,7 @@ class ClientConnection:
         if self._s != ffi.NULL:
             s, self._s, self._c = self._s, ffi.NULL, ffi.NULL
             lib.ws_server_free(s)
-        if self._tls != ffi.NULL:  # after the server: its connections used it
-            tls, self._tls = self._tls, ffi.NULL
-            lib.ws_tls_ctx_free(tls)
+        self._tls = None  # after the server: its connection used the context
 
     def _closed_error(self) -> ConnectionClosed:
         code, reason = self._close if self._close is not None else (1006, "")
@@ -398,10 +397,7 @@ class ClientConnection:
         if s != ffi.NULL:
             self._s = ffi.NULL
             lib.ws_server_free(s)
-        tls = getattr(self, "_tls", ffi.NULL)
-        if tls != ffi.NULL:
-            self._tls = ffi.NULL
-            lib.ws_tls_ctx_free(tls)
+        self._tls = None
 
     # -- from the C callbacks ----------------------------------------------------
     def _on_open(self, c: Any) -> None:

@@ -223,6 +223,21 @@ def test_client_key_with_password(tlskit: Any, tmp_path: Path) -> None:
         wsuv.sync.connect(url, ssl_certfile=tlskit.client.cert, ssl_keyfile=key)
 
 
+def test_contexts_are_shared_and_follow_file_changes(tlskit: Any, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(tlskit.ca.cert.read_bytes())
+    with wss_server(tlskit.server) as url:
+        with wsuv.sync.connect(url, ssl_ca_certs=ca) as a, \
+                wsuv.sync.connect(url, ssl_ca_certs=str(ca)) as b:
+            assert a._tls is not None and a._tls is b._tls  # the trust store is read once
+            first = a._tls
+        ca.write_bytes(tlskit.ca.cert.read_bytes() + b"\n")  # a changed file: read again
+        with wsuv.sync.connect(url, ssl_ca_certs=ca) as c:
+            assert c._tls is not first
+            c.send("renewed")
+            assert c.recv(timeout=TIMEOUT) == "renewed"
+
+
 # -- misuse: one sentence each -------------------------------------------------------
 
 def test_ssl_options_need_wss(tlskit: Any) -> None:
