@@ -13,6 +13,7 @@
  * cipher string that selects nothing is one sentence in the caller's buffer.
  *
  * Policy, the same for every context: TLS 1.2 and 1.3 only; no renegotiation;
+ * no server session cache and no TLS 1.3 session tickets (see tls.c);
  * ALPN "http/1.1" (offered by a client, chosen by a server when offered; a
  * client offering only other protocols gets no ALPN answer, not an alert);
  * SNI sent by a client for a host name (never for an IP address) and readable

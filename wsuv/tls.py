@@ -27,21 +27,16 @@ def wants_tls(opts: dict[str, Any]) -> bool:
     return any(opts[name] not in (None, 0, "") for name in SERVER_OPTIONS)
 
 
-def server_context(opts: dict[str, Any]) -> Any:
-    """A server-role ws_tls_ctx from the ssl_* options (the caller owns it:
-    ws_server_set_tls takes it over, else ws_tls_ctx_free)."""
-    if not opts["ssl_certfile"]:
-        given = [n for n in SERVER_OPTIONS if opts[n] not in (None, 0, "")]
-        raise ValueError(f"{given[0]} needs ssl_certfile (the server's certificate chain)")
+def _context(role: int, fields: dict[str, tuple[str, str | None]], cert_reqs: int = 0,
+             insecure: bool = False) -> Any:
+    """A ws_tls_ctx; fields maps a C field to (option name, value or None)."""
     cfg = ffi.new("ws_tls_config *")
     lib.ws_tls_config_default(cfg)
-    cfg.role = lib.WS_TLS_SERVER
-    cfg.cert_reqs = opts["ssl_cert_reqs"]
+    cfg.role = role
+    cfg.cert_reqs = cert_reqs
+    cfg.insecure_no_verify = int(insecure)
     keep = []
-    for opt, field in (("ssl_certfile", "certfile"), ("ssl_keyfile", "keyfile"),
-                       ("ssl_keyfile_password", "password"), ("ssl_ca_certs", "ca_file"),
-                       ("ssl_ciphers", "ciphers")):
-        value = opts[opt]
+    for field, (opt, value) in fields.items():
         if value is None:
             continue
         if not isinstance(value, str):
@@ -56,6 +51,36 @@ def server_context(opts: dict[str, Any]) -> Any:
     if ctx == ffi.NULL:
         raise ValueError(ffi.string(err).decode(errors="replace"))
     return ctx
+
+
+def server_context(opts: dict[str, Any]) -> Any:
+    """A server-role ws_tls_ctx from the ssl_* options (the caller owns it:
+    ws_server_set_tls takes it over, else ws_tls_ctx_free)."""
+    if not opts["ssl_certfile"]:
+        given = [n for n in SERVER_OPTIONS if opts[n] not in (None, 0, "")]
+        raise ValueError(f"{given[0]} needs ssl_certfile (the server's certificate chain)")
+    return _context(lib.WS_TLS_SERVER, {
+        "certfile": ("ssl_certfile", opts["ssl_certfile"]),
+        "keyfile": ("ssl_keyfile", opts["ssl_keyfile"]),
+        "password": ("ssl_keyfile_password", opts["ssl_keyfile_password"]),
+        "ca_file": ("ssl_ca_certs", opts["ssl_ca_certs"]),
+        "ciphers": ("ssl_ciphers", opts["ssl_ciphers"]),
+    }, cert_reqs=opts["ssl_cert_reqs"])
+
+
+def client_context(*, ca_certs: str | None = None, certfile: str | None = None,
+                   keyfile: str | None = None, keyfile_password: str | None = None,
+                   ciphers: str | None = None, insecure_no_verify: bool = False) -> Any:
+    """A client-role ws_tls_ctx (for wss:// clients; freed with ws_tls_ctx_free):
+    the peer is verified against ca_certs, or the system trust store when it is
+    None, unless insecure_no_verify; certfile/keyfile are a client certificate."""
+    return _context(lib.WS_TLS_CLIENT, {
+        "certfile": ("ssl_certfile", certfile),
+        "keyfile": ("ssl_keyfile", keyfile),
+        "password": ("ssl_keyfile_password", keyfile_password),
+        "ca_file": ("ssl_ca_certs", ca_certs),
+        "ciphers": ("ssl_ciphers", ciphers),
+    }, insecure=insecure_no_verify)
 
 
 def check(opts: dict[str, Any]) -> None:

@@ -392,3 +392,20 @@ def test_server_survives_random_records(tlskit: Any, junk: bytes) -> None:
     assert server.status in (0, lib.WS_TLS_ERR)
     assert server.received == b""
 
+
+
+def test_python_client_context(tlskit: Any, tmp_path: Path) -> None:
+    """wsuv.tls.client_context: what a wss:// client builds on (one sentence on error)."""
+    from wsuv import tls
+
+    ctx = ffi.gc(tls.client_context(ca_certs=str(tlskit.ca.cert),
+                                    certfile=str(tlskit.client.cert),
+                                    keyfile=str(tlskit.client.key)), lib.ws_tls_ctx_free)
+    sctx = server_ctx(tlskit, ca_file=tlskit.ca.cert, cert_reqs=2)
+    client, server = connect(tlskit, sctx, ctx)
+    assert client.done and server.done and lib.ws_tls_peer_verified(server.t) == 1
+    with pytest.raises(ValueError, match="^ssl_ca_certs '.*' cannot be read: "):
+        tls.client_context(ca_certs=str(tmp_path / "none.pem"))
+    with pytest.raises(TypeError, match="^ssl_certfile must be a str"):
+        tls.client_context(certfile=1)  # type: ignore[arg-type]
+    lib.ws_tls_ctx_free(tls.client_context(insecure_no_verify=True))

@@ -354,3 +354,33 @@ def test_encrypted_key_with_password(tlskit: Any) -> None:
             wss(server, tlskit.client_context()) as ws:
         ws.send("unlocked")
         assert ws.recv(TIMEOUT) == "unlocked"
+
+
+def test_cli_tls_mistakes_are_one_line(tlskit: Any, tmp_path: Any) -> None:
+    """wsuv-serve: each unusable TLS option is one line and exit 1, also with --workers
+    (checked before any fork)."""
+    import tlskit as kit_mod
+
+    from tests.conftest import free_port
+    from tests.server.test_cli_start import refused
+
+    cert, key = str(tlskit.server.cert), str(tlskit.server.key)
+    cases = [
+        (["--ssl-certfile", str(tmp_path / "nope.pem")], "cannot be read: No such file"),
+        (["--ssl-certfile", cert, "--ssl-keyfile", str(tlskit.client.key)], "does not match"),
+        (["--ssl-certfile", cert, "--ssl-keyfile", str(tlskit.server_key_encrypted)],
+         "is encrypted: give ssl_keyfile_password"),
+        (["--ssl-certfile", cert, "--ssl-keyfile", str(tlskit.server_key_encrypted),
+          "--ssl-keyfile-password", kit_mod.PASSWORD + "x"], "does not decrypt"),
+        (["--ssl-keyfile", key], "ssl_keyfile needs ssl_certfile"),
+        (["--ssl-certfile", cert, "--ssl-keyfile", key, "--ssl-ciphers", "NOPE"],
+         "selects no cipher"),
+        (["--ssl-certfile", cert, "--ssl-keyfile", key, "--ssl-cert-reqs", "2"],
+         "give ssl_ca_certs"),
+    ]
+    for args, words in cases:
+        for workers in ("1", "2"):
+            line = refused(*args, "--port", str(free_port()), "--workers", workers)
+            assert words in line, (args, line)
+    assert "--ssl-cert-reqs must be between 0 and 2" in refused(
+        "--ssl-certfile", cert, "--ssl-cert-reqs", "7", status=2)
