@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 
+from wsuv import tls
 from wsuv._core import ffi, lib
 from wsuv.exceptions import InvalidCertificate, TLSError
 
@@ -133,36 +134,20 @@ def _check(opts: dict[str, Any]) -> None:
         raise ValueError("ssl_ca_certs has no use with ssl_insecure_skip_verify=True "
                          "(nothing is verified): choose one")
     password = opts["ssl_keyfile_password"]
-    if password is not None:
-        raw = password.encode() if isinstance(password, str) else password
-        if not isinstance(raw, bytes) or b"\0" in raw:
-            raise TypeError("ssl_keyfile_password must be a str or bytes without NUL")
+    if password is not None and not isinstance(password, str):
+        raise TypeError(f"ssl_keyfile_password must be a str, not {type(password).__name__}")
 
 
 def _make(opts: dict[str, Any]) -> Any:
     """A new ws_tls_ctx from checked options (ValueError: one sentence)."""
-    insecure = opts["ssl_insecure_skip_verify"]
-    cfg = ffi.new("ws_tls_config *")
-    lib.ws_tls_config_default(cfg)
-    cfg.role = lib.WS_TLS_CLIENT
-    cfg.insecure_no_verify = int(insecure)
-    keep = []
-    for opt, field in (("ssl_certfile", "certfile"), ("ssl_keyfile", "keyfile"),
-                       ("ssl_ca_certs", "ca_file")):
-        if opts[opt] is not None:
-            buf = ffi.new("char[]", _path(opt, opts[opt]))
-            keep.append(buf)
-            setattr(cfg, field, buf)
-    password = opts["ssl_keyfile_password"]
-    if password is not None:
-        buf = ffi.new("char[]", password.encode() if isinstance(password, str) else password)
-        keep.append(buf)
-        cfg.password = buf
-    err = ffi.new("char[]", lib.WS_TLS_ERRBUF)
-    ctx = lib.ws_tls_ctx_new(cfg, err, lib.WS_TLS_ERRBUF)
-    if ctx == ffi.NULL:
-        raise ValueError(ffi.string(err).decode(errors="replace"))
-    return ctx
+    def path(name: str) -> str | None:
+        value = opts[name]
+        return None if value is None else os.fsdecode(value)
+
+    return tls.client_context(ca_certs=path("ssl_ca_certs"), certfile=path("ssl_certfile"),
+                              keyfile=path("ssl_keyfile"),
+                              keyfile_password=opts["ssl_keyfile_password"],
+                              insecure_no_verify=opts["ssl_insecure_skip_verify"])
 
 
 def handshake_error(c: Any, where: str, host: str) -> TLSError:

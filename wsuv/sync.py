@@ -124,7 +124,7 @@ class ClientConnection:
                  ssl_ca_certs: str | os.PathLike[str] | None = None,
                  ssl_certfile: str | os.PathLike[str] | None = None,
                  ssl_keyfile: str | os.PathLike[str] | None = None,
-                 ssl_keyfile_password: str | bytes | None = None,
+                 ssl_keyfile_password: str | None = None,
                  ssl_insecure_skip_verify: bool = False) -> None:
         self._tls: client_tls.Context | None = None
         if self._blocking:
