@@ -69,9 +69,9 @@ def _path(name: str, value: Any) -> bytes:
 
 
 class Context:
-    """A client-role ws_tls_ctx, freed when the last holder lets go: the cache
-    and each connection using it (which drops it only after its ws_server is
-    freed, since the connection's TLS state points into the context)."""
+    """A client-role ws_tls_ctx, given up when the last Python holder lets go
+    (the cache, each connection using it); the C context itself lives on
+    while a connection's TLS state still holds its reference (tls.h)."""
 
     __slots__ = ("ptr",)
 
