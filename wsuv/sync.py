@@ -131,7 +131,7 @@ class ClientConnection:
             _refuse_in_asyncio()
         if compression not in ("deflate", None):
             raise ValueError('compression must be "deflate" or None')
-        host, port, unix_path, target, secure = _parse_url(url)
+        host, port, unix_path, target, secure = _split_url(url)
         self._host = host
         self._where = unix_path or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
         tls_opts = {"ssl_ca_certs": ssl_ca_certs, "ssl_certfile": ssl_certfile,
@@ -460,7 +460,17 @@ def _refuse_in_asyncio() -> None:
                        "event loop (call it from a thread, e.g. asyncio.to_thread)")
 
 
-def _parse_url(url: str) -> tuple[str, int, str | None, str, bool]:
+def _parse_url(url: str) -> tuple[str, int, str | None, str]:
+    """(host, port, unix socket path or None, request target) of a ws:// URL,
+    for clients that do not speak TLS (wss:// is one sentence)."""
+    host, port, unix_path, target, secure = _split_url(url)
+    if secure:
+        raise InvalidURI(f"{url}: wss:// (TLS) is not supported by this client yet; "
+                         "wsuv.sync.connect and wsuv.aio.connect speak it")
+    return host, port, unix_path, target
+
+
+def _split_url(url: str) -> tuple[str, int, str | None, str, bool]:
     """(host, port, unix socket path or None, request target, TLS) of a
     ws:// or wss:// URL."""
     if not isinstance(url, str):

@@ -247,6 +247,17 @@ def test_ssl_options_need_wss(tlskit: Any) -> None:
         wsuv.sync.connect("ws://127.0.0.1:9/", ssl_insecure_skip_verify=True)
 
 
+def test_url_parsing() -> None:
+    from wsuv.sync import _parse_url, _split_url
+
+    assert _split_url("wss://example.com/a?b=1") == ("example.com", 443, None, "/a?b=1", True)
+    assert _split_url("wss://[::1]:8443/") == ("::1", 8443, None, "/", True)
+    assert _split_url("ws://example.com/") == ("example.com", 80, None, "/", False)
+    # Clients without TLS (the parser they share) refuse wss:// in one sentence.
+    with pytest.raises(wsuv.InvalidURI, match=r"wss:// \(TLS\) is not supported by this client"):
+        _parse_url("wss://example.com/")
+
+
 def test_bad_tls_options_are_one_sentence(tlskit: Any, tmp_path: Path) -> None:
     url = "wss://127.0.0.1:9/"
     with pytest.raises(ValueError, match="ssl_ca_certs '.*missing.pem' cannot be read"):
