@@ -248,3 +248,8 @@ memcheck: build/tests/engine_stress build/tests/client_loop | $(VENV)/.deps
 	  ./build/tests/engine_stress $(STRESS_CONNS)
 	valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=1 \
 	  ./build/tests/client_loop
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+	  -addext subjectAltName=DNS:localhost,DNS:two.test,IP:127.0.0.1 \
+	  -keyout build/tests/client_loop.key -out build/tests/client_loop.pem 2>/dev/null
+	valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=1 \
+	  ./build/tests/client_loop build/tests/client_loop.pem build/tests/client_loop.key
