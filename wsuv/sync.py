@@ -132,7 +132,7 @@ class ClientConnection:
         if compression not in ("deflate", None):
             raise ValueError('compression must be "deflate" or None')
         host, port, unix_path, target, secure = _split_url(url)
-        self._host = host
+        self._url_host = host
         self._where = unix_path or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
         tls_opts = {"ssl_ca_certs": ssl_ca_certs, "ssl_certfile": ssl_certfile,
                     "ssl_keyfile": ssl_keyfile, "ssl_keyfile_password": ssl_keyfile_password,
@@ -426,7 +426,7 @@ class ClientConnection:
                                         f"server {self._where} refused the WebSocket "
                                         f"handshake: HTTP {resp.status} {resp.reason}".rstrip())
         elif err == lib.WS_CLIENT_TLS:
-            self._error = client_tls.handshake_error(c, self._where, self._host)
+            self._error = client_tls.handshake_error(c, self._where, self._url_host)
         elif err == lib.WS_CLIENT_INVALID:
             why = ffi.string(lib.ws_client_hs_fail_reason(hs)).decode()
             self._error = InvalidHandshake(f"invalid handshake response from {self._where}: {why}")

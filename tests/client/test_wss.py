@@ -466,6 +466,17 @@ def test_aio_wss(tlskit: Any, run: Any) -> None:
         run(main())
 
 
+def test_aio_hostname_mismatch(tlskit: Any, run: Any) -> None:
+    with wss_server(tlskit.wrong_host) as url:
+        async def main() -> None:
+            with pytest.raises(wsuv.InvalidCertificate) as info:
+                await wsuv.aio.connect(url, ssl_ca_certs=tlskit.ca.cert)
+            assert info.value.reason == "hostname_mismatch"
+            assert "not valid for 'localhost'" in str(info.value)
+
+        run(main())
+
+
 def test_aio_reconnecting_iterator_raises_certificate_errors(tlskit: Any, run: Any) -> None:
     with wss_server(tlskit.expired) as url:
         async def main() -> None:
