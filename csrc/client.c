@@ -30,7 +30,7 @@ struct ws_client_state {
   struct addrinfo *addrs; /* the resolved addresses (owned) */
   struct addrinfo *next_addr; /* the next one to try when a connect fails */
   uint16_t port;
-  ws_tls_ctx *tls_ctx;   /* wss://: the context (borrowed, see client.h) */
+  ws_tls_ctx *tls_ctx;   /* wss://: the context (a reference of ours) */
   char *tls_host;        /* the name or IP literal the certificate must match (owned) */
   char *request;         /* the upgrade request, until it is written (owned) */
   size_t request_len;
@@ -109,6 +109,7 @@ void ws_client_int_free(struct ws_client_state *cl) {
   uv_freeaddrinfo(cl->addrs);
   ws_client_hs_free(cl->hs);
   free(cl->tls_host);
+  ws_tls_ctx_free(cl->tls_ctx); /* our reference (NULL without TLS) */
   free(cl->request);
   free(cl);
 }
@@ -378,7 +379,7 @@ int ws_client_connect(ws_server *s, const ws_client_options *o, ws_server_conn *
   if (r == 0 && o->tls && !o->unix_path) {
     if (ws_tls_ctx_role(o->tls) != WS_TLS_CLIENT) r = WS_CLIENT_E_ARGS;
     else if (!(cl->tls_host = strdup(name))) r = WS_CLIENT_E_NOMEM;
-    cl->tls_ctx = o->tls;
+    else cl->tls_ctx = ws_tls_ctx_ref(o->tls);
   }
   ws_server_conn *c = r == 0 ? calloc(1, sizeof *c) : NULL;
   if (r == 0 && !c) r = WS_CLIENT_E_NOMEM;

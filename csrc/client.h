@@ -91,8 +91,8 @@ typedef struct ws_client_options {
                              default) */
   ws_client_hs_limits limits; /* response limits (zeros = clienths defaults) */
   ws_tls_ctx *tls;        /* non-NULL: wss://, TLS with this client-role context over
-                             TCP (borrowed: it must outlive the connection, i.e. stay
-                             until the server is freed). The certificate is checked
+                             TCP (the connection takes its own reference: the caller
+                             may free its own at any time). The certificate is checked
                              against host (a name: SNI too; an IP literal: no SNI)
                              unless the context is insecure_no_verify. */
 } ws_client_options;

@@ -339,6 +339,11 @@ ws_tls_ctx *ws_tls_ctx_new(const ws_tls_config *cfg, char *err, size_t errlen) {
   return c;
 }
 
+ws_tls_ctx *ws_tls_ctx_ref(ws_tls_ctx *c) {
+  atomic_fetch_add(&c->refs, 1);
+  return c;
+}
+
 void ws_tls_ctx_free(ws_tls_ctx *c) {
   if (c == NULL || atomic_fetch_sub(&c->refs, 1) != 1) return; /* a connection still uses it */
   SSL_CTX_free(c->ssl_ctx);

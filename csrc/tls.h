@@ -94,6 +94,9 @@ void ws_tls_config_default(ws_tls_config *cfg);
 /* Returns the context, or NULL with one sentence (no newline) in err
  * (errlen >= WS_TLS_ERRBUF recommended; always NUL-terminated when errlen > 0). */
 ws_tls_ctx *ws_tls_ctx_new(const ws_tls_config *cfg, char *err, size_t errlen);
+/* One more reference for a holder other than a connection (given back with
+ * ws_tls_ctx_free). Returns ctx. */
+ws_tls_ctx *ws_tls_ctx_ref(ws_tls_ctx *ctx);
 /* Gives up the caller's reference. Each connection holds one too (taken by
  * ws_tls_new, given back by ws_tls_free), so the context lives until the
  * last of its connections is freed, in whatever order (a connection freed
