@@ -36,3 +36,13 @@ def test_connections_keep_their_context(tlskit: Any) -> None:
     other = End(cctx, "localhost")
     assert lib.ws_tls_start(other.t) == 0
     del other, client, server  # the last references: the contexts go with them
+
+
+def test_extra_reference(tlskit: Any) -> None:
+    cctx = _ctx(lib.WS_TLS_CLIENT, ca_file=tlskit.ca.cert)
+    assert lib.ws_tls_ctx_ref(cctx) == cctx  # a second holder (a client connection's)
+    lib.ws_tls_ctx_free(cctx)
+    end = End(cctx, "localhost")  # still valid: one reference left
+    assert lib.ws_tls_start(end.t) == 0 and end.take()  # a ClientHello
+    lib.ws_tls_ctx_free(cctx)  # the last holder's; the connection keeps it alive
+    del end
