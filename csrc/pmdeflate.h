@@ -38,8 +38,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The largest answer or offer ws_pmd_* writes, with its NUL. */
-#define WS_PMD_HEADER_MAX 128
+/* Room for the largest answer or offer ws_pmd_* writes, with its NUL: the
+ * longest answer (both no_context_takeover flags, both windows of two digits)
+ * is 128 characters, the longest offer 125. */
+#define WS_PMD_HEADER_MAX 160
 
 /* Which end of the connection a ws_pmd is (same values as ws_parser's). */
 enum ws_pmd_role { WS_PMD_SERVER = 0, WS_PMD_CLIENT = 1 };

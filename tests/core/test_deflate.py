@@ -66,6 +66,12 @@ SERVER_ROWS: list[tuple[str, str, str | None]] = [
      "server_max_window_bits=10; client_max_window_bits=9",
      "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
      "server_max_window_bits=10; client_max_window_bits=9"),
+    # The longest answer (128 characters): it once lost its last byte.
+    ("all-four-two-digit-windows",
+     "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+     "server_max_window_bits=12; client_max_window_bits=12",
+     "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+     "server_max_window_bits=12; client_max_window_bits=12"),
     ("fallback-after-bad-window",
      "permessage-deflate; server_max_window_bits=7, permessage-deflate; client_max_window_bits=10",
      "permessage-deflate; client_max_window_bits=10"),
@@ -149,7 +155,8 @@ def test_server_negotiation_table(offer: str, answer: str | None) -> None:
             assert bits == 15
     # The answer is itself a valid offer (it parses to the same parameters).
     again = ffi.new("ws_pmd_params *")
-    assert lib.ws_pmd_format_answer(params, ffi.new("char[128]"), 128) == len(answer)
+    assert lib.ws_pmd_format_answer(params, ffi.new("char[]", lib.WS_PMD_HEADER_MAX),
+                                    lib.WS_PMD_HEADER_MAX) == len(answer)
     cfg15 = default_config(window_bits=15, peer_window_bits=15)
     rc2, _, again = negotiate(answer, cfg15)
     assert rc2 == 1
