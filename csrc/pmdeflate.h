@@ -95,7 +95,8 @@ void ws_pmd_config_default(ws_pmd_config *cfg);
  * client_no_context_takeover if offered or cfg->peer_no_context_takeover;
  * server_max_window_bits only if offered, as min(offered, cfg->window_bits)
  * (never larger than offered); client_max_window_bits only if offered, as
- * min(offered value or 15, cfg->peer_window_bits). */
+ * min(offered value or 15, cfg->peer_window_bits), and 8 only if the offer
+ * named 8 itself (zlib-based clients cannot compress within 8 bits). */
 int ws_pmd_negotiate(const ws_pmd_config *cfg, const char *value, size_t len, ws_pmd_params *out,
                      char *resp, size_t resp_cap, size_t *resp_len);
 

@@ -111,7 +111,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("compression_client_window_bits", int, 12, "window (bits, 8-15) we ask a client to "
            "compress within when its offer lets us (client_max_window_bits, as Chrome's): "
            "our inflater, and what it keeps while idle, is then 2^bits bytes instead of "
-           "32 KiB, for a ratio within a point of 15 bits", 15, 8),
+           "32 KiB, for a ratio within a point of 15 bits; 8 only to a client that offered "
+           "8 itself (zlib-based clients cannot compress within 8 bits)", 15, 8),
     Option("compression_client_no_context_takeover", bool, False, "ask clients to compress "
            "every message on its own (client_no_context_takeover): an idle connection then "
            "keeps no inflater window at all, paid with a worse ratio (0.30 instead of 0.20 "

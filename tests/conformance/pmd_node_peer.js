@@ -35,12 +35,15 @@ const WORDS = ['alpha', 'beta', 'gamma', 'größe', 'café', '東京', 'data', '
 
 function textMessage(size, seed) {
   const r = rng(seed);
-  let s = '';
-  let i = 0;
-  while (Buffer.byteLength(s) < size) {
-    s += `{"id":${i++},"w":"${WORDS[Math.floor(r() * WORDS.length)]}","v":${Math.floor(r() * 1000)}},`;
+  const parts = [];
+  let n = 0;
+  for (let i = 0; n < size; i++) {
+    const part = `{"id":${i},"w":"${WORDS[Math.floor(r() * WORDS.length)]}","v":${Math.floor(r() * 1000)}},`;
+    parts.push(part);
+    n += Buffer.byteLength(part);
   }
-  let buf = Buffer.from(s).subarray(0, size);
+  let buf = Buffer.from(parts.join('')).subarray(0, size);
+  let s;
   while (buf.length && (buf[buf.length - 1] & 0xc0) === 0x80) buf = buf.subarray(0, buf.length - 1);
   s = buf.toString('utf8').replace(/\uFFFD$/, '');
   return s + '.'.repeat(size - Buffer.byteLength(s));
@@ -53,7 +56,7 @@ function binaryMessage(size, seed) {
   return buf;
 }
 
-const SIZES = [[16, 30], [200, 30], [1024, 30], [8192, 8], [65536, 3], [131072, 2]];
+const SIZES = [[16, 12], [200, 12], [1024, 12], [8192, 4], [65536, 2], [131072, 1]];
 
 function open(url, pmd) {
   return new Promise((resolve, reject) => {

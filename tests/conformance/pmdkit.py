@@ -234,8 +234,7 @@ class ServerChoice:
 def expected_answer(offer: str, choice: ServerChoice) -> Params | None:
     """What RFC 7692 and wsuv's documented policy make of ``offer``: the first
     valid element; server_max_window_bits only if offered, no larger than
-    offered; client_max_window_bits only if offered; the takeover flags if
-    offered or configured."""
+    offered; client_max_window_bits only if offered (8 only if offered as 8); the takeover flags if offered or configured."""
     for pairs in parse_extensions(offer):
         if not _valid_offer(pairs):
             continue
@@ -245,7 +244,10 @@ def expected_answer(offer: str, choice: ServerChoice) -> Params | None:
             server_bits = min(int(got["server_max_window_bits"] or 15), choice.window_bits)
         client_bits = 15
         if "client_max_window_bits" in got:
-            client_bits = min(int(got["client_max_window_bits"] or 15), choice.client_window_bits)
+            asked = got["client_max_window_bits"]
+            client_bits = min(int(asked or 15), choice.client_window_bits)
+            if asked != "8":  # 8 only if offered: zlib-based clients cannot take it
+                client_bits = max(client_bits, 9)
         return Params(server_bits=server_bits, client_bits=client_bits,
                       server_nct="server_no_context_takeover" in got or choice.nct,
                       client_nct="client_no_context_takeover" in got or choice.client_nct)

@@ -21,8 +21,12 @@ own reading of our answer).
 from __future__ import annotations
 
 import contextlib
+import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from client import EchoHandler, running_server
@@ -30,10 +34,15 @@ from pmdkit import (
     DeflateClient,
     KiB,
     ServerChoice,
+    answer_params,
     count_for,
     echo_case,
     expected_answer,
+    message,
+    opcode_of,
 )
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.sync.client import connect as ws_connect
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -138,3 +147,99 @@ def test_13_offer_answer_and_echo(echo: str, offer: str, choice: str) -> None:
         assert c.params == expected_answer(offer, CHOICES[choice]), (offer, c.answer)
         echo_matrix(c)
         c.close()
+
+
+# -- 13.14: the `websockets` client as the peer ---------------------------------------
+
+PEER_CONFIGS: list[dict[str, Any]] = [{}]
+PEER_CONFIGS += [{"server_max_window_bits": b} for b in range(8, 16)]
+PEER_CONFIGS += [{"client_max_window_bits": b} for b in range(8, 16)]
+PEER_CONFIGS += [{"server_no_context_takeover": s, "client_no_context_takeover": c}
+                 for s in (False, True) for c in (False, True) if s or c]
+PEER_CONFIGS += [{"server_no_context_takeover": True, "client_no_context_takeover": True,
+                  "server_max_window_bits": b, "client_max_window_bits": b} for b in (8, 11, 15)]
+PEER_CONFIGS += [{"client_max_window_bits": None}]
+
+
+def peer_offer(cfg: dict[str, Any]) -> str:
+    """The offer a peer configured with ``cfg`` (websockets' / ws's names) makes."""
+    return offer_of(bool(cfg.get("server_no_context_takeover")),
+                    bool(cfg.get("client_no_context_takeover")),
+                    cfg.get("server_max_window_bits"), cfg.get("client_max_window_bits", True))
+
+
+def peer_messages() -> Iterator[tuple[str, bytes]]:
+    for kind in ("json", "bitmap"):
+        for size in (16, 100, 1 * KiB, 8 * KiB, 64 * KiB, 128 * KiB):
+            for i in range(count_for(size, budget=128 * KiB, most=8, least=1)):
+                yield kind, message(kind, size, i)
+
+
+def peer_id(cfg: dict[str, Any]) -> str:
+    return ",".join(f"{k.replace('_max_window_bits', '_bits')}={v}"
+                    for k, v in sorted(cfg.items())) or "defaults"
+
+
+# websockets' client cannot compress within 8 bits and refuses to offer it.
+WS_CONFIGS = [c for c in PEER_CONFIGS if c.get("client_max_window_bits") != 8]
+
+
+@pytest.mark.parametrize("choice", ["default", "wide", "tight"])
+@pytest.mark.parametrize("cfg", WS_CONFIGS, ids=[peer_id(c) for c in WS_CONFIGS])
+def test_13_14_websockets_client(cfg: dict[str, Any], choice: str) -> None:
+    with deflate_server("c-echo", CHOICES[choice]) as port:
+        factory = ClientPerMessageDeflateFactory(**cfg)
+        with ws_connect(f"ws://127.0.0.1:{port}/", extensions=[factory], compression=None,
+                        max_size=None, open_timeout=10) as ws:
+            answer = ws.response.headers.get("Sec-WebSocket-Extensions")
+            assert answer_params(answer) == expected_answer(peer_offer(cfg), CHOICES[choice])
+            for kind, data in peer_messages():
+                out: str | bytes = data.decode() if opcode_of(kind) == 1 else data
+                ws.send(out)
+                assert ws.recv(timeout=10) == out
+            big = message("json", 40 * KiB, 9).decode()
+            ws.send([big[:1], big[1:20000], big[20000:]])  # fragmented, compressed
+            assert ws.recv(timeout=10) == big
+
+
+# -- 13.15: Node's `ws` client as the peer ---------------------------------------------
+
+NODE_NAMES = {"server_no_context_takeover": "serverNoContextTakeover",
+              "client_no_context_takeover": "clientNoContextTakeover",
+              "server_max_window_bits": "serverMaxWindowBits",
+              "client_max_window_bits": "clientMaxWindowBits"}
+
+
+def node_exe() -> str:
+    exe = shutil.which("node") or shutil.which("nodejs")
+    if exe is None or not (ROOT / "node_modules" / "ws" / "package.json").is_file():
+        pytest.fail("Node.js and its `ws` package are needed: apt-get install nodejs npm, "
+                    "then `npm install` at the repo root (`make test` does it)")
+    return exe
+
+
+def node_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """ws's option names; ws leaves client_max_window_bits out only when false."""
+    out = {NODE_NAMES[k]: v for k, v in cfg.items()}
+    if out.get("clientMaxWindowBits", True) is None:
+        out["clientMaxWindowBits"] = False
+    return out
+
+
+@pytest.mark.parametrize(("echo", "choice"), [("c-echo", "default"), ("py-echo", "wide"),
+                                              ("c-echo", "tight")])
+def test_13_15_node_ws_client(echo: str, choice: str) -> None:
+    """Every peer configuration in turn from one Node process."""
+    with deflate_server(echo, CHOICES[choice]) as port:
+        proc = subprocess.run(
+            [node_exe(), str(HERE / "pmd_node_peer.js"), "client", f"ws://127.0.0.1:{port}/",
+             json.dumps([node_config(c) for c in PEER_CONFIGS])],
+            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(proc.stdout)
+    assert len(results) == len(PEER_CONFIGS)
+    for cfg, result in zip(PEER_CONFIGS, results, strict=True):
+        assert result["ok"], (cfg, result.get("error"))
+        assert result["messages"] == 86 and result["closeCode"] == 1000, result
+        expected = expected_answer(peer_offer(cfg), CHOICES[choice])
+        assert answer_params(result["answered"]) == expected, (cfg, result["answered"])

@@ -52,6 +52,8 @@ SERVER_ROWS: list[tuple[str, str, str | None]] = [
      "permessage-deflate; server_max_window_bits=8"),
     ("client-window-8", "permessage-deflate; client_max_window_bits=8",
      "permessage-deflate; client_max_window_bits=8"),
+    # A client that did not offer 8 is never asked for 8: see
+    # test_a_client_window_of_8_is_asked_only_of_clients_that_offered_it.
     ("server-window-above-ours", "permessage-deflate; server_max_window_bits=15",
      "permessage-deflate; server_max_window_bits=12"),
     ("client-window-above-ours", "permessage-deflate; client_max_window_bits=15",
@@ -177,6 +179,17 @@ def test_our_choices_appear_in_the_answer() -> None:
     assert negotiate("permessage-deflate; server_max_window_bits=10; client_max_window_bits",
                      cfg)[1] == (
         "permessage-deflate; server_max_window_bits=9; client_max_window_bits=15")
+
+
+def test_a_client_window_of_8_is_asked_only_of_clients_that_offered_it() -> None:
+    """zlib cannot compress raw deflate within 8 bits; websockets' client fails
+    the connection on an answer of 8 it did not offer (seen in conformance 13)."""
+    cfg = default_config(peer_window_bits=8)
+    for offer, bits in [("permessage-deflate; client_max_window_bits", 9),
+                        ("permessage-deflate; client_max_window_bits=9", 9),
+                        ("permessage-deflate; client_max_window_bits=15", 9),
+                        ("permessage-deflate; client_max_window_bits=8", 8)]:
+        assert negotiate(offer, cfg)[1] == f"permessage-deflate; client_max_window_bits={bits}"
 
 
 def test_small_response_buffer_is_refused() -> None:
