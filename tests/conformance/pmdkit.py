@@ -234,7 +234,8 @@ class ServerChoice:
 def expected_answer(offer: str, choice: ServerChoice) -> Params | None:
     """What RFC 7692 and wsuv's documented policy make of ``offer``: the first
     valid element; server_max_window_bits only if offered, no larger than
-    offered; client_max_window_bits only if offered (8 only if offered as 8); the takeover flags if offered or configured."""
+    offered; client_max_window_bits only if offered (8 only if offered as
+    8); the takeover flags if offered or configured."""
     for pairs in parse_extensions(offer):
         if not _valid_offer(pairs):
             continue
