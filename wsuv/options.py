@@ -108,6 +108,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("compression_mem_level", int, 5, "zlib memLevel of our compressor (1-9): 5 compresses "
            "1 KiB JSON as well as 8 (0.202 against 0.201 at 12 bits) with 112 KiB less per "
            "active compressor; 1 loses most (0.210)", 9, 1),
+    Option("compression_level", int, 6, "zlib level of our compressor (1-9): 6 compresses 1 KiB "
+           "JSON to 0.232 of its size at 12 bits in 21 us, 1 to 0.281 in 14 us "
+           "(benchmarks/pmd_sweep.c); end to end the difference was within a shared "
+           "machine's noise, and lower levels cost 4-10% more bytes on the wire", 9, 1),
     Option("compression_client_window_bits", int, 12, "window (bits, 8-15) we ask a client to "
            "compress within when its offer lets us (client_max_window_bits, as Chrome's): "
            "our inflater, and what it keeps while idle, is then 2^bits bytes instead of "
