@@ -11,7 +11,7 @@ what the client sends within the window it granted (a client reaching
 further fails there) and with a new stream per message when it asked for
 client_no_context_takeover. 13.17-13.18: the `websockets` server and Node's
 `ws` server, each configured over the same sweep. 13.19: wsuv.aio.connect
-over a part of it.
+over a part of it, against the raw server, websockets and Node ws.
 """
 
 from __future__ import annotations
@@ -240,3 +240,10 @@ def test_13_19_aio_client_against_websockets(cfg: dict[str, Any]) -> None:
     with WebsocketsServer(cfg) as srv:
         extensions, _ = asyncio.run(asyncio.wait_for(aio_echo_all(srv.url), 60))
         check_answer(extensions, cfg)
+
+
+@pytest.mark.parametrize("index", [0, len(NODE_CONFIGS) - 2, len(NODE_CONFIGS) - 1],
+                         ids=lambda i: cfg_id(NODE_CONFIGS[i]))
+def test_13_19_aio_client_against_node_ws(node_servers: list[str], index: int) -> None:
+    extensions, _ = asyncio.run(asyncio.wait_for(aio_echo_all(node_servers[index]), 60))
+    check_answer(extensions, NODE_CONFIGS[index])
