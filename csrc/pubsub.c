@@ -127,7 +127,7 @@ int ws_server_pubsub_connect(ws_server *s, const char *url, size_t url_len, cons
   ws_redis_config_from_url(&cfg, u);
   if (ns && *ns) cfg.ns = ns;
   cfg.max_topic_len = WS_PUBSUB_MAX_TOPIC;
-  s->bridge = ws_redis_new(&s->loop, &cfg, &bridge_callbacks, s, err);
+  s->bridge = ws_redis_new(&s->loop->uv, &cfg, &bridge_callbacks, s, err);
   if (!s->bridge) {
     free(u);
     return -1;
