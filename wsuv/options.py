@@ -110,8 +110,9 @@ OPTIONS: tuple[Option, ...] = (
            "active compressor; 1 loses most (0.210)", 9, 1),
     Option("compression_level", int, 6, "zlib level of our compressor (1-9): 6 compresses 1 KiB "
            "JSON to 0.232 of its size at 12 bits in 21 us, 1 to 0.281 in 14 us "
-           "(benchmarks/pmd_sweep.c); end to end the difference was within a shared "
-           "machine's noise, and lower levels cost 4-10% more bytes on the wire", 9, 1),
+           "(benchmarks/pmd_sweep.c); end to end, 1 gave a compressed echo about a quarter "
+           "more messages per server CPU-second for a tenth more bytes on the wire "
+           "(docs/PERFORMANCE.md)", 9, 1),
     Option("compression_client_window_bits", int, 12, "window (bits, 8-15) we ask a client to "
            "compress within when its offer lets us (client_max_window_bits, as Chrome's): "
            "our inflater, and what it keeps while idle, is then 2^bits bytes instead of "
