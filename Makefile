@@ -80,6 +80,12 @@ build/deflate_bench: benchmarks/deflate_bench.c
 	@mkdir -p build
 	$(CC) -O3 -std=gnu11 -Wall -Wextra -Werror -o $@ benchmarks/deflate_bench.c -lz -ldeflate
 
+# What csrc/pmdeflate.c costs per 1 KiB JSON message at each zlib level, window
+# and memLevel: the measurement behind the compression_* defaults.
+build/pmd_sweep: benchmarks/pmd_sweep.c csrc/pmdeflate.c csrc/pmdeflate.h
+	@mkdir -p build
+	$(CC) -O2 -std=gnu11 -Wall -Wextra -Werror -Icsrc -o $@ benchmarks/pmd_sweep.c csrc/pmdeflate.c -lz
+
 bench-parser: build build/parser_bench
 	$(PY) -m pip install -q wsproto websockets
 	./build/parser_bench
