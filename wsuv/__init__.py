@@ -13,10 +13,12 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from wsuv.exceptions import (
+    InvalidCertificate,
     InvalidHandshake,
     InvalidStatus,
     InvalidURI,
     ProtocolError,
+    TLSError,
     WsuvError,
 )
 from wsuv.handler import Accept, Handler
@@ -89,6 +91,7 @@ __all__ = [
     "FrameParser",
     "Handler",
     "Headers",
+    "InvalidCertificate",
     "InvalidHandshake",
     "InvalidStatus",
     "InvalidURI",
@@ -99,6 +102,7 @@ __all__ = [
     "Response",
     "Server",
     "StreamingFrameParser",
+    "TLSError",
     "TimerHandle",
     "Utf8Validator",
     "WebSocket",
