@@ -1,16 +1,22 @@
 /* workerbus.c - a worker's link to the bus hub (see workerbus.h).
  *
- * Each connection attempt gets its own heap `blink` (a closing pipe handle
- * lives until its close callback, and the next attempt must not wait for
- * it); the bus outlives every link and is freed after its timer and the
- * last link's pipe have closed. Writes go straight to the socket
- * (uv_try_write) while nothing is queued; what the kernel does not take is
- * queued (busproto.h's ws_bus_outq) and leaves in one uv_write per round.
+ * Each connection gets its own heap `blink` (a closing poll handle lives
+ * until its close callback, and the next attempt must not wait for it); the
+ * bus outlives every link and is freed after its timer and the last link's
+ * handle have closed. The socket is our own, non-blocking, under a uv_poll
+ * handle rather than a uv_pipe: libuv's uv_try_write refuses while a
+ * uv_write is in flight, so a burst of publishes inside one callback would
+ * only queue until the loop ran again (8 MiB, then drops). Here every send
+ * writes as far as the kernel takes it, the queue first.
  */
 #include "workerbus.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "busproto.h"
 #include "topics.h"
@@ -18,12 +24,13 @@
 #define READ_SIZE (64 * 1024)
 
 typedef struct blink {
-  uv_pipe_t pipe;
-  uv_connect_t creq;
-  uv_write_t wreq;
+  uv_poll_t poll;
+  int fd;              /* the connected socket (owned: closed after the poll handle) */
+  int events;          /* what the poll handle watches */
   ws_bus *b;
   ws_bus_decoder dec;
-  ws_bus_outq q;
+  ws_bus_outq q;       /* only its `fill` buffer: bytes [sent, fill_len) are unsent */
+  size_t sent;
   uint64_t next_seq;   /* the hub's next sequence number for us */
   int up, dead;
 } blink;
@@ -48,6 +55,7 @@ struct ws_bus {
 static void link_start(ws_bus *b);
 static void link_drop(blink *l);
 static void on_retry(uv_timer_t *t);
+static void on_poll(uv_poll_t *p, int status, int events);
 
 void ws_bus_config_default(ws_bus_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
@@ -134,7 +142,7 @@ uint64_t ws_bus_origin(const ws_bus *b) { return b->origin; }
 
 void ws_bus_get_stats(const ws_bus *b, ws_bus_stats *out) {
   *out = b->st;
-  out->pending_bytes = b->link ? ws_bus_outq_pending(&b->link->q) : 0;
+  out->pending_bytes = b->link ? b->link->q.fill_len - b->link->sent : 0;
   out->channels = ws_topics_sub_count(&b->wanted);
 }
 
@@ -151,6 +159,7 @@ void ws_bus_close(ws_bus *b) {
 static void on_link_closed(uv_handle_t *h) {
   blink *l = h->data;
   ws_bus *b = l->b;
+  close(l->fd);
   ws_bus_decoder_free(&l->dec);
   ws_bus_outq_free(&l->q);
   free(l);
@@ -180,78 +189,103 @@ static void link_drop(blink *l) {
   int was = l->up;
   l->up = 0;
   if (b->link == l) b->link = NULL;
-  uv_close((uv_handle_t *)&l->pipe, on_link_closed);
+  uv_close((uv_handle_t *)&l->poll, on_link_closed);
   if (b->closing) return;
   schedule_retry(b);
   if (was && b->cb.on_state) b->cb.on_state(b, 0);
 }
 
-static void start_write(blink *l);
-
-static void on_write(uv_write_t *req, int status) {
-  blink *l = req->data;
-  ws_bus_outq_done(&l->q);
-  if (l->dead) return;
-  if (status < 0) link_drop(l);
-  else start_write(l);
+static void watch(blink *l) {
+  int want = UV_READABLE | (l->q.fill_len > l->sent ? UV_WRITABLE : 0);
+  if (want == l->events) return;
+  l->events = want;
+  if (uv_poll_start(&l->poll, want, on_poll) != 0) link_drop(l);
 }
 
-static void start_write(blink *l) {
-  if (!ws_bus_outq_take(&l->q)) return;
-  uv_buf_t buf = uv_buf_init(l->q.out, (unsigned)l->q.out_len);
-  l->wreq.data = l;
-  if (uv_write(&l->wreq, (uv_stream_t *)&l->pipe, &buf, 1, on_write) != 0) {
-    ws_bus_outq_done(&l->q);
-    link_drop(l);
+/* Writes what is queued until the kernel takes no more; 0, or -1 (dropped). */
+static int flush(blink *l) {
+  ws_bus_outq *q = &l->q;
+  while (l->sent < q->fill_len) {
+    ssize_t n = send(l->fd, q->fill + l->sent, q->fill_len - l->sent, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      link_drop(l);
+      return -1;
+    }
+    l->sent += (size_t)n;
   }
+  if (l->sent == q->fill_len) {
+    q->fill_len = l->sent = 0;
+    if (q->fill_cap > 64 * 1024) { /* a burst's buffer is not kept */
+      free(q->fill);
+      q->fill = NULL;
+      q->fill_cap = 0;
+    }
+  } else if (l->sent > q->fill_len / 2) { /* keep the unsent tail at the front */
+    memmove(q->fill, q->fill + l->sent, q->fill_len - l->sent);
+    q->fill_len -= l->sent;
+    l->sent = 0;
+  }
+  watch(l);
+  return l->dead ? -1 : 0;
 }
 
 /* Sends one frame: straight to the socket when nothing is queued, else (and
- * whatever the kernel did not take) into the queue. `limit`: 1 for a PUB
- * (over the bound: dropped, -2), 2 for a SUB/UNSUB (over it: the link is
- * dropped, -1), 0 for the resubscription of a new link (unbounded: it is
- * the wanted set). Returns 0 when sent or queued. */
+ * whatever the kernel did not take) into the queue, which is then written as
+ * far as the kernel takes it (a burst inside one callback drains while the
+ * hub reads). `limit`: 1 for a PUB (over the bound: dropped, -2), 2 for a
+ * SUB/UNSUB (over it: the link is dropped, -1), 0 for the resubscription of a
+ * new link (unbounded: it is the wanted set). Returns 0 when sent or queued. */
 static int link_send(blink *l, const uint8_t hdr[WS_BUS_HEADER], const char *topic, size_t tl,
                      const char *payload, size_t pl, int limit) {
   size_t total = WS_BUS_HEADER + tl + pl;
-  size_t pending = ws_bus_outq_pending(&l->q);
+  size_t pending = l->q.fill_len - l->sent;
   if (limit && pending + total > l->b->cfg.max_pending_bytes) {
-    if (limit == 1) return -2;
-    link_drop(l);
-    return -1;
+    if (flush(l) != 0) return -1; /* the hub may have read meanwhile */
+    pending = l->q.fill_len - l->sent;
+    if (pending + total > l->b->cfg.max_pending_bytes) {
+      if (limit == 1) return -2;
+      link_drop(l);
+      return -1;
+    }
   }
   if (pending == 0) {
-    uv_buf_t bufs[3];
-    unsigned nb = 0;
-    bufs[nb++] = uv_buf_init((char *)hdr, WS_BUS_HEADER);
-    if (tl) bufs[nb++] = uv_buf_init((char *)topic, (unsigned)tl);
-    if (pl) bufs[nb++] = uv_buf_init((char *)payload, (unsigned)pl);
-    int n = uv_try_write((uv_stream_t *)&l->pipe, bufs, nb);
-    if (n < 0 && n != UV_EAGAIN) {
+    struct iovec iov[3];
+    int nb = 0;
+    iov[nb++] = (struct iovec){(void *)hdr, WS_BUS_HEADER};
+    if (tl) iov[nb++] = (struct iovec){(void *)topic, tl};
+    if (pl) iov[nb++] = (struct iovec){(void *)payload, pl};
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)nb};
+    ssize_t n;
+    do n = sendmsg(l->fd, &m, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
       link_drop(l);
       return -1;
     }
     size_t done = n > 0 ? (size_t)n : 0;
     if (done == total) return 0;
-    /* The rest, piece by piece. */
-    for (unsigned i = 0; i < nb; i++) {
-      size_t len = bufs[i].len;
+    for (int i = 0; i < nb; i++) { /* the rest, piece by piece */
+      size_t len = iov[i].iov_len;
       if (done >= len) {
         done -= len;
         continue;
       }
-      if (ws_bus_outq_append_raw(&l->q, bufs[i].base + done, len - done) != 0) {
+      if (ws_bus_outq_append_raw(&l->q, (const char *)iov[i].iov_base + done, len - done)) {
         link_drop(l);
         return -1;
       }
       done = 0;
     }
-  } else if (ws_bus_outq_append(&l->q, hdr, topic, tl, payload, pl) != 0) {
+    watch(l);
+    return l->dead ? -1 : 0;
+  }
+  if (ws_bus_outq_append(&l->q, hdr, topic, tl, payload, pl) != 0) {
     link_drop(l);
     return -1;
   }
-  start_write(l);
-  return l->dead ? -1 : 0;
+  return flush(l);
 }
 
 static int send_ctrl(blink *l, unsigned type, const char *topic, size_t tl, int limit) {
@@ -278,34 +312,40 @@ static int on_frame(void *arg, const ws_bus_frame *f) {
   return l->dead || b->closing;
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)suggested;
-  blink *l = h->data;
-  *buf = uv_buf_init(l->b->rbuf, READ_SIZE);
+/* Readable: up to 16 reads per wake-up, so one busy hub cannot starve the
+ * loop's other handles. */
+static void read_some(blink *l) {
+  for (int i = 0; i < 16 && !l->dead; i++) {
+    ssize_t n = recv(l->fd, l->b->rbuf, READ_SIZE, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) { /* EOF: the hub is gone; or an error */
+      link_drop(l);
+      return;
+    }
+    int rc = ws_bus_decoder_feed(&l->dec, l->b->rbuf, (size_t)n, on_frame, l);
+    if (rc < 0 && !l->dead) {
+      l->b->st.malformed++;
+      link_drop(l);
+    }
+    if ((size_t)n < READ_SIZE) return;
+  }
 }
 
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
-  blink *l = st->data;
+static void on_poll(uv_poll_t *p, int status, int events) {
+  blink *l = p->data;
   if (l->dead) return;
-  if (nread < 0) {
+  if (status < 0) {
     link_drop(l);
     return;
   }
-  int rc = ws_bus_decoder_feed(&l->dec, buf->base, (size_t)nread, on_frame, l);
-  if (rc < 0 && !l->dead) {
-    l->b->st.malformed++;
-    link_drop(l);
-  }
+  if (events & UV_WRITABLE) flush(l);
+  if (!l->dead && (events & (UV_READABLE | UV_DISCONNECT))) read_some(l);
 }
 
-static void on_connect(uv_connect_t *req, int status) {
-  blink *l = req->data;
+/* The connection is there: say who we are and what we want. */
+static void link_ready(blink *l) {
   ws_bus *b = l->b;
-  if (l->dead) return;
-  if (status < 0 || uv_read_start((uv_stream_t *)&l->pipe, on_alloc, on_read) != 0) {
-    link_drop(l);
-    return;
-  }
   l->up = 1;
   b->attempt = 0;
   if (send_ctrl(l, WS_BUS_HELLO, NULL, 0, 0) != 0) return;
@@ -321,24 +361,38 @@ static void on_connect(uv_connect_t *req, int status) {
   if (b->cb.on_state) b->cb.on_state(b, 1);
 }
 
+/* A Unix socket connect completes at once (or fails at once: no listener,
+ * no room in its backlog), so there is no connecting state. */
 static void link_start(ws_bus *b) {
-  blink *l = calloc(1, sizeof *l);
-  if (!l) {
+  b->st.connects++;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    schedule_retry(b);
+    return;
+  }
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  memcpy(addr.sun_path, b->path, strlen(b->path) + 1); /* length checked in ws_bus_new */
+  int rc;
+  do rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+  while (rc < 0 && errno == EINTR);
+  blink *l = rc == 0 ? calloc(1, sizeof *l) : NULL;
+  if (!l || uv_poll_init(b->loop, &l->poll, fd) != 0) {
+    free(l);
+    close(fd);
     schedule_retry(b);
     return;
   }
   l->b = b;
+  l->fd = fd;
   l->next_seq = 1;
+  l->poll.data = l;
   ws_bus_limits lim = {b->cfg.max_topic_len, b->cfg.max_payload};
   ws_bus_decoder_init(&l->dec, &lim);
   ws_bus_outq_init(&l->q);
-  uv_pipe_init(b->loop, &l->pipe, 0);
-  l->pipe.data = l;
-  l->creq.data = l;
   b->handles++;
   b->link = l;
-  b->st.connects++;
-  uv_pipe_connect(&l->creq, &l->pipe, b->path, on_connect);
+  watch(l);
+  if (!l->dead) link_ready(l);
 }
 
 /* ---- topics and publish -------------------------------------------------- */
