@@ -84,7 +84,7 @@ def feed_split(data: bytes, cuts: list[int], max_topic: int = 256,
     rc = 0
     try:
         points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-        for a, b in zip(points, points[1:]):
+        for a, b in zip(points, points[1:], strict=False):
             got, rc = dec.feed(data[a:b])
             frames += got
             if rc:
