@@ -68,7 +68,7 @@ serve: build
 	$(VENV)/bin/wsuv-serve $(ARGS)
 
 # Benchmarks print ratios against peers measured in the same run.
-bench: bench-parser bench-servers
+bench: bench-parser bench-servers bench-pubsub
 
 build/parser_bench: benchmarks/parser_bench.c csrc/wsparser.c csrc/wsframe.c csrc/wsparser.h csrc/wsframe.h
 	@mkdir -p build
@@ -111,10 +111,12 @@ clean:
 # build/loadgen (C on libuv, wsuv's own frame code); writes benchmarks/RESULTS.md.
 # Options: make bench-servers ARGS="--quick --servers wsuv-c,picows-uvloop --scenarios k16"
 .PHONY: bench-servers
-bench-servers: build node_modules/.installed
+build/loadgen: benchmarks/loadgen.c csrc/wsparser.c csrc/wsframe.c csrc/sha1.c csrc/pmdeflate.c
 	@mkdir -p build
 	gcc -O3 -std=gnu11 -Wall -Wextra -Icsrc -o build/loadgen benchmarks/loadgen.c \
 	  csrc/wsparser.c csrc/wsframe.c csrc/sha1.c csrc/pmdeflate.c $$(pkg-config --cflags --libs libuv) -lz
+
+bench-servers: build node_modules/.installed build/loadgen
 	@test -x benchmarks/.venv-wsuv/bin/python || $(PYTHON) -m venv benchmarks/.venv-wsuv
 	@benchmarks/.venv-wsuv/bin/pip install -q --upgrade setuptools wheel cffi uvloop
 	benchmarks/.venv-wsuv/bin/pip install -q --no-build-isolation --force-reinstall --no-deps .
@@ -125,6 +127,15 @@ bench-servers: build node_modules/.installed
 	  { benchmarks/.venv/bin/pip install -q socketify || echo "socketify did not install: it will be skipped"; } && \
 	  cp benchmarks/requirements-peers.txt benchmarks/.venv/.requirements; }
 	$(PY) benchmarks/bench_servers.py $(ARGS)
+
+# Publish fan-out per server CPU-second (1 topic x 1,000; 100 topics x 10), under
+# --workers N too, against socketify's uWS publish and Python loops; memory per
+# subscription. The peers come from benchmarks/.venv (made by bench-servers, which
+# `make bench` runs first); writes benchmarks/RESULTS-pubsub.md.
+# Options: make bench-pubsub PUBSUB_ARGS="--quick --servers wsuv,wsuv-w2"
+.PHONY: bench-pubsub
+bench-pubsub: build build/loadgen
+	$(PY) benchmarks/bench_pubsub.py $(PUBSUB_ARGS)
 
 # ---- Fuzzing (fuzz/) and the valgrind run of the C engine (tests/c/) ----
 # `make fuzz` replays fuzz/regressions/, then runs every libFuzzer harness and
