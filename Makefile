@@ -251,7 +251,14 @@ build/tests/client_loop: tests/c/client_loop.c $(CLIENT_LOOP_SRCS) $(wildcard cs
 	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Icsrc $$(pkg-config --cflags libuv) \
 	  -o $@ tests/c/client_loop.c $(CLIENT_LOOP_SRCS) $$(pkg-config --libs libuv) -lhttp_parser -lz -lhiredis -ldl
 
-memcheck: build/tests/engine_stress build/tests/client_loop | $(VENV)/.deps
+# The worker bus end to end: a hub (the program exec'd again) and two links.
+BUS_LOOP_SRCS := $(addprefix csrc/,busproto.c workerbus.c bushub.c topics.c)
+build/tests/bus_loop: tests/c/bus_loop.c $(BUS_LOOP_SRCS) $(wildcard csrc/*.h)
+	@mkdir -p build/tests
+	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Icsrc $$(pkg-config --cflags libuv) \
+	  -o $@ tests/c/bus_loop.c $(BUS_LOOP_SRCS) $$(pkg-config --libs libuv)
+
+memcheck: build/tests/engine_stress build/tests/client_loop build/tests/bus_loop | $(VENV)/.deps
 	@command -v valgrind >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; } || \
 	  { echo "missing: valgrind (run: sudo apt-get install valgrind)"; exit 1; }
@@ -259,3 +266,5 @@ memcheck: build/tests/engine_stress build/tests/client_loop | $(VENV)/.deps
 	  ./build/tests/engine_stress $(STRESS_CONNS)
 	valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=1 \
 	  ./build/tests/client_loop
+	valgrind -q --trace-children=yes --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all \
+	  --error-exitcode=1 ./build/tests/bus_loop
