@@ -315,3 +315,37 @@ def test_the_c_chat_example_spans_workers_without_redis(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_a_frozen_hub_blocks_no_worker(tmp_path: Path) -> None:
+    """SIGSTOP the hub: a worker's publishes still reach its own subscribers at
+    once; what does not fit its bounded queue to the hub is dropped and counted
+    (dropped_full), and once the hub runs again the other worker gets exactly
+    what was queued, in order."""
+    n, size = 60000, 150
+    with cluster(tmp_path, 2) as c:
+        c.spread(2)
+        first: dict[int, ClientConnection] = {}
+        for ws, pid in c.clients:
+            if pid in first:
+                ws.close()
+            else:
+                first[pid] = ws
+        (_apid, a), (_bpid, b) = list(first.items())
+        hub = next(p for p in c.children() if p not in first)
+        c.settle()
+        before = stats_of(a)
+        os.kill(hub, signal.SIGSTOP)
+        try:
+            a.send(f"burst {n} {size}")
+            got = recv_n(a, n + 1)
+            assert float(got[-1].split()[-1]) < 5.0  # never waited for the hub
+            after = stats_of(a)
+        finally:
+            os.kill(hub, signal.SIGCONT)
+        sent = after["published"] - before["published"]
+        dropped = after["dropped_full"] - before["dropped_full"]
+        assert dropped > 0 and sent + dropped == n
+        seen = [int(m.split()[0]) for m in recv_n(b, sent, timeout=10)]
+        assert seen == list(range(sent))  # the first ones, in order: the queue drops the newest
+        assert_silent([b])
