@@ -64,8 +64,21 @@ def check_room(port: int, n: int, want_workers: int) -> None:
         members = [join(port, "lobby", f"u{i}", stack) for i in range(n)]
         other, _ = join(port, "other", "x", stack)
         assert len({pid for _ws, pid in members}) >= want_workers, members
-        time.sleep(0.3)  # every worker's subscription reached the hub or Redis
+        # Until every worker's subscription has reached the hub or Redis: probes
+        # from the first member, until each member has seen one (bounded).
+        pending = set(range(n))
+        deadline = time.monotonic() + 15
+        while pending and time.monotonic() < deadline:
+            members[0][0].send("probe")
+            time.sleep(0.1)
+            for i in list(pending):
+                with contextlib.suppress(TimeoutError):
+                    while True:
+                        if members[i][0].recv(timeout=0) == "u0: probe":
+                            pending.discard(i)
+        assert not pending, f"{len(pending)} members never got a probe"
         drain([ws for ws, _ in members])
+        drain([other])
         members[0][0].send("hello room")
         for ws, _pid in members:
             assert ws.recv(timeout=5) == "u0: hello room"
@@ -102,5 +115,4 @@ def test_two_servers_one_redis_behind_nginx(tmp_path: Path) -> None:
                          "-g", "daemon off;"], tmp_path, tmp_path / "nginx.out"):
             for p in (n1, n2, front):
                 wait_port(p, timeout=30)
-            time.sleep(1.0)  # every worker connected to Redis
             check_room(front, 10, 3)
