@@ -115,4 +115,4 @@ def test_two_servers_one_redis_behind_nginx(tmp_path: Path) -> None:
                          "-g", "daemon off;"], tmp_path, tmp_path / "nginx.out"):
             for p in (n1, n2, front):
                 wait_port(p, timeout=30)
-            check_room(front, 10, 3)
+            check_room(front, 10, 2)  # round robin: both servers (which worker: the kernel)
