@@ -242,14 +242,29 @@ redis-asan: build build/tests/redis_bridge_test_asan
 	WSUV_REDIS_DRIVER=$(CURDIR)/build/tests/redis_bridge_test_asan ASAN_OPTIONS=detect_leaks=1 \
 	  $(PY) -m pytest -q -p no:cacheprovider tests/redis -k "not valgrind"
 
+# The transport's files (server_int.h says which job each has).
+TRANSPORT_C := server.c srv_write.c srv_read.c srv_conn.c srv_timer.c srv_listen.c fanout.c loop.c
 # The transport with client connections dialling their own server (libuv, all of csrc/ but
 # the C-application loader).
-CLIENT_LOOP_SRCS := $(ENGINE_SRCS) $(addprefix csrc/,clienths.c csprng.c server.c client.c \
+CLIENT_LOOP_SRCS := $(ENGINE_SRCS) $(addprefix csrc/,clienths.c csprng.c $(TRANSPORT_C) client.c \
   pubsub.c topics.c redisbridge.c redisproto.c busproto.c workerbus.c bushub.c)
 build/tests/client_loop: tests/c/client_loop.c $(CLIENT_LOOP_SRCS) $(wildcard csrc/*.h)
 	@mkdir -p build/tests
 	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Icsrc $$(pkg-config --cflags libuv) \
 	  -o $@ tests/c/client_loop.c $(CLIENT_LOOP_SRCS) $$(pkg-config --libs libuv) -lhttp_parser -lz -lhiredis -ldl
+
+# Several servers and client connections on one ws_loop (loop.h).
+build/tests/shared_loop: tests/c/shared_loop.c $(CLIENT_LOOP_SRCS) $(wildcard csrc/*.h)
+	@mkdir -p build/tests
+	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Icsrc $$(pkg-config --cflags libuv) \
+	  -o $@ tests/c/shared_loop.c $(CLIENT_LOOP_SRCS) $$(pkg-config --libs libuv) -lhttp_parser -lz -lhiredis -ldl
+
+# The same under ASan+UBSan (LeakSanitizer included).
+build/tests/shared_loop_asan: tests/c/shared_loop.c $(CLIENT_LOOP_SRCS) $(wildcard csrc/*.h)
+	@mkdir -p build/tests
+	$(CC) -std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+	  -fno-sanitize-recover=undefined -Wall -Wextra -Werror -D_GNU_SOURCE -Icsrc $$(pkg-config --cflags libuv) \
+	  -o $@ tests/c/shared_loop.c $(CLIENT_LOOP_SRCS) $$(pkg-config --libs libuv) -lhttp_parser -lz -lhiredis -ldl
 
 # The worker bus end to end: a hub (the program exec'd again) and two links.
 BUS_LOOP_SRCS := $(addprefix csrc/,busproto.c workerbus.c bushub.c topics.c)
@@ -258,7 +273,8 @@ build/tests/bus_loop: tests/c/bus_loop.c $(BUS_LOOP_SRCS) $(wildcard csrc/*.h)
 	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Icsrc $$(pkg-config --cflags libuv) \
 	  -o $@ tests/c/bus_loop.c $(BUS_LOOP_SRCS) $$(pkg-config --libs libuv)
 
-memcheck: build/tests/engine_stress build/tests/client_loop build/tests/bus_loop | $(VENV)/.deps
+memcheck: build/tests/engine_stress build/tests/client_loop build/tests/shared_loop \
+  build/tests/bus_loop | $(VENV)/.deps
 	@command -v valgrind >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; } || \
 	  { echo "missing: valgrind (run: sudo apt-get install valgrind)"; exit 1; }
@@ -266,5 +282,7 @@ memcheck: build/tests/engine_stress build/tests/client_loop build/tests/bus_loop
 	  ./build/tests/engine_stress $(STRESS_CONNS)
 	valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=1 \
 	  ./build/tests/client_loop
+	valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=1 \
+	  ./build/tests/shared_loop
 	valgrind -q --trace-children=yes --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all \
 	  --error-exitcode=1 ./build/tests/bus_loop

@@ -144,6 +144,38 @@ SERVERS: list[ServerSpec] = [
                "use even with no connection, which shortens its wake-up latency",
                PEER_PY, _peer("socketify_echo.py"), ("echo", "broadcast"), "import socketify"),
 ]
+# WSUV_BENCH_BEFORE=<a tree of another commit, its extension built in place> adds
+# wsuv-c@before, wsuv-py@before and wsuv-aio-uvloop@before: the same servers from
+# that tree, measured in the same run (a before/after comparison of a change).
+_BEFORE = os.environ.get("WSUV_BENCH_BEFORE")
+
+
+def _from_tree(tree: str, argv: Callable[[int, str], list[str]],
+               script: bool) -> Callable[[int, str], list[str]]:
+    """argv run with tree first on sys.path: a script path, or wsuv-serve's main."""
+    def command(port: int, mode: str) -> list[str]:
+        args = argv(port, mode)
+        run = (f"import runpy; sys.argv = {args!r}; runpy.run_path(sys.argv[0], "
+               "run_name='__main__')") if script else (
+               f"sys.argv = {['wsuv-serve', *args[1:]]!r}; from wsuv.cli import main; "
+               "sys.exit(main())")
+        return ["-c", f"import sys; sys.path.insert(0, {tree!r}); {run}"]
+    return command
+
+
+if _BEFORE:
+    SERVERS += [
+        ServerSpec("wsuv-c@before", f"wsuv-c from {_BEFORE}", MAIN_PY,
+                   _from_tree(_BEFORE, _wsuv_serve(), False), ("echo",), "import wsuv",
+                   wsuv=True),
+        ServerSpec("wsuv-py@before", f"wsuv-py from {_BEFORE}", MAIN_PY,
+                   _from_tree(_BEFORE, _peer("wsuv_echo.py"), True), ("echo", "broadcast"),
+                   "import wsuv", wsuv=True),
+        ServerSpec("wsuv-aio-uvloop@before", f"wsuv-aio-uvloop from {_BEFORE}", MAIN_PY,
+                   _from_tree(_BEFORE, _peer("wsuv_echo.py", "--embed", "uvloop", "--style",
+                                             "conn"), True),
+                   ("echo",), "import wsuv, uvloop", wsuv=True),
+    ]
 BY_NAME = {s.name: s for s in SERVERS}
 # Servers measured with permessage-deflate on (the peers' own implementations).
 DEFLATE_SERVERS = ("wsuv-c", "wsuv-py", "wsuv-py-loop", "websockets", "aiohttp", "node-ws")

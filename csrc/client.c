@@ -1,8 +1,8 @@
 /* client.c - client connections on a ws_server's loop. See client.h.
  *
  * The connection is an ordinary ws_server_conn in PH_HANDSHAKE with c->cl
- * set: server.c sends its reads, EOF and open timeout here until the 101 is
- * read, then everything runs through server.c's paths (start_engine picks
+ * set: srv_read.c sends its reads, EOF and open timeout here until the 101 is
+ * read, then everything runs through the transport's paths (start_engine picks
  * the client role). What is here: resolving, connecting, the request, the
  * response, and the one report of a failure before open.
  */
@@ -82,8 +82,8 @@ void ws_client_int_gone(ws_server_conn *c) {
   if (s->finished || !s->cb.on_connect_failed) return; /* being freed: no callbacks */
   int err = cl->err ? cl->err : UV_ECANCELED;
   const ws_client_hs *hs = err > 0 ? cl->hs : NULL;
-  ws_srv_app_turn(s);
-  WS_SRV_APP_CALL(s, s->cb.on_connect_failed(s, c, err, hs));
+  ws_srv_app_turn(s->loop);
+  WS_SRV_APP_CALL(s->loop, s->cb.on_connect_failed(s, c, err, hs));
 }
 
 void ws_client_int_free(struct ws_client_state *cl) {
@@ -174,13 +174,13 @@ static void on_connected(uv_connect_t *req, int status) {
   ws_srv_conn_write_raw(c, cl->request, cl->request_len); /* what is not taken is copied */
   free(cl->request);
   cl->request = NULL;
-  ws_srv_loop_touched(s);
+  ws_srv_loop_touched(s->loop);
 }
 
 static int start_tcp_connect(ws_server_conn *c, const struct sockaddr *addr) {
   c->cl->connect.data = c;
   int r = uv_tcp_connect(&c->cl->connect, &c->h.tcp, addr, on_connected);
-  if (r == 0) ws_srv_loop_touched(c->server);
+  if (r == 0) ws_srv_loop_touched(c->server->loop);
   return r;
 }
 
@@ -214,7 +214,7 @@ static void on_retry_closed(uv_handle_t *h) {
     ws_srv_on_conn_handle_closed(h);
     return;
   }
-  int r = uv_tcp_init(&c->server->loop, &c->h.tcp);
+  int r = uv_tcp_init(&c->server->loop->uv, &c->h.tcp);
   if (r == 0) {
     c->h.handle.data = c;
     r = connect_next(c);
@@ -330,7 +330,7 @@ int ws_client_connect(ws_server *s, const ws_client_options *o, ws_server_conn *
   if (r == 0 && !c) r = WS_CLIENT_E_NOMEM;
   if (r == 0) {
     c->is_pipe = o->unix_path != NULL;
-    r = c->is_pipe ? uv_pipe_init(&s->loop, &c->h.pipe, 0) : uv_tcp_init(&s->loop, &c->h.tcp);
+    r = c->is_pipe ? uv_pipe_init(&s->loop->uv, &c->h.pipe, 0) : uv_tcp_init(&s->loop->uv, &c->h.tcp);
     if (r != 0) {
       free(c);
       c = NULL;
@@ -343,18 +343,18 @@ int ws_client_connect(ws_server *s, const ws_client_options *o, ws_server_conn *
   }
   c->server = s;
   c->cl = cl;
-  uv_timer_init(&s->loop, &c->timer);
+  uv_timer_init(&s->loop->uv, &c->timer);
   c->h.handle.data = c;
   c->timer.data = c;
   c->handles_open = 2;
   ws_srv_conn_link(s, c);
   c->phase = PH_HANDSHAKE;
-  uv_update_time(&s->loop);
-  c->started_ms = uv_now(&s->loop);
+  uv_update_time(&s->loop->uv);
+  c->started_ms = uv_now(&s->loop->uv);
   if (c->is_pipe) {
     cl->connect.data = c;
     uv_pipe_connect(&cl->connect, &c->h.pipe, o->unix_path, on_connected);
-    ws_srv_loop_touched(s);
+    ws_srv_loop_touched(s->loop);
   } else {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
@@ -371,7 +371,7 @@ int ws_client_connect(ws_server *s, const ws_client_options *o, ws_server_conn *
         hints.ai_socktype = SOCK_STREAM;
         rr->conn = c;
         rr->port = o->port;
-        r = uv_getaddrinfo(&s->loop, &rr->req, on_resolved, name, NULL, &hints);
+        r = uv_getaddrinfo(&s->loop->uv, &rr->req, on_resolved, name, NULL, &hints);
         if (r != 0) free(rr);
         else cl->gai = rr;
       }

@@ -22,7 +22,7 @@ static void topic_first(void *user, const char *topic, size_t len) {
   if (s->bridge) ws_redis_subscribe(s->bridge, topic, len);
   if (s->bus) {
     ws_bus_subscribe(s->bus, topic, len);
-    ws_srv_loop_touched(s);
+    ws_srv_loop_touched(s->loop);
   }
 }
 
@@ -31,7 +31,7 @@ static void topic_last(void *user, const char *topic, size_t len) {
   if (s->bridge) ws_redis_unsubscribe(s->bridge, topic, len);
   if (s->bus) {
     ws_bus_unsubscribe(s->bus, topic, len);
-    ws_srv_loop_touched(s);
+    ws_srv_loop_touched(s->loop);
   }
 }
 
@@ -108,7 +108,7 @@ size_t ws_server_publish(ws_server *s, const char *topic, size_t len, unsigned o
   if (s->bridge) ws_redis_publish(s->bridge, topic, len, opcode, data, data_len);
   if (s->bus) {
     ws_bus_publish(s->bus, topic, len, opcode, data, data_len);
-    ws_srv_loop_touched(s);
+    ws_srv_loop_touched(s->loop);
   }
   return publish_local(s, topic, len, opcode, data, data_len, except);
 }
@@ -129,9 +129,10 @@ static const ws_redis_callbacks bridge_callbacks = {bridge_message, NULL};
 static void bus_message(ws_bus *b, const char *topic, size_t topic_len, unsigned opcode,
                         const char *payload, size_t len) {
   ws_server *s = ws_bus_user(b);
-  ws_srv_cork_begin(s);
-  if (s->poll_corked) ws_srv_cork_end(s);
-  else s->poll_corked = 1;
+  ws_loop *l = s->loop;
+  ws_srv_cork_begin(l);
+  if (l->poll_corked) ws_srv_cork_end(l);
+  else l->poll_corked = 1;
   publish_local(s, topic, topic_len, opcode, payload, len, NULL);
 }
 
@@ -151,7 +152,7 @@ int ws_server_bus_connect(ws_server *s, const char *path, const char **err) {
   ws_bus_config_default(&cfg);
   cfg.path = path;
   cfg.max_topic_len = WS_PUBSUB_MAX_TOPIC;
-  s->bus = ws_bus_new(&s->loop, &cfg, &bus_callbacks, s, err);
+  s->bus = ws_bus_new(&s->loop->uv, &cfg, &bus_callbacks, s, err);
   return s->bus ? 0 : -1;
 }
 
@@ -186,7 +187,7 @@ int ws_server_pubsub_connect(ws_server *s, const char *url, size_t url_len, cons
   ws_redis_config_from_url(&cfg, u);
   if (ns && *ns) cfg.ns = ns;
   cfg.max_topic_len = WS_PUBSUB_MAX_TOPIC;
-  s->bridge = ws_redis_new(&s->loop, &cfg, &bridge_callbacks, s, err);
+  s->bridge = ws_redis_new(&s->loop->uv, &cfg, &bridge_callbacks, s, err);
   if (!s->bridge) {
     free(u);
     return -1;

@@ -1,6 +1,7 @@
 /* server.h - the libuv transport: listeners, connections, writes, timers.
  *
- * The only layer that knows libuv. A ws_server owns its uv_loop_t, its
+ * The only layer that knows libuv. A ws_server is attached to a loop
+ * (loop.h: its own, or one shared with other servers) and owns its
  * listeners and every connection. A connection goes through the opening
  * handshake (handshake.h), then runs a protocol engine (wsconn.h); the
  * application sees it through ws_server_callbacks. All ws_server_* functions
@@ -21,6 +22,7 @@
 
 #include "clienths.h"
 #include "handshake.h"
+#include "loop.h"
 #include "wsconn.h"
 
 typedef struct ws_server ws_server;
@@ -109,9 +111,21 @@ typedef struct ws_server_callbacks {
 /* Allocates a server with its own loop. cb may have NULL members. Returns
  * NULL on failure. user is for the application. */
 ws_server *ws_server_new(const ws_server_config *cfg, const ws_server_callbacks *cb, void *user);
+/* The same, attached to loop (NULL: a loop of its own). Its callbacks see
+ * only its own connections; the cork, the batch and the rule that no
+ * callback runs inside a call the application makes span the loop. */
+ws_server *ws_server_new_on(ws_loop *loop, const ws_server_config *cfg,
+                            const ws_server_callbacks *cb, void *user);
+ws_loop *ws_server_loop(const ws_server *s);
 void *ws_server_user(const ws_server *s);
-/* Frees a server whose ws_server_run has returned (or never ran). */
+/* Frees a server whose ws_server_run has returned (or never ran), or, on a
+ * shared loop, at any time outside its callbacks: it stops at once (no
+ * callbacks), and the loop frees its memory once its handles have closed
+ * (the loop must run for that; ws_loop_free does). A server with a loop of
+ * its own frees the loop too. */
 void ws_server_free(ws_server *s);
+/* 1 once the server has stopped and every handle of it has closed. */
+int ws_server_done(const ws_server *s);
 
 /* Listeners; each returns 0 or a negative libuv error (ws_server_strerror).
  * host is a numeric IPv4/IPv6 address; *bound_port receives the port
@@ -125,7 +139,8 @@ int ws_server_listen_fd(ws_server *s, int fd);
 const char *ws_server_strerror(int err);
 
 /* Runs the loop until the server stops (ws_server_stop, a signal, or
- * ws_server_request_stop). Returns 0. */
+ * ws_server_request_stop); the other servers of its loop are served
+ * meanwhile. Returns 0, or -1 if the loop is already running. */
 int ws_server_run(ws_server *s);
 
 /* Driving the server from another event loop (asyncio) instead of
@@ -135,7 +150,8 @@ int ws_server_run(ws_server *s);
  * then ask for the timeout again. ws_server_run_nowait returns 1 while the
  * server lives and 0 once it has stopped and closed every handle (then
  * ws_server_free it). Calls made between turns (a send from a task, a timer
- * started) wake the backend fd themselves. Signals are the other loop's. */
+ * started) wake the backend fd themselves. Signals are the other loop's.
+ * These drive the server's whole loop (loop.h has the same per loop). */
 int ws_server_backend_fd(const ws_server *s);
 int ws_server_backend_timeout(const ws_server *s);
 int ws_server_run_nowait(ws_server *s, int *timeout_ms); /* also stores the next timeout

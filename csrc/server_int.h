@@ -14,6 +14,7 @@
 
 #include "clienths.h"
 #include "csprng.h"
+#include "loop.h"
 #include "pmdeflate.h"
 #include "server.h"
 #include "topics.h"
@@ -105,7 +106,7 @@ struct ws_server_conn {
   uint8_t reading;            /* uv_read_start is in effect */
   uint8_t handles_open;       /* stream + timer not yet closed */
   uint8_t is_pipe;
-  uint8_t corked;             /* has entries in the server's cork */
+  uint8_t corked;             /* has entries in the loop's cork */
   uint8_t doomed;             /* a write failed during a cork flush (enum doom): destroy after it */
   uint32_t cork_head, cork_tail; /* its entries, chained through cork_entry.next */
   uint8_t pmd_refused;        /* the application declined compression */
@@ -146,8 +147,54 @@ typedef struct deferred_close {
   char reason[];
 } deferred_close;
 
+/* The loop (loop.c): what every server and client connection on it shares.
+ * Reads are processed synchronously, so one read buffer serves them all; the
+ * cork, the batch, the application-call depth and the deferred closes span
+ * the servers, so no callback of any of them runs inside a call another's
+ * application makes, and the order of events holds across them. */
+struct ws_loop {
+  uv_loop_t uv;
+  ws_server *servers;         /* attached servers, through loop_next (not owned) */
+  size_t nservers;            /* in that list, released ones included */
+  size_t zombies;             /* released servers waiting for ws_srv_loop_reap */
+  ws_server *run_for;         /* ws_server_run: the server whose end ends the run */
+  uint8_t own;                /* made by ws_server_new for its one server, freed with it */
+  uint8_t running;            /* inside ws_server_run / ws_loop_run (uv_stop ends it) */
+  uint8_t signals_on;         /* sigint / sigterm initialised */
+  uint8_t closing;            /* ws_loop_free has begun */
+  uint8_t embedded;           /* driven by ws_loop_run_nowait from another loop */
+  uint8_t in_run;             /* inside uv_run */
+  uint8_t dirty;              /* embedded: epoll changes wait for the next uv_run */
+  uint8_t ext_corked;         /* embedded: writes between turns hold a cork level */
+  uint8_t batch_mixed;        /* the batch holds messages of more than one server */
+  uv_async_t async;           /* wakeups, stop requests, embedded nudges */
+  uv_signal_t sigint, sigterm;
+  uv_check_t poll_end;        /* after each poll phase: deliver the batch, flush the cork */
+  uv_timer_t wait_timer;      /* bounds ws_server_run_until (unref'd) */
+  int poll_corked;            /* reads of this poll phase hold one cork level */
+  int corking;                /* > 0 while writes are gathered (nesting depth) */
+  int flushing;               /* a cork flush is running: no callbacks into the app */
+  int app_depth;              /* > 0 while an application callback runs */
+  size_t shutdown_owed;       /* servers owed an on_shutdown when it returns */
+  struct deferred_close *deferred, *deferred_tail; /* closes owed when it returns (owned) */
+  uint64_t *batch;            /* BATCH_MAX_ENTRIES * WS_SERVER_BATCH_WORDS (owned; lazy) */
+  char *arena;                /* BATCH_ARENA bytes of message payloads (owned; lazy) */
+  size_t batch_n, arena_len;
+  ws_server *batch_server;    /* the server of the batch's first message */
+  uint64_t reads;             /* reads so far (busy polling watches it) */
+  void *pool[POOL_SLOTS];     /* idle assembly buffers (owned) */
+  size_t pool_cap[POOL_SLOTS];
+  size_t cork_len, cork_n;    /* bytes in corkbuf, entries in cork_entries */
+  ws_server_conn **cork_conns; /* connections with entries, in first-write order (owned) */
+  size_t cork_nconns, cork_conns_cap;
+  cork_entry cork_entries[CORK_ENTRIES];
+  char readbuf[READ_BUF_SIZE];
+  char corkbuf[CORK_SIZE];
+};
+
 struct ws_server {
-  uv_loop_t loop;
+  ws_loop *loop;              /* the loop it is attached to (owned if loop->own) */
+  ws_server *loop_prev, *loop_next; /* the loop's list of servers */
   ws_topics *topics;          /* pubsub.c's registry (owned), NULL until a subscribe */
   struct ws_redis *bridge;    /* pubsub.c's Redis bridge (owned), NULL without one */
   struct ws_redis_url *bridge_url; /* what it connects to (owned; the bridge points in) */
@@ -157,47 +204,29 @@ struct ws_server {
   void *user;
   union stream_handle listeners[MAX_LISTENERS];
   int nlisteners;
-  uv_async_t async;
-  uv_signal_t sigint, sigterm;
   uv_timer_t shutdown_timer;
-  uv_check_t poll_end;        /* after each poll phase: deliver the batch, flush the cork */
-  int poll_corked;            /* reads of this poll phase hold one cork level */
   ws_server_conn *conns;      /* doubly linked list of live connections */
   size_t nconns;
+  size_t handles;             /* its handles and connections not yet closed (it lives on
+                                 until they are: their memory or callbacks refer to it) */
   uint64_t next_id;
   int stopping;               /* 0, 1 graceful, 2 immediate */
-  int finished;               /* handles closed */
+  int finished;               /* its handles are closing (or closed) */
+  uint8_t done;               /* finished and every handle closed */
+  uint8_t freeing;            /* ws_server_free was called: released once done */
+  uint8_t released;           /* done and freed by the application: the loop reaps it */
+  uint8_t batching;           /* small messages go to the loop's batch (on_batch) */
+  int shutdown_owed;          /* on_shutdown owed when the application callback returns */
   atomic_int stop_request;    /* 0 none, 1 graceful, 2 immediate (any thread) */
-  uint64_t *batch;            /* BATCH_MAX_ENTRIES * WS_SERVER_BATCH_WORDS (owned) */
-  char *arena;                /* BATCH_ARENA bytes of message payloads (owned) */
-  size_t batch_n, arena_len;
-  uint64_t reads;             /* reads so far (busy polling watches it) */
-  void *pool[POOL_SLOTS];     /* idle assembly buffers (owned) */
-  size_t pool_cap[POOL_SLOTS];
-  int corking;                /* > 0 while writes are gathered (nesting depth) */
-  int flushing;               /* a cork flush is running: no callbacks into the app */
+  atomic_int wake_request;    /* ws_server_wakeup was called (any thread) */
   size_t drain_at;            /* write_low_water, resolved */
-  int app_depth;              /* > 0 while an application callback runs */
-  struct deferred_close *deferred, *deferred_tail; /* closes owed when it returns (owned) */
-  int shutdown_owed;          /* on_shutdown owed when it returns */
-  uint8_t embedded;           /* driven by ws_server_run_nowait from another loop */
-  uint8_t in_run;             /* inside uv_run */
-  uint8_t dirty;              /* embedded: epoll changes wait for the next uv_run */
-  uint8_t ext_corked;         /* embedded: writes between turns hold a cork level */
-  size_t cork_len, cork_n;    /* bytes in corkbuf, entries in cork_entries */
-  ws_server_conn **cork_conns; /* connections with entries, in first-write order (owned) */
-  size_t cork_nconns, cork_conns_cap;
-  cork_entry cork_entries[CORK_ENTRIES];
   ws_pmd_ctx pmd_ctx;          /* deflate configuration and memory accounting */
   ws_pmd *bcast[16];           /* context-free compressors for broadcasts, by window bits (owned) */
   size_t pmd_released;         /* deflate bytes given back since the last heap trim */
   uint64_t pmd_trim_ms;        /* when the heap was last trimmed */
   uv_timer_t trim_timer;       /* a trim deferred by the once-a-second bound */
   ws_csprng *csprng;           /* mask keys and nonces of client connections (owned; lazy) */
-  uv_timer_t wait_timer;       /* bounds ws_server_run_until (unref'd) */
   size_t read_len;             /* bytes offered to each read, <= READ_BUF_SIZE */
-  char readbuf[READ_BUF_SIZE];
-  char corkbuf[CORK_SIZE];
 };
 
 /* pubsub.c: a closing connection's subscriptions go; the registry with the server. */
@@ -206,29 +235,120 @@ void ws_srv_topics_free(ws_server *s);
 /* Before the loop's handles are closed: the Redis bridge and the bus close their own. */
 void ws_srv_pubsub_close(ws_server *s);
 
-/* ---- calls across the transport's files (server.c <-> client.c) ---------- */
+/* ---- calls across the transport's files ------------------------------------
+ *
+ * server.c    the server object: new, free, stop, wakeup and stop requests
+ * loop.c      the loop (ws_loop): calls into the application, the batch, the
+ *             poll phase, wakeups, signals, run modes
+ * srv_listen.c listeners and accepting
+ * srv_read.c  the engine's callbacks, reads, the handshake of accepted conns
+ * srv_write.c the write path: try_write, queued writes, write_rate, the cork
+ * srv_timer.c each connection's timer, application timers, the heap trim
+ * srv_conn.c  a connection's teardown, its decision, send/ping/close
+ * fanout.c    broadcast and send_many
+ * client.c    client connections
+ */
 
-/* Every application callback goes through WS_SRV_APP_CALL (see server.c). */
-#define WS_SRV_APP_CALL(s, call) do { (s)->app_depth++; call; ws_srv_app_leave(s); } while (0)
-void ws_srv_app_leave(ws_server *s);
-/* Delivers the held batch before another event (unless inside a callback). */
-void ws_srv_app_turn(ws_server *s);
-void ws_srv_cork_begin(ws_server *s);
-void ws_srv_cork_end(ws_server *s);
-/* Adds a fresh connection to the server's list (id assigned). */
-void ws_srv_conn_link(ws_server *s, ws_server_conn *c);
-/* Closes the socket now, whatever is queued (reports what is owed). */
-void ws_srv_conn_destroy(ws_server_conn *c);
+/* loop.c: every application callback goes through WS_SRV_APP_CALL: while one
+ * runs, closes are queued and the batch waits (see loop.c). */
+#define WS_SRV_APP_CALL(l, call) do { (l)->app_depth++; call; ws_srv_app_leave(l); } while (0)
+void ws_srv_app_leave(ws_loop *l);
+void ws_srv_batch_flush(ws_loop *l);
+/* Reports on_close (or on_cancel) now, or queues it while a callback runs. */
+void ws_srv_report_close(ws_server *s, ws_server_conn *c, int cancel, unsigned code,
+                         const char *reason, size_t reason_len);
+/* The poll phase is over (or the loop is closing): batch, then cork. */
+void ws_srv_poll_phase_end(ws_loop *l);
+void ws_srv_on_poll_end(uv_check_t *h);
+
+/* The application is about to see another event: messages first (unless
+ * it is inside a callback: they wait for the next turn). */
+static inline void ws_srv_app_turn(ws_loop *l) {
+  if (l->batch_n && !l->app_depth) ws_srv_batch_flush(l);
+}
+
+/* Driven from another loop (ws_server_run_nowait), libuv registers new epoll
+ * interest (a queued write, a read started) only at its next uv_run: inside a
+ * run, ask for another turn (dirty); outside one (a call from an asyncio
+ * task), wake the backend fd so the other loop runs us. */
+static inline void ws_srv_loop_touched(ws_loop *l) {
+  if (!l->embedded) return;
+  if (l->in_run) l->dirty = 1;
+  else uv_async_send(&l->async);
+}
+
+/* A timer started outside uv_run: the cached clock may be stale, and the
+ * other loop's timeout must be recomputed. */
+static inline void ws_srv_timer_touched(ws_loop *l) {
+  if (l->embedded && !l->in_run) uv_async_send(&l->async);
+}
+/* loop.c: attaching and leaving. */
+int ws_srv_loop_attach(ws_loop *l, ws_server *s);
+/* A server's last handle closed after it finished: ends a run waiting for it. */
+void ws_srv_loop_server_done(ws_loop *l, ws_server *s);
+/* A server being freed: its batch entries and owed reports go. */
+void ws_srv_loop_forget(ws_loop *l, ws_server *s);
+/* Frees released servers (never while their list is being walked). */
+void ws_srv_loop_reap(ws_loop *l);
+/* Starts SIGINT / SIGTERM handling (a graceful stop of the servers asking for it). */
+void ws_srv_loop_signals(ws_loop *l);
+
+/* server.c */
+void ws_srv_maybe_finish_shutdown(ws_server *s);
+/* Finishing: the server's own handles close (each counted in s->handles). */
+void ws_srv_close_server_handles(ws_server *s);
+/* The close callback of a server's handles (data = the server). */
+void ws_srv_on_server_handle_closed(uv_handle_t *h);
+/* One of s->handles closed (a handle, or a connection freed). */
+void ws_srv_handle_gone(ws_server *s);
+/* Frees what the server owns (its handles all closed). */
+void ws_srv_server_release(ws_server *s);
+
+/* srv_write.c */
+static inline void ws_srv_cork_begin(ws_loop *l) { l->corking++; }
+void ws_srv_cork_flush(ws_loop *l);
+static inline void ws_srv_cork_end(ws_loop *l) {
+  if (--l->corking == 0) ws_srv_cork_flush(l);
+}
+/* Copies bufs into the cork; returns the offset, or UINT32_MAX if full. */
+uint32_t ws_srv_cork_put(ws_loop *l, const uv_buf_t *bufs, unsigned n, size_t total);
+/* Appends an entry for c; 0, or -1 if the cork has no room (flush first). */
+int ws_srv_cork_add(ws_loop *l, ws_server_conn *c, uint32_t off, size_t len);
+/* Writes bufs in order (into the cork while corking). */
+void ws_srv_conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n);
 void ws_srv_conn_write_raw(ws_server_conn *c, const char *data, size_t len);
-void ws_srv_arm_timer(ws_server_conn *c);
-/* The handshake is done: the engine starts (client role if c->cl), on_open. */
-void ws_srv_start_engine(ws_server_conn *c);
-void ws_srv_pmd_note(ws_server_conn *c);
+/* Submits held writes the budget allows (all of them when closing). */
+void ws_srv_release_held(ws_server_conn *c, int all);
+/* The engine's write callback. */
+void ws_srv_eng_write(ws_conn *e, const ws_conn_buf *bufs, size_t n);
+
+/* srv_read.c */
 void ws_srv_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void ws_srv_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
-void ws_srv_loop_touched(ws_server *s);
+void ws_srv_conn_resume_if_allowed(ws_server_conn *c);
+/* The handshake is done: the engine starts (client role if c->cl), on_open. */
+void ws_srv_start_engine(ws_server_conn *c);
+/* A pending decision became an accept: open, feed the kept bytes, read on. */
+void ws_srv_open_after_pending(ws_server_conn *c);
+
+/* srv_timer.c */
+void ws_srv_arm_timer(ws_server_conn *c);
+void ws_srv_pmd_note(ws_server_conn *c);
+void ws_srv_on_app_timer_closed(uv_handle_t *h);
+
+/* srv_listen.c: adds a fresh connection to the server's list (id assigned). */
+void ws_srv_conn_link(ws_server *s, ws_server_conn *c);
+
+/* srv_conn.c */
+/* Closes the socket now, whatever is queued (reports what is owed). */
+void ws_srv_conn_destroy(ws_server_conn *c);
+/* Closes after the queued writes are flushed (FIN after our last byte). */
+void ws_srv_conn_finish(ws_server_conn *c);
 /* The close callback of a connection's handles (frees it after the last). */
 void ws_srv_on_conn_handle_closed(uv_handle_t *h);
+static inline int ws_srv_conn_can_send(const ws_server_conn *c) {
+  return c && c->phase == PH_OPEN && c->ws.state == WS_CONN_OPEN;
+}
 
 /* client.c's side (client connections, c->cl != NULL). */
 /* Response bytes during the client handshake (inside a cork). */

@@ -1,6 +1,7 @@
 """wsuv: a fast RFC 6455 WebSocket server for Python with a C core on libuv.
 
-High level: :class:`Server` / :func:`serve` with a :class:`Handler`.
+High level: :class:`Server` / :func:`serve` with a :class:`Handler`;
+several servers on one event loop: :class:`Loop`.
 Client (blocking): ``wsuv.sync.connect(url)`` (:mod:`wsuv.sync`).
 C applications: :func:`load_c_app` (``wsuv_app.h``, in :func:`get_include`).
 Low level: :class:`FrameParser`, :func:`encode_frame`, :class:`Utf8Validator`,
@@ -19,6 +20,7 @@ from wsuv.exceptions import (
     WsuvError,
 )
 from wsuv.handler import Accept, Handler
+from wsuv.loop import Loop
 from wsuv.request import Headers, Request, Response
 from wsuv.server import Server, TimerHandle, serve
 from wsuv.websocket import ConnectionClosed, WebSocket
@@ -86,6 +88,7 @@ __all__ = [
     "InvalidHandshake",
     "InvalidStatus",
     "InvalidURI",
+    "Loop",
     "Opcode",
     "ProtocolError",
     "Request",

@@ -1,9 +1,10 @@
-"""Drives a ws_server's libuv loop from a running asyncio loop.
+"""One C loop (ws_loop) per asyncio loop, driven by it.
 
-The loop's epoll fd goes to ``loop.add_reader``; one asyncio timer follows
-``uv_backend_timeout``; each wake-up runs ``uv_run(UV_RUN_NOWAIT)`` once
-(``ws_server_run_nowait``, which also returns the next timeout). Shared by
-the server (wsuv.aio) and the client (wsuv.aio_client).
+The ws_loop's epoll fd goes to ``loop.add_reader``; one asyncio timer
+follows its backend timeout; each wake-up runs ``uv_run(UV_RUN_NOWAIT)``
+once (``ws_loop_run_nowait``). Every server (wsuv.aio) and client
+connection (wsuv.aio_client) of one asyncio loop is attached to that one
+ws_loop: one fd, one timer and one turn however many there are.
 """
 
 from __future__ import annotations
@@ -13,47 +14,52 @@ from collections.abc import Callable
 from typing import Any
 
 from wsuv._core import ffi, lib
+from wsuv.loop import Loop
+
+_HOSTS: dict[asyncio.AbstractEventLoop, LoopHost] = {}
 
 
-class UvDriver:
-    """One C server's loop, turned by asyncio. ``get_s`` gives the server
-    pointer (NULL once freed), ``after`` runs after each turn, ``on_dead``
-    once ``ws_server_run_nowait`` says the loop has nothing left."""
+def host_for(loop: asyncio.AbstractEventLoop) -> LoopHost:
+    """The ws_loop host of this asyncio loop (made on first use)."""
+    host = _HOSTS.get(loop)
+    if host is None:
+        host = _HOSTS[loop] = LoopHost(loop)
+    return host
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, get_s: Callable[[], Any],
-                 after: Callable[[], None] | None = None,
-                 on_dead: Callable[[], None] | None = None) -> None:
+
+class LoopHost:
+    """A :class:`wsuv.Loop` turned by an asyncio loop; its members are the
+    :class:`UvDriver` of each server and client connection on it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._get_s = get_s
-        self._after = after
-        self._on_dead = on_dead
+        self.wloop = Loop()
+        self.ptr = self.wloop._l
+        self._members: list[UvDriver] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # loop.time() the timer fires at
         self._timeout = ffi.new("int *")
         self._soon = False
         self._in_turn = False
-        self._fd = int(lib.ws_server_backend_fd(get_s()))
+        self._fd = int(lib.ws_loop_backend_fd(self.ptr))
         loop.add_reader(self._fd, self.turn)
 
     def turn(self) -> None:
-        """One non-blocking libuv turn, then the next deadline."""
+        """One non-blocking libuv turn, the members' follow-ups, the next deadline."""
         self._soon = False
-        s = self._get_s()
-        if s == ffi.NULL or self._in_turn:  # never re-enter uv_run
+        if self.ptr == ffi.NULL or self._in_turn:  # never re-enter uv_run
             return
-        out = self._timeout
         self._in_turn = True
         try:
-            alive = lib.ws_server_run_nowait(s, out)
+            lib.ws_loop_run_nowait(self.ptr, ffi.NULL)
         finally:
             self._in_turn = False
-        if self._after is not None:
-            self._after()
-        if not alive:
-            if self._on_dead is not None:
-                self._on_dead()
+        for m in list(self._members):
+            m._after_turn()
+        if self.ptr == ffi.NULL:
             return
-        timeout = out[0]
+        # Asked after the follow-ups: a server freed by one has handles to close.
+        timeout = int(lib.ws_loop_backend_timeout(self.ptr))
         if timeout == 0:
             self.soon()
             return
@@ -82,14 +88,75 @@ class UvDriver:
 
     def soon(self) -> None:
         """A turn at the next loop iteration (a call made between turns)."""
-        if not self._soon:
+        if not self._soon and self.ptr != ffi.NULL:
             self._soon = True
             self.loop.call_soon(self.turn)
 
-    def stop(self) -> None:
-        """Before the C loop (and so its fd) goes away."""
+    def join(self, member: UvDriver) -> None:
+        self._members.append(member)
+
+    def leave(self, member: UvDriver) -> None:
+        if member in self._members:
+            self._members.remove(member)
+        self.maybe_close()
+
+    def maybe_close(self) -> None:
+        """With no member left (and their servers freed), the ws_loop goes:
+        the reader is removed first, then the C loop is freed."""
+        if self._members or self.ptr == ffi.NULL:
+            return
+        if self._in_turn:
+            self.loop.call_soon(self.maybe_close)
+            return
+        if lib.ws_loop_server_count(self.ptr) != 0:
+            self.soon()  # a server not freed yet: it leaves through its own member
+            return
+        if _HOSTS.get(self.loop) is self:
+            del _HOSTS[self.loop]
         if not self.loop.is_closed():
             self.loop.remove_reader(self._fd)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self.ptr = ffi.NULL
+        self.wloop.close()  # runs the C loop until the freed servers' handles closed
+
+
+class UvDriver:
+    """One server's (or client connection's) place on its asyncio loop's host.
+    ``get_s`` gives the server pointer (NULL once freed), ``after`` runs
+    after each turn, ``on_dead`` once the server has stopped and closed every
+    handle (it frees the server, then calls :meth:`stop`)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, get_s: Callable[[], Any],
+                 after: Callable[[], None] | None = None,
+                 on_dead: Callable[[], None] | None = None) -> None:
+        self.loop = loop
+        self.host = host_for(loop)
+        self._get_s = get_s
+        self._after = after
+        self._on_dead = on_dead
+        self._dead = False
+        self.host.join(self)
+
+    def _after_turn(self) -> None:
+        if self._after is not None:
+            self._after()
+        if self._on_dead is not None and not self._dead:
+            s = self._get_s()
+            if s != ffi.NULL and lib.ws_server_done(s):
+                self._dead = True
+                self._on_dead()
+
+    def turn(self) -> None:
+        """One turn of the shared loop now."""
+        self.host.turn()
+
+    def soon(self) -> None:
+        """A turn at the next loop iteration (a call made between turns)."""
+        self.host.soon()
+
+    def stop(self) -> None:
+        """Leave the host (after the server was freed): the last one out
+        removes the reader and frees the C loop."""
+        self.host.leave(self)

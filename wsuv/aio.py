@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from typing import Any
 
 from wsuv._core import ffi, lib
-from wsuv._uvdrive import UvDriver
+from wsuv._uvdrive import UvDriver, host_for
 from wsuv.handler import Handler, has_async_methods, is_connection_handler, resolve_handler
 from wsuv.request import Request
 from wsuv.server import Server, _default_logging, decide_later, is_pending
@@ -127,7 +127,13 @@ class AioServer:
         else:
             adapter = user  # plain methods: the fast path, unchanged
         self.handler = user
-        self.server = server = Server(adapter, **options)
+        # Every server and client of this asyncio loop shares one C loop (one fd).
+        host = host_for(self._loop)
+        try:
+            self.server = server = Server(adapter, loop=host.wloop, **options)
+        except BaseException:
+            host.maybe_close()
+            raise
         if isinstance(adapter, _Adapter):
             adapter.attach(server)
         server._thread_id = threading.get_ident()
@@ -137,6 +143,7 @@ class AioServer:
         except OSError:
             server._ran = False
             server.close()
+            host.maybe_close()
             raise
         self.addresses = server.addresses
         self.port = server.port
@@ -153,8 +160,8 @@ class AioServer:
         self._driver.turn()
 
     def _finish(self) -> None:
+        self.server._release()  # freed first: the last member out frees the C loop
         self._driver.stop()
-        self.server._release()
         if not self._closed.done():
             self._closed.set_result(None)
 

@@ -1,8 +1,9 @@
 """The asyncio client: wsuv.sync's connection, its loop driven by asyncio.
 
-The connection's hosting C server (csrc/client.h) is driven the way
-:mod:`wsuv.aio` drives a server: its epoll fd in ``loop.add_reader``, one
-timer from the backend timeout, one ``uv_run(UV_RUN_NOWAIT)`` per wake-up.
+The connection's hosting C server (csrc/client.h) sits on the C loop that
+every wsuv server and client of the asyncio loop shares (wsuv._uvdrive):
+its epoll fd in ``loop.add_reader``, one timer from the backend timeout,
+one ``uv_run(UV_RUN_NOWAIT)`` per wake-up.
 The callbacks fill the same state as the blocking client; after each turn
 that had news, the coroutines waiting on it are woken.
 """
@@ -16,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from wsuv._core import ffi, lib
-from wsuv._uvdrive import UvDriver
+from wsuv._uvdrive import UvDriver, host_for
 from wsuv.exceptions import InvalidHandshake
 from wsuv.sync import ClientConnection, _encode
 from wsuv.websocket import ConnectionClosed
@@ -29,6 +30,11 @@ class AioClientConnection(ClientConnection):
     ``extensions``, ``close_code``, ``close_reason`` as in :mod:`wsuv.sync`."""
 
     _blocking = False
+
+    def _new_server(self, cfg: Any, cb: Any) -> Any:
+        """The hosting C server goes on the asyncio loop's shared C loop."""
+        self._host = host_for(asyncio.get_running_loop())
+        return lib.ws_server_new_on(self._host.ptr, cfg, cb, self._handle)
 
     def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -61,20 +67,23 @@ class AioClientConnection(ClientConnection):
             self._driver.soon()
 
     def _free(self) -> None:
-        self._unwatch()
         super()._free()
+        self._leave()
 
-    def _unwatch(self) -> None:
-        """Stop watching the fd before the C loop (and so the fd) goes away."""
+    def _leave(self) -> None:
+        """After the C server was freed: leave the shared loop (the last one
+        out removes the reader and frees the C loop)."""
         driver = getattr(self, "_driver", None)  # not set if the connect call itself failed
-        if driver is not None and self._s != ffi.NULL:
+        self._driver = None
+        if driver is not None:
             driver.stop()
-            self._driver = None
+        elif getattr(self, "_host", None) is not None:
+            self._host.maybe_close()
 
     def __del__(self) -> None:
-        if getattr(self, "_s", ffi.NULL) != ffi.NULL:
-            self._unwatch()
         super().__del__()
+        if getattr(self, "_driver", None) is not None:
+            self._leave()
 
     async def _opened_or_raise(self) -> None:
         while not self._opened and self._error is None:

@@ -20,6 +20,7 @@ from wsuv._core import ffi, lib
 from wsuv.handler import OPTIONAL as _OPTIONAL
 from wsuv.handler import Accept, resolve_handler
 from wsuv.handler import Handler as Handler  # re-exported: wsuv.server.Handler
+from wsuv.loop import Loop
 from wsuv.options import resolve
 from wsuv.page import ECHO_PAGE
 from wsuv.request import Request, Response
@@ -63,7 +64,7 @@ class TimerHandle:
 
 
 class Server:
-    """A WebSocket server on its own libuv loop.
+    """A WebSocket server on its own libuv loop, or on a shared :class:`wsuv.Loop`.
 
     ``handler`` is an object with the :class:`Handler` methods; ``None`` runs
     the built-in echo entirely in C, and a :func:`wsuv.load_c_app` result runs
@@ -75,7 +76,10 @@ class Server:
     until the loop has sent the message; :attr:`connections` is a snapshot.
     """
 
-    def __init__(self, handler: Any = None, **options: Any) -> None:
+    def __init__(self, handler: Any = None, *, loop: Loop | None = None,
+                 **options: Any) -> None:
+        if loop is not None and not isinstance(loop, Loop):
+            raise TypeError(f"loop must be a wsuv.Loop, not {type(loop).__name__}")
         self.options = opts = resolve(options)
         self.handler = handler = resolve_handler(handler)
         self._thread_id = threading.get_ident()
@@ -147,6 +151,8 @@ class Server:
         # A C application (wsuv.load_c_app): its callbacks replace the Python
         # trampolines, so no Python runs per event (capp.h).
         self._c_app = handler if getattr(type(handler), "_wsuv_c_app", False) else None
+        if self._c_app is not None and loop is not None:
+            raise ValueError("a C application runs on a loop of its own: drop loop=")
         if self._c_app is not None:
             self._s = self._c_app._server_new(cfg, cb)
         elif handler is not None:
@@ -159,11 +165,15 @@ class Server:
                 cb.on_control = lib.wsuv_on_control
             if want["on_drain"]:
                 cb.on_drain = lib.wsuv_on_drain
+        self.loop = loop
         if self._c_app is None:
-            self._s = lib.ws_server_new(cfg, cb, ffi.NULL)
+            c_loop = loop._ptr() if loop is not None else ffi.NULL
+            self._s = lib.ws_server_new_on(c_loop, cfg, cb, ffi.NULL)
         if self._s == ffi.NULL:
             raise MemoryError("ws_server_new failed")
         _SERVERS[self._s] = self
+        if loop is not None:
+            loop._servers.append(self)
         self._on_message: Callable[[WebSocket, str | bytes], Any] = getattr(
             handler, "on_message", _ignore)
         if opts["pubsub_url"]:
@@ -196,7 +206,13 @@ class Server:
             _SERVERS.pop(s, None)
             if self._c_app is not None:
                 self._c_app._detach()
+            self._leave_loop()
             lib.ws_server_free(s)
+
+    def _leave_loop(self) -> None:
+        """A server on a shared wsuv.Loop is forgotten by it once freed."""
+        if self.loop is not None and self in self.loop._servers:
+            self.loop._servers.remove(self)
 
     def _bind(self) -> None:
         opts = self.options
@@ -224,23 +240,41 @@ class Server:
         """Serve until stopped (a signal, :meth:`stop`); then free the loop."""
         if self._ran or self._s == ffi.NULL:
             raise RuntimeError("a Server runs once (and not after close); make a new one")
+        self._start_running()
+        main = threading.current_thread() is threading.main_thread()
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if (
+            main and self.options["handle_signals"]) else {}
+        # The other servers of a shared loop are served by this run as well.
+        siblings = [s for s in self.loop._servers if s is not self] if self.loop else []
+        for sib in siblings:
+            sib._set_serving(True)
+        try:
+            if lib.ws_server_run(self._s) != 0:
+                raise RuntimeError("this server's wsuv.Loop is already running")
+        finally:
+            for sib in siblings:
+                sib._set_serving(False)
+            for sig, old in saved.items():
+                if old is not None:
+                    signal.signal(sig, old)
+            self._release()
+
+    def _start_running(self) -> None:
+        """run() (or Loop.run()) begins: listen, announce, mark the loop thread."""
         self._ran = True
         self.listen()
         _default_logging()
         # Said from inside the loop: once it is printed, SIGINT/SIGTERM are handled.
         self.call_soon_threadsafe(_announce, list(self.addresses))
         self._thread_id = threading.get_ident()
-        main = threading.current_thread() is threading.main_thread()
-        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if (
-            main and self.options["handle_signals"]) else {}
         self._running = True
-        try:
-            lib.ws_server_run(self._s)
-        finally:
-            for sig, old in saved.items():
-                if old is not None:
-                    signal.signal(sig, old)
-            self._release()
+
+    def _set_serving(self, on: bool) -> None:
+        """Another server's run() serves this one (same wsuv.Loop), or stopped."""
+        with self._waiters_lock:
+            if on:
+                self._thread_id = threading.get_ident()
+            self._running = on and self._s != ffi.NULL
 
     def _release(self) -> None:
         """After the loop ended: wake waiting threads, forget connections, free C."""
@@ -260,6 +294,7 @@ class Server:
         _SERVERS.pop(s, None)
         if self._c_app is not None:
             self._c_app._detach()
+        self._leave_loop()
         lib.ws_server_free(s)
 
     def stop(self, graceful: bool = True) -> None:

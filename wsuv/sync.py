@@ -158,7 +158,7 @@ class ClientConnection:
         cb.on_connect_failed = lib.wsuv_cl_on_connect_failed
         self._handle = ffi.new_handle(self)
         self._flag = ffi.new("int[1]")
-        s = lib.ws_server_new(cfg, cb, self._handle)
+        s = self._new_server(cfg, cb)
         if s == ffi.NULL:
             raise MemoryError("ws_server_new failed")
         self._s: Any = s
@@ -169,6 +169,10 @@ class ClientConnection:
         except BaseException:
             self._free()
             raise
+
+    def _new_server(self, cfg: Any, cb: Any) -> Any:
+        """The hosting C server (its own loop: this thread blocks in it)."""
+        return lib.ws_server_new(cfg, cb, self._handle)
 
     def _connect(self, host: str, port: int, unix_path: str | None, target: str,
                  subprotocols: Sequence[str] | None, origin: str | None,

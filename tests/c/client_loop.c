@@ -1,6 +1,6 @@
 /* client_loop.c - one ws_server that listens and dials itself, for running
  * under valgrind (make memcheck): client connections and accepted ones on
- * the same loop, through the real transport (server.c, client.c, libuv).
+ * the same loop, through the real transport (server.c and its files, client.c, libuv).
  *
  * The server listens on 127.0.0.1:0 and opens:
  *   - OK_CLIENTS client connections to itself (numeric host; a quarter by
