@@ -80,6 +80,12 @@ build/deflate_bench: benchmarks/deflate_bench.c
 	@mkdir -p build
 	$(CC) -O3 -std=gnu11 -Wall -Wextra -Werror -o $@ benchmarks/deflate_bench.c -lz -ldeflate
 
+# What csrc/pmdeflate.c costs per 1 KiB JSON message at each zlib level, window
+# and memLevel: the measurement behind the compression_* defaults.
+build/pmd_sweep: benchmarks/pmd_sweep.c csrc/pmdeflate.c csrc/pmdeflate.h
+	@mkdir -p build
+	$(CC) -O2 -std=gnu11 -Wall -Wextra -Werror -Icsrc -o $@ benchmarks/pmd_sweep.c csrc/pmdeflate.c -lz
+
 bench-parser: build build/parser_bench
 	$(PY) -m pip install -q wsproto websockets
 	./build/parser_bench
@@ -290,6 +296,11 @@ memcheck: build/tests/engine_stress build/tests/client_loop build/tests/shared_l
 	  ./build/tests/engine_stress $(STRESS_CONNS)
 	valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=1 \
 	  ./build/tests/client_loop
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+	  -addext subjectAltName=DNS:localhost,DNS:two.test,IP:127.0.0.1 \
+	  -keyout build/tests/client_loop.key -out build/tests/client_loop.pem 2>/dev/null
+	valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=1 \
+	  ./build/tests/client_loop build/tests/client_loop.pem build/tests/client_loop.key
 	valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=1 \
 	  ./build/tests/shared_loop
 	valgrind -q --trace-children=yes --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all \
