@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PKGS := build-essential pkg-config libuv1-dev libhttp-parser-dev zlib1g-dev libhiredis-dev redis-server chromium nginx-light openssl
+APT_PKGS := build-essential pkg-config libuv1-dev libhttp-parser-dev zlib1g-dev libssl-dev libhiredis-dev redis-server chromium nginx-light openssl
 # Commands that may come from a package of another name (e.g. nodesource's
 # nodejs ships npm): installed from Debian only when the command is missing.
 APT_CMDS := node:nodejs npm:npm
@@ -114,7 +114,8 @@ clean:
 bench-servers: build node_modules/.installed
 	@mkdir -p build
 	gcc -O3 -std=gnu11 -Wall -Wextra -Icsrc -o build/loadgen benchmarks/loadgen.c \
-	  csrc/wsparser.c csrc/wsframe.c csrc/sha1.c csrc/pmdeflate.c $$(pkg-config --cflags --libs libuv) -lz
+	  csrc/wsparser.c csrc/wsframe.c csrc/sha1.c csrc/pmdeflate.c csrc/tls.c \
+	  $$(pkg-config --cflags --libs libuv) -lz -lssl -lcrypto
 	@test -x benchmarks/.venv-wsuv/bin/python || $(PYTHON) -m venv benchmarks/.venv-wsuv
 	@benchmarks/.venv-wsuv/bin/pip install -q --upgrade setuptools wheel cffi uvloop
 	benchmarks/.venv-wsuv/bin/pip install -q --no-build-isolation --force-reinstall --no-deps .
@@ -137,7 +138,7 @@ FUZZ_CFLAGS ?= -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=
 FUZZ_APT_PKGS ?= clang libclang-rt-14-dev
 FUZZ_COMMON := fuzz/fuzz_common.h fuzz/ref_ws.h
 FUZZ_BINS := build/fuzz/fuzz_frame_parser build/fuzz/fuzz_utf8 build/fuzz/fuzz_handshake build/fuzz/fuzz_wsconn \
-  build/fuzz/fuzz_pmdeflate build/fuzz/fuzz_clienths build/fuzz/fuzz_topics build/fuzz/fuzz_envelope
+  build/fuzz/fuzz_pmdeflate build/fuzz/fuzz_clienths build/fuzz/fuzz_topics build/fuzz/fuzz_envelope build/fuzz/fuzz_tls
 STRESS_CONNS ?= 10000
 
 .PHONY: fuzz fuzz-ci fuzz-build fuzz-deps memcheck
@@ -185,6 +186,10 @@ build/fuzz/fuzz_envelope: fuzz/fuzz_envelope.c $(FUZZ_COMMON) csrc/redisproto.c 
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_envelope.c csrc/redisproto.c
 
+build/fuzz/fuzz_tls: fuzz/fuzz_tls.c $(FUZZ_COMMON) csrc/tls.c csrc/tls.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_tls.c csrc/tls.c -lssl -lcrypto
+
 $(FUZZ_BINS): | fuzz-deps
 
 $(VENV)/.atheris: $(VENV)/.installed
@@ -227,28 +232,31 @@ redis-asan: build build/tests/redis_bridge_test_asan
 	  $(PY) -m pytest -q -p no:cacheprovider tests/redis -k "not valgrind"
 
 # The transport's files (server_int.h says which job each has).
-TRANSPORT_C := server.c srv_write.c srv_read.c srv_conn.c srv_timer.c srv_listen.c fanout.c loop.c
+TRANSPORT_C := server.c srv_write.c srv_read.c srv_conn.c srv_timer.c srv_listen.c fanout.c loop.c \
+  srv_tls.c
 # The transport with client connections dialling their own server (libuv, all of csrc/ but
 # the C-application loader).
 CLIENT_LOOP_SRCS := $(ENGINE_SRCS) $(addprefix csrc/,clienths.c csprng.c $(TRANSPORT_C) client.c \
-  pubsub.c topics.c redisbridge.c redisproto.c)
+  pubsub.c topics.c redisbridge.c redisproto.c tls.c)
 build/tests/client_loop: tests/c/client_loop.c $(CLIENT_LOOP_SRCS) $(wildcard csrc/*.h)
 	@mkdir -p build/tests
 	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Icsrc $$(pkg-config --cflags libuv) \
-	  -o $@ tests/c/client_loop.c $(CLIENT_LOOP_SRCS) $$(pkg-config --libs libuv) -lhttp_parser -lz -lhiredis -ldl
+	  -o $@ tests/c/client_loop.c $(CLIENT_LOOP_SRCS) $$(pkg-config --libs libuv) -lhttp_parser -lz -lhiredis -lssl -lcrypto -ldl
 
 # Several servers and client connections on one ws_loop (loop.h).
 build/tests/shared_loop: tests/c/shared_loop.c $(CLIENT_LOOP_SRCS) $(wildcard csrc/*.h)
 	@mkdir -p build/tests
 	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Icsrc $$(pkg-config --cflags libuv) \
-	  -o $@ tests/c/shared_loop.c $(CLIENT_LOOP_SRCS) $$(pkg-config --libs libuv) -lhttp_parser -lz -lhiredis -ldl
+	  -o $@ tests/c/shared_loop.c $(CLIENT_LOOP_SRCS) $$(pkg-config --libs libuv) -lhttp_parser -lz -lhiredis \
+	  -lssl -lcrypto -ldl
 
 # The same under ASan+UBSan (LeakSanitizer included).
 build/tests/shared_loop_asan: tests/c/shared_loop.c $(CLIENT_LOOP_SRCS) $(wildcard csrc/*.h)
 	@mkdir -p build/tests
 	$(CC) -std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
 	  -fno-sanitize-recover=undefined -Wall -Wextra -Werror -D_GNU_SOURCE -Icsrc $$(pkg-config --cflags libuv) \
-	  -o $@ tests/c/shared_loop.c $(CLIENT_LOOP_SRCS) $$(pkg-config --libs libuv) -lhttp_parser -lz -lhiredis -ldl
+	  -o $@ tests/c/shared_loop.c $(CLIENT_LOOP_SRCS) $$(pkg-config --libs libuv) -lhttp_parser -lz -lhiredis \
+	  -lssl -lcrypto -ldl
 
 memcheck: build/tests/engine_stress build/tests/client_loop build/tests/shared_loop | $(VENV)/.deps
 	@command -v valgrind >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \

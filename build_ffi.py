@@ -2,9 +2,9 @@
 
 The declarations Python may call live in csrc/ffi/*.cdef, one file per layer,
 so that each layer's contract with Python sits beside its C header.
-libuv, http-parser, hiredis and zlib come from the system; the static archives of
-the first three are linked in when present (zlib is linked shared: libz.so.1 is on
-every Debian system).
+libuv, http-parser, hiredis, zlib and OpenSSL come from the system; the static archives of
+the first three are linked in when present (zlib and OpenSSL are linked shared: libz.so.1
+and libssl.so.3 are on every Debian system).
 """
 
 from __future__ import annotations
@@ -117,8 +117,8 @@ def _http_parser() -> tuple[list[str], list[str], list[str]]:
 
 # Layers in dependency order: a cdef may use types declared by earlier ones.
 LAYERS = ["sha1", "csprng", "utf8", "wsframe", "wsparser", "collect", "handshake", "clienths",
-          "pmdeflate", "wsconn", "loop", "server", "client", "capp", "topics", "redisproto",
-          "pubsub"]
+          "pmdeflate", "wsconn", "tls", "loop", "server", "client", "capp", "topics",
+          "redisproto", "pubsub"]
 # The public header of C applications (capp.c implements its host side).
 APP_INCLUDE = HERE / "wsuv" / "include"
 
@@ -149,6 +149,16 @@ def _hiredis() -> tuple[list[str], list[str], list[str]]:
     return [], ["hiredis"], [os.path.dirname(shared)]
 
 
+def _openssl() -> list[str]:
+    """libraries for OpenSSL 3 (TLS): the system's shared libssl and libcrypto."""
+    if not _has_header("openssl/ssl.h", []):
+        raise MissingLibrary(
+            "wsuv needs OpenSSL 3 for TLS: install the Debian package "
+            "'libssl-dev' (apt-get install libssl-dev)."
+        )
+    return ["ssl", "crypto"]
+
+
 def _sources() -> list[str]:
     return [os.path.relpath(p, HERE) for p in sorted(CSRC.glob("*.c"))]
 
@@ -163,6 +173,7 @@ def make_builder() -> FFI:
     uv_incs, uv_objs, uv_libs, uv_dirs = _libuv()
     hp_objs, hp_libs, hp_dirs = _http_parser()
     z_libs = _zlib()
+    ssl_libs = _openssl()
     hr_objs, hr_libs, hr_dirs = _hiredis()
     debug = bool(os.environ.get("WSUV_DEBUG"))
     cflags = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE"]
@@ -184,7 +195,8 @@ def make_builder() -> FFI:
         extra_compile_args=cflags,
         extra_link_args=extra_link,
         extra_objects=uv_objs + hp_objs + hr_objs,
-        libraries=uv_libs + hp_libs + hr_libs + z_libs + ["dl"],  # dl: capp.c loads C applications
+        # dl: capp.c loads C applications
+        libraries=uv_libs + hp_libs + hr_libs + z_libs + ssl_libs + ["dl"],
         library_dirs=uv_dirs + hp_dirs + hr_dirs,
     )
     return ffi

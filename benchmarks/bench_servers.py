@@ -71,21 +71,51 @@ class ServerSpec:
         mode = "echo" if sc.mode == "idle" else sc.mode  # idle conns: the echo server
         if sc.deflate and self.name not in DEFLATE_SERVERS:
             return False
+        if sc.tls and self.name not in TLS_SERVERS:
+            return False
         return mode in self.modes and (not self.only or sc.name in self.only)
 
 
+TLS_DIR = ROOT / "build" / "bench-tls"
+
+
+def bench_cert() -> tuple[Path, Path]:
+    """A self-signed P-256 certificate for 127.0.0.1, made once with `openssl`
+    into build/bench-tls/ (the load generator does not verify it)."""
+    cert, key = TLS_DIR / "cert.pem", TLS_DIR / "key.pem"
+    if not (cert.exists() and key.exists()):
+        TLS_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "30", "-subj",
+                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(key), "-out", str(cert)], check=True,
+                       capture_output=True, timeout=60)
+    return cert, key
+
+
+def _tls_args(mode: str, cert_flag: str, key_flag: str) -> list[str]:
+    """Mode "echo-tls": the server's TLS options (every TLS server uses one cert)."""
+    if not mode.endswith("-tls"):
+        return []
+    cert, key = bench_cert()
+    return [cert_flag, str(cert), key_flag, str(key)]
+
+
 def _peer(script: str, *extra: str) -> Callable[[int, str], list[str]]:
-    """A peer script; mode "echo-deflate" runs "echo" with permessage-deflate on."""
+    """A peer script; mode "echo-deflate" runs "echo" with permessage-deflate on,
+    "echo-tls" with TLS (Python's ssl in the peers, --certfile/--keyfile)."""
     return lambda port, mode: [str(PEERS / script), *extra, "--port", str(port), "--mode",
-                               mode.removesuffix("-deflate"),
-                               *(["--deflate"] if mode.endswith("-deflate") else [])]
+                               mode.removesuffix("-tls").removesuffix("-deflate"),
+                               *(["--deflate"] if mode.endswith("-deflate") else []),
+                               *_tls_args(mode, "--certfile", "--keyfile")]
 
 
 def _wsuv_serve(*extra: str) -> Callable[[int, str], list[str]]:
     """wsuv-serve (the built-in C echo); compression is on by default, off otherwise."""
     return lambda port, mode: [str(MAIN_PY.parent / "wsuv-serve"), "--port", str(port),
                                "--log-level", "warning", *extra,
-                               *([] if mode.endswith("-deflate") else ["--no-compression"])]
+                               *([] if mode.endswith("-deflate") else ["--no-compression"]),
+                               *_tls_args(mode, "--ssl-certfile", "--ssl-keyfile")]
 
 
 SERVERS: list[ServerSpec] = [
@@ -179,6 +209,8 @@ if _BEFORE:
 BY_NAME = {s.name: s for s in SERVERS}
 # Servers measured with permessage-deflate on (the peers' own implementations).
 DEFLATE_SERVERS = ("wsuv-c", "wsuv-py", "wsuv-py-loop", "websockets", "aiohttp", "node-ws")
+# Servers measured with TLS (wsuv: its own OpenSSL layer; the peers: Python's ssl).
+TLS_SERVERS = ("wsuv-c", "wsuv-py", "websockets", "picows-uvloop", "picows-asyncio")
 
 # --- scenarios -----------------------------------------------------------------------
 
@@ -192,11 +224,12 @@ class Scenario:
     inflight: int
     size: int
     deflate: bool = False  # permessage-deflate on both ends, JSON-like text payloads
+    tls: bool = False      # TLS (loadgen --tls: csrc/tls.c's client role, no verification)
 
     @property
     def server_mode(self) -> str:
         mode = "echo" if self.mode == "idle" else self.mode
-        return mode + ("-deflate" if self.deflate else "")
+        return mode + ("-deflate" if self.deflate else "") + ("-tls" if self.tls else "")
 
 
 SCENARIOS: list[Scenario] = [
@@ -212,6 +245,11 @@ SCENARIOS: list[Scenario] = [
              1024, deflate=True),
     Scenario("zmem", "1,000 idle connections with deflate, after one 1 KiB JSON message each "
              "way and 12 s idle", "idle", 1000, 1, 1024, deflate=True),
+    Scenario("t100", "TLS: 100 conns, K=1, 64 B", "echo", 100, 1, 64, tls=True),
+    Scenario("tk16", "TLS: 100 conns, K=16, 64 B", "echo", 100, 16, 64, tls=True),
+    Scenario("t64k", "TLS: 10 conns, K=1, 64 KiB", "echo", 10, 1, 65536, tls=True),
+    Scenario("tmem", "TLS: 1,000 idle connections (TLS handshakes + upgrades per second)",
+             "idle", 1000, 1, 64, tls=True),
 ]
 SCEN = {s.name: s for s in SCENARIOS}
 
@@ -311,7 +349,7 @@ def kill_all() -> None:
 
 def run_loadgen(server: Running, sc: Scenario, args: argparse.Namespace) -> dict[str, Any]:
     """One measured run; returns loadgen's JSON (or {"error": ...})."""
-    conns = args.mem_conns if sc.mode == "idle" and not sc.deflate else sc.conns
+    conns = args.mem_conns if sc.mode == "idle" and not (sc.deflate or sc.tls) else sc.conns
     cmd = [*pin(1, args.pin), str(LOADGEN), "--port", str(server.port), "--mode", sc.mode,
            "--conns", str(conns), "--inflight", str(sc.inflight), "--size", str(sc.size),
            "--warmup", str(args.warmup), "--duration", str(args.duration),
@@ -320,6 +358,8 @@ def run_loadgen(server: Running, sc: Scenario, args: argparse.Namespace) -> dict
         cmd.append("--text")
     if sc.deflate:
         cmd += ["--deflate", "--json"]
+    if sc.tls:
+        cmd.append("--tls")
     if sc.mode == "broadcast":
         cmd += ["--settle", "0.5"]
     if sc.mode == "idle" and sc.deflate:
@@ -559,7 +599,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # memory: a fresh process per server
         for sc in [s for s in scenarios if s.mode == "idle"]:
-            progress(f"{sc.name}: {args.mem_conns} idle connections")
+            n_idle = args.mem_conns if not (sc.deflate or sc.tls) else sc.conns
+            progress(f"{sc.name}: {n_idle} idle connections")
             for spec in [s for s in servers if s.applies(sc)]:
                 try:
                     srv = Running(spec, sc.server_mode, args.pin)
@@ -969,6 +1010,23 @@ def evaluate_targets(names: list[str], scen: list[str],
             rows.append(("mem: wsuv-serve idle RSS <= 15 MiB",
                          "not measured" if v is None else f"{v / 1024:.1f} MiB",
                          v is not None and v <= 15 * 1024))
+    # TLS (issue 13): wsuv's OpenSSL layer against the peers on Python's ssl.
+    cmp("tk16: wsuv-py >= 1.5x picows-uvloop msgs per server CPU-s (TLS)",
+        ("wsuv-py", "tk16", "msgs_per_server_cpu_s"), (P, "tk16", "msgs_per_server_cpu_s"), 1.5)
+    cmp("tk16: wsuv-c >= 1.5x picows-uvloop msgs per server CPU-s (TLS)",
+        ("wsuv-c", "tk16", "msgs_per_server_cpu_s"), (P, "tk16", "msgs_per_server_cpu_s"), 1.5)
+    if "tmem" in scen:
+        for wn in ("wsuv-c", "wsuv-py"):
+            v = med(wn, "tmem", "kib_per_conn")
+            peers = {p: med(p, "tmem", "kib_per_conn") for p in names
+                     if not BY_NAME[p].wsuv and p in TLS_SERVERS}
+            peers = {p: x for p, x in peers.items() if x}
+            if wn in names and peers:
+                low = min(peers, key=lambda p: peers[p])
+                rows.append((f"tmem: {wn} KiB per idle TLS connection < every peer's",
+                             "not measured" if v is None else
+                             f"{v:.2f} vs {low} {peers[low]:.2f} KiB",
+                             v is not None and v < peers[low]))
     # wsuv.aio (issue 11): the async connection handler against the peers on the same loop.
     cpu = "msgs_per_server_cpu_s"
     cmp("k16: wsuv-aio-asyncio >= 3x websockets msgs per server CPU-s",

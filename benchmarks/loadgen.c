@@ -30,8 +30,15 @@
  * --json makes text payloads JSON-like (what compression is for) instead of
  * random letters.
  *
- * Build: gcc -O3 -Icsrc benchmarks/loadgen.c csrc/{wsparser,wsframe,sha1,pmdeflate}.c \
- *        $(pkg-config --cflags --libs libuv) -lz   (make bench-servers does this)
+ * With --tls every connection speaks TLS through csrc/tls.c in the client
+ * role (no certificate verification: a benchmark of the server's TLS cost,
+ * not of a PKI): what the connection writes in one loop turn is encrypted in
+ * one ws_tls_write, what it reads is decrypted before the WebSocket code sees
+ * it. Payload counts are plaintext; wire_rx_bytes counts ciphertext read,
+ * wire_tx_bytes the frames before encryption.
+ *
+ * Build: gcc -O3 -Icsrc benchmarks/loadgen.c csrc/{wsparser,wsframe,sha1,pmdeflate,tls}.c \
+ *        $(pkg-config --cflags --libs libuv) -lz -lssl -lcrypto   (make bench-servers does this)
  */
 #define _GNU_SOURCE
 
@@ -50,6 +57,7 @@
 
 #include "pmdeflate.h"
 #include "sha1.h"
+#include "tls.h"
 #include "wsframe.h"
 #include "wsparser.h"
 
@@ -72,7 +80,8 @@ static struct {
   int server_pid;        /* 0: no server accounting */
   int deflate;           /* offer (and require) permessage-deflate */
   int json;              /* JSON-like text payloads */
-} opt = {"127.0.0.1", 0, "/", MODE_ECHO, 1, 1, 64, 1.0, 3.0, 0, 1.0, 0, 64, 0, 0, 0};
+  int tls;               /* speak TLS (csrc/tls.c, client role, no verification) */
+} opt = {"127.0.0.1", 0, "/", MODE_ECHO, 1, 1, 64, 1.0, 3.0, 0, 1.0, 0, 64, 0, 0, 0, 0};
 
 /* ------------------------------------------------------------------------- */
 /* small helpers                                                             */
@@ -309,6 +318,7 @@ typedef struct conn {
   ws_pmd *pmd;
   uint8_t rx_z;            /* the message being received is compressed */
   uint8_t primed;          /* idle + deflate: its one message went and came back */
+  ws_tls *tls;             /* --tls */
 } conn;
 
 typedef struct wreq {
@@ -345,6 +355,8 @@ static uint8_t *plain;      /* one message before compression (--deflate) */
 static uint8_t zout[64 * 1024]; /* inflated bytes, a piece at a time */
 static uint64_t *bc_count; /* broadcast: receivers that have each in-flight seq */
 static uint64_t bc_done;   /* broadcast: sequences completed (all receivers) */
+static ws_tls_ctx *tls_ctx; /* --tls: client role, no verification */
+static char tls_plain[(1 << 18) + (20 << 10)]; /* one read's plaintext */
 
 static void start_connect(int i);
 static void begin_phase(void);
@@ -431,35 +443,63 @@ static void send_message(conn *c) {
 
 static void on_write(uv_write_t *req, int status);
 
+static void wire_write(conn *c, const char *data, size_t len);
+
+/* TLS: what was gathered in c->out is encrypted in one go and leaves with
+ * whatever the layer has for the wire (handshake flights included). */
+static void flush_tls(conn *c) {
+  if (c->state == C_CLOSED) return;
+  if (c->out_len) {
+    if (ws_tls_write(c->tls, (const char *)c->out, c->out_len) != WS_TLS_OK)
+      die("conn %d: TLS write: %s", c->id, ws_tls_error(c->tls));
+    c->out_len = 0;
+  }
+  size_t n;
+  const char *p = ws_tls_out(c->tls, &n);
+  if (n) {
+    wire_write(c, p, n);
+    ws_tls_out_done(c->tls, n);
+  }
+}
+
 static void flush(conn *c) {
+  if (c->tls) {
+    flush_tls(c);
+    return;
+  }
   if (c->writing || !c->out_len || c->state == C_CLOSED) return;
-  uv_buf_t b = uv_buf_init((char *)c->out, (unsigned)c->out_len);
+  wire_write(c, (const char *)c->out, c->out_len);
+  c->out_len = 0;
+}
+
+/* Bytes for the socket: what the kernel does not take now is queued. */
+static void wire_write(conn *c, const char *data, size_t len) {
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
   int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
   if (n == UV_EAGAIN) n = 0;
   if (n < 0) {
     if (phase == P_STOP) { conn_close(c); return; }
     die("conn %d: write failed: %s", c->id, uv_strerror(n));
   }
-  size_t rest = c->out_len - (size_t)n;
+  size_t rest = len - (size_t)n;
   if (rest) {
     wreq *w = malloc(sizeof *w + rest);
     if (!w) die("out of memory");
-    memcpy(w->data, c->out + n, rest);
+    memcpy(w->data, data + n, rest);
     w->c = c;
     w->len = rest;
     uv_buf_t wb = uv_buf_init(w->data, (unsigned)rest);
     int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &wb, 1, on_write);
     if (rc) die("conn %d: uv_write: %s", c->id, uv_strerror(rc));
-    c->writing = 1;
+    c->writing++;
   }
-  c->out_len = 0;
 }
 
 static void on_write(uv_write_t *req, int status) {
   wreq *w = (wreq *)req;
   conn *c = w->c;
   free(w);
-  c->writing = 0;
+  c->writing--;
   if (status < 0) {
     if (phase == P_STOP || status == UV_ECANCELED) return;
     die("conn %d: write failed: %s", c->id, uv_strerror(status));
@@ -477,6 +517,8 @@ static void on_closed(uv_handle_t *h) {
   c->out_cap = c->out_len = 0;
   free(c->hs_buf);
   c->hs_buf = NULL;
+  ws_tls_free(c->tls);
+  c->tls = NULL;
   if (++closed_count == nconns) {
     uv_close((uv_handle_t *)&phase_timer, NULL);
     uv_close((uv_handle_t *)&deadline_timer, NULL);
@@ -784,8 +826,24 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   }
   now_ns = uv_hrtime();
   if (phase == P_MEASURE) cnt_wire_rx += (uint64_t)nread;
-  if (c->state == C_HANDSHAKE) handshake_bytes(c, b->base, (size_t)nread);
-  else feed_frames(c, b->base, (size_t)nread);
+  if (c->tls) {
+    if (ws_tls_feed(c->tls, b->base, (size_t)nread) != WS_TLS_OK) die("out of memory");
+    long n;
+    while ((n = ws_tls_read(c->tls, tls_plain, sizeof tls_plain)) > 0) {
+      if (c->state == C_HANDSHAKE) handshake_bytes(c, tls_plain, (size_t)n);
+      else feed_frames(c, tls_plain, (size_t)n);
+      if (c->state == C_CLOSED || uv_is_closing((uv_handle_t *)&c->tcp)) break;
+    }
+    if (n < 0) {
+      if (phase == P_STOP) { conn_close(c); return; }
+      die("conn %d: TLS: %s", c->id, n == WS_TLS_EOF ? "close_notify" : ws_tls_error(c->tls));
+    }
+    ws_tls_discard_input(c->tls);
+  } else if (c->state == C_HANDSHAKE) {
+    handshake_bytes(c, b->base, (size_t)nread);
+  } else {
+    feed_frames(c, b->base, (size_t)nread);
+  }
   flush(c);
 }
 
@@ -812,6 +870,10 @@ static void on_connect(uv_connect_t *req, int status) {
                    opt.deflate ? "Sec-WebSocket-Extensions: " : "", offer,
                    opt.deflate ? "\r\n" : "");
   c->out_len = (size_t)n;
+  if (opt.tls) { /* the request waits in the layer until the handshake is done */
+    c->tls = ws_tls_new(tls_ctx, NULL);
+    if (!c->tls || ws_tls_start(c->tls) != WS_TLS_OK) die("conn %d: TLS start failed", c->id);
+  }
   int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (rc) die("conn %d: read_start: %s", c->id, uv_strerror(rc));
   flush(c);
@@ -937,7 +999,7 @@ static void usage(void) {
           "usage: loadgen --port P [--host H] [--path /] [--mode echo|broadcast|idle]\n"
           "  [--conns N] [--inflight K] [--size S] [--warmup W] [--duration D]\n"
           "  [--text] [--concurrency C] [--settle SEC] [--server-pid PID] [--timeout SEC]\n"
-          "  [--deflate] [--json]\n"
+          "  [--deflate] [--json] [--tls]\n"
           "  echo: N connections with K messages of S bytes in flight each\n"
           "  broadcast: 1 sender + N receivers, K messages in flight\n"
           "  idle: open N connections, report upgrades/s and the server's RSS\n");
@@ -968,6 +1030,7 @@ int main(int argc, char **argv) {
     else if (ARG("--server-pid")) opt.server_pid = atoi(v);
     else if (!strcmp(a, "--text")) opt.text = 1;
     else if (!strcmp(a, "--deflate")) opt.deflate = 1;
+    else if (!strcmp(a, "--tls")) opt.tls = 1;
     else if (!strcmp(a, "--json")) opt.json = opt.text = 1;
     else if (!strcmp(a, "--binary")) opt.text = 0;
     else usage();
@@ -1020,6 +1083,16 @@ int main(int argc, char **argv) {
     ws_pmd_ctx_init(&pmd_ctx, &pmd_cfg);
     plain = malloc(opt.size);
     if (!plain) die("out of memory");
+  }
+
+  if (opt.tls) {
+    ws_tls_config tc;
+    ws_tls_config_default(&tc);
+    tc.role = WS_TLS_CLIENT;
+    tc.insecure_no_verify = 1;
+    char err[WS_TLS_ERRBUF];
+    tls_ctx = ws_tls_ctx_new(&tc, err, sizeof err);
+    if (!tls_ctx) die("TLS context: %s", err);
   }
 
   nconns = opt.mode == MODE_BROADCAST ? opt.conns + 1 : opt.conns;

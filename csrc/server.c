@@ -225,6 +225,7 @@ void ws_server_free(ws_server *s) {
 void ws_srv_server_release(ws_server *s) {
   for (int i = 0; i < 16; i++) ws_pmd_free(s->bcast[i]);
   ws_srv_topics_free(s);
+  ws_srv_tls_free(s);
   ws_csprng_free(s->csprng);
   free(s);
 }

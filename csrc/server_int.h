@@ -17,6 +17,8 @@
 #include "loop.h"
 #include "pmdeflate.h"
 #include "server.h"
+#include "srv_tls.h"
+#include "tls.h"
 #include "topics.h"
 
 /* One read takes up to 256 KiB: a 64 KiB message arrives whole, in one
@@ -115,6 +117,7 @@ struct ws_server_conn {
   ws_pmd_params pmd_params;   /* what was negotiated, until the engine starts */
   uint64_t pmd_check_ms;      /* start of the current idle period */
   struct ws_client_state *cl; /* client connections only (owned; client.c) */
+  ws_tls *tls;                /* TLS connections only (owned; srv_tls.c) */
 };
 
 typedef struct cork_entry {
@@ -226,6 +229,9 @@ struct ws_server {
   uv_timer_t trim_timer;       /* a trim deferred by the once-a-second bound */
   ws_csprng *csprng;           /* mask keys and nonces of client connections (owned; lazy) */
   size_t read_len;             /* bytes offered to each read, <= READ_BUF_SIZE */
+  ws_tls_ctx *tls_ctx;         /* server-role TLS for accepted connections (owned; srv_tls.c) */
+  ws_server_tls_log_fn tls_log; /* hears each connection that failed TLS (may be NULL) */
+  char *tls_plain;             /* decrypted bytes of one read (owned, with tls_ctx) */
 };
 
 /* pubsub.c: a closing connection's subscriptions go; the registry with the server. */
@@ -245,6 +251,8 @@ void ws_srv_pubsub_close(ws_server *s);
  * srv_timer.c each connection's timer, application timers, the heap trim
  * srv_conn.c  a connection's teardown, its decision, send/ping/close
  * fanout.c    broadcast and send_many
+ * srv_tls.c   TLS on connections (tls.h): decrypt before reads, encrypt where
+ *             bytes leave for the socket, close_notify before the FIN
  * client.c    client connections
  */
 
@@ -348,6 +356,37 @@ void ws_srv_on_conn_handle_closed(uv_handle_t *h);
 static inline int ws_srv_conn_can_send(const ws_server_conn *c) {
   return c && c->phase == PH_OPEN && c->ws.state == WS_CONN_OPEN;
 }
+
+/* srv_read.c: plaintext bytes read (after TLS, if any): the handshake or the
+ * engine; EOF or a read error (err < 0): the connection ends. */
+void ws_srv_read_plain(ws_server_conn *c, char *data, size_t len);
+void ws_srv_read_end(ws_server_conn *c, int err);
+/* srv_write.c: bytes for the socket itself (already encrypted, if TLS),
+ * written in order; what the kernel does not take is copied and queued. */
+void ws_srv_conn_write_wire(ws_server_conn *c, const uv_buf_t *bufs, unsigned n);
+
+/* srv_tls.c: the TLS hooks (each only for c->tls != NULL unless stated). */
+/* Every accepted connection: starts TLS when the server has a context.
+ * Returns 0, or -1 (out of memory: drop it). */
+int ws_srv_tls_accept(ws_server_conn *c);
+/* Client connections (client.c): the connection speaks TLS through t (a
+ * client-role ws_tls made for the host, owned from now on); the ClientHello
+ * leaves at once. Call when the socket has connected, before writing the
+ * upgrade request (written before the handshake ends, it is kept and sent
+ * encrypted after). Returns 0 or -1. */
+int ws_srv_tls_attach(ws_server_conn *c, ws_tls *t);
+/* Ciphertext read: decrypted, then ws_srv_read_plain (or the connection ends). */
+void ws_srv_tls_read(ws_server_conn *c, char *data, size_t len);
+/* EOF on the socket (logged when the TLS handshake had not completed). */
+void ws_srv_tls_read_end(ws_server_conn *c);
+/* Plaintext for the socket: encrypted (gathered into records), then written. */
+void ws_srv_tls_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n);
+/* Before the FIN: close_notify. */
+void ws_srv_tls_close(ws_server_conn *c);
+/* The connection is freed (any connection; c->tls may be NULL). */
+void ws_srv_tls_conn_free(ws_server_conn *c);
+/* The server is freed: its context and buffer. */
+void ws_srv_tls_free(ws_server *s);
 
 /* client.c's side (client connections, c->cl != NULL). */
 /* Response bytes during the client handshake (inside a cork). */

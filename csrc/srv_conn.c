@@ -37,6 +37,7 @@ void ws_srv_on_conn_handle_closed(uv_handle_t *h) {
   ws_conn_free(&c->ws);
   if (c->hs) ws_handshake_free(c->hs);
   if (c->cl) ws_client_int_free(c->cl);
+  ws_srv_tls_conn_free(c);
   free(c->early);
   while (c->held) { /* never submitted, so libuv does not own them */
     write_req *w = c->held;
@@ -82,6 +83,8 @@ void ws_srv_conn_finish(ws_server_conn *c) {
   if (c->corked) ws_srv_cork_flush(c->server->loop); /* its bytes go before the FIN */
   if (c->held) ws_srv_release_held(c, 1);      /* closing: the rate no longer holds them */
   if (c->phase >= PH_FLUSHING) return;  /* the flush failed */
+  if (c->tls) ws_srv_tls_close(c);      /* close_notify before the FIN */
+  if (c->phase >= PH_FLUSHING) return;
   c->phase = PH_FLUSHING;
   c->closing_ms = uv_now(&c->server->loop->uv);
   if (c->reading) {

@@ -58,6 +58,10 @@ static void on_connection(uv_stream_t *listener, int status) {
   }
   set_socket_options(s, c);
   c->started_ms = uv_now(&s->loop->uv);
+  if (ws_srv_tls_accept(c) != 0) { /* TLS from the first byte, when configured */
+    ws_srv_conn_destroy(c);
+    return;
+  }
   if (s->cfg.max_connections && s->nconns > s->cfg.max_connections) {
     static const char msg[] = "too many connections";
     ws_server_conn_reject(c, 503, msg, sizeof msg - 1, NULL, 0);

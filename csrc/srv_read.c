@@ -262,18 +262,34 @@ void ws_srv_open_after_pending(ws_server_conn *c) {
   ws_srv_cork_end(s->loop);
 }
 
+void ws_srv_read_end(ws_server_conn *c, int err) {
+  if (c->cl && c->phase == PH_HANDSHAKE) {
+    ws_client_int_read_end(c, err); /* a refusal's body may end at EOF */
+    return;
+  }
+  /* EOF or error: a WebSocket that ends without a close frame is 1006. */
+  if (c->phase == PH_OPEN && c->ws.state != WS_CONN_CLOSED)
+    ws_conn_abort(&c->ws, 1006, "connection closed without a close frame", 39);
+  ws_srv_conn_destroy(c);
+}
+
+/* Plaintext read: the handshake's, or the engine's. */
+void ws_srv_read_plain(ws_server_conn *c, char *data, size_t len) {
+  if (c->phase == PH_HANDSHAKE) {
+    if (c->cl) ws_client_int_read(c, data, len);
+    else handle_handshake(c, data, len);
+  } else if (c->phase == PH_OPEN) {
+    ws_conn_feed(&c->ws, (uint8_t *)data, len);
+    ws_srv_pmd_note(c);
+  }
+}
+
 void ws_srv_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   ws_server_conn *c = st->data;
   if (nread == 0) return;
-  if (nread < 0 && c->cl && c->phase == PH_HANDSHAKE) {
-    ws_client_int_read_end(c, (int)nread); /* a refusal's body may end at EOF */
-    return;
-  }
   if (nread < 0) {
-    /* EOF or error: a WebSocket that ends without a close frame is 1006. */
-    if (c->phase == PH_OPEN && c->ws.state != WS_CONN_CLOSED)
-      ws_conn_abort(&c->ws, 1006, "connection closed without a close frame", 39);
-    ws_srv_conn_destroy(c);
+    if (c->tls) ws_srv_tls_read_end(c);
+    ws_srv_read_end(c, (int)nread);
     return;
   }
   ws_server *s = c->server;
@@ -286,13 +302,8 @@ void ws_srv_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   int pinged = c->ping_sent_ms != 0;
   c->ping_sent_ms = 0;
   ws_srv_cork_begin(s->loop);
-  if (c->phase == PH_HANDSHAKE) {
-    if (c->cl) ws_client_int_read(c, buf->base, (size_t)nread);
-    else handle_handshake(c, buf->base, (size_t)nread);
-  } else if (c->phase == PH_OPEN) {
-    ws_conn_feed(&c->ws, (uint8_t *)buf->base, (size_t)nread);
-    ws_srv_pmd_note(c);
-  }
+  if (c->tls) ws_srv_tls_read(c, buf->base, (size_t)nread); /* then ws_srv_read_plain */
+  else ws_srv_read_plain(c, buf->base, (size_t)nread);
   /* The messages wait for the end of the poll phase (on_poll_end), and the
    * replies stay corked until then: one Python call and one writev per
    * connection for all the reads of one epoll wake-up. */

@@ -139,7 +139,7 @@ void ws_srv_release_held(ws_server_conn *c, int all) {
 }
 
 /* Writes bufs in order; queues what the kernel does not take now. */
-static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
+void ws_srv_conn_write_wire(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
   if (c->phase >= PH_CLOSED) return;
   size_t total = 0;
   for (unsigned i = 0; i < n; i++) total += bufs[i].len;
@@ -195,6 +195,13 @@ static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) 
   c->queued += rest;
   ws_srv_loop_touched(s->loop);
   note_queued(c);
+}
+
+/* The connection's bytes leave: encrypted first on a TLS connection. */
+static void conn_write_now(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
+  if (c->phase >= PH_CLOSED) return;
+  if (c->tls) ws_srv_tls_write(c, bufs, n);
+  else ws_srv_conn_write_wire(c, bufs, n);
 }
 
 /* Sends everything the cork holds: one writev (of up to CORK_IOV pieces) per

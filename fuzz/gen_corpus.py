@@ -394,13 +394,31 @@ def pmdeflate() -> dict[str, bytes]:
     return out
 
 
+# ---- TLS, server role: [mode, seed] + data (see fuzz/fuzz_tls.c) ---------
+
+
+def tls() -> dict[str, bytes]:
+    record = bytes([0x16, 0x03, 0x01, 0x00, 0x05]) + b"\x01\x00\x00\x01\x00"
+    return {
+        "plain_http": b"\x00\x01" + req(),
+        "plain_ws_frame": b"\x00\x02" + frame(1, b"hello"),
+        "short_handshake_record": b"\x00\x03" + record,
+        "alert_record": b"\x00\x04" + bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]),
+        "after_handshake_appdata": b"\x01\x05" + bytes([0x17, 0x03, 0x03, 0x00, 0x11])
+        + bytes(17),
+        "after_handshake_huge_length": b"\x01\x06" + bytes([0x17, 0x03, 0x03, 0xff, 0xff]),
+        "clean_handshake": b"\x02\x07",
+        "edited_hello": b"\x02\x08" + bytes([5, 0x01, 40, 0x80, 90, 0xff]),
+    }
+
+
 def main() -> None:
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "corpus"
     total_files = total_bytes = 0
     for harness, gen in (("fuzz_frame_parser", frame_parser), ("fuzz_utf8", utf8),
                          ("fuzz_handshake", handshake), ("fuzz_wsconn", wsconn),
                          ("fuzz_pmdeflate", pmdeflate), ("fuzz_python", python),
-                         ("fuzz_clienths", clienths)):
+                         ("fuzz_clienths", clienths), ("fuzz_tls", tls)):
         d = root / harness
         d.mkdir(parents=True, exist_ok=True)
         for old in d.iterdir():

@@ -157,3 +157,11 @@ def run(request: pytest.FixtureRequest) -> Iterator[Callable[[Awaitable[Any]], A
             return uvloop.run(bounded())
         return asyncio.run(bounded())
     yield runner
+
+
+@pytest.fixture(scope="session")
+def tlskit(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Test certificates made with `openssl` for this run (see tests/tlskit.py)."""
+    import tlskit as kit
+
+    return kit.make_kit(tmp_path_factory.mktemp("tlskit"))

@@ -169,6 +169,13 @@ def _precheck(args: argparse.Namespace, opts: dict[str, Any]) -> None:
     if static is not None and not os.path.isdir(static):
         what = "is not a directory" if os.path.exists(static) else "does not exist"
         raise StartError(f"--static-dir {static} {what}")
+    from wsuv.tls import check, wants_tls
+
+    if wants_tls(opts):
+        try:
+            check(opts)  # certificate, key, password, CA file, ciphers: one sentence
+        except (TypeError, ValueError) as exc:
+            raise StartError(str(exc)) from exc
 
 
 def _write_pidfile(path: str) -> None:
@@ -398,7 +405,8 @@ def _run_worker_aio(app: Any, opts: dict[str, Any], start: _Start | None) -> Non
 def _supervise(app: Any, opts: dict[str, Any], workers: int, start: _Start) -> int:
     """Fork workers on one socket, restart any that dies, forward signals."""
     sock = _shared_socket(opts)
-    where = opts["unix_path"] or "ws://{}:{}/".format(*sock.getsockname()[:2])
+    scheme = "wss" if opts["ssl_certfile"] else "ws"
+    where = opts["unix_path"] or "{}://{}:{}/".format(scheme, *sock.getsockname()[:2])
     wopts = dict(opts, fd=sock.fileno(), unix_path=None)
     children: dict[int, float] = {}
     stopping = 0

@@ -133,6 +133,18 @@ OPTIONS: tuple[Option, ...] = (
            "not a name: hiredis resolves names blocking); None = this process only"),
     Option("pubsub_namespace", str, "default", "channels are wsuv:<namespace>:<topic>, so "
            "several applications can share one Redis"),
+    Option("ssl_certfile", str, None, "serve TLS (wss://) with this PEM certificate chain, "
+           "leaf first; None = plain ws:// (a TLS proxy in front is the other way)"),
+    Option("ssl_keyfile", str, None, "PEM private key of ssl_certfile; None = the key is in "
+           "ssl_certfile"),
+    Option("ssl_keyfile_password", str, None, "password of an encrypted ssl_keyfile (never "
+           "prompted for)"),
+    Option("ssl_ca_certs", str, None, "PEM CA certificates that client certificates must "
+           "chain to (with ssl_cert_reqs)"),
+    Option("ssl_cert_reqs", int, 0, "client certificates: 0 none asked for, 1 optional (one "
+           "sent must verify), 2 required (Python's ssl.CERT_* numbers)", 2),
+    Option("ssl_ciphers", str, None, "OpenSSL cipher list for TLS 1.2 (TLS 1.3 keeps "
+           "OpenSSL's suites); None = OpenSSL's defaults. TLS 1.2 and 1.3 only, always"),
 )
 
 OPTION_NAMES = frozenset(o.name for o in OPTIONS)

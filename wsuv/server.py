@@ -24,6 +24,7 @@ from wsuv.loop import Loop
 from wsuv.options import resolve
 from wsuv.page import ECHO_PAGE
 from wsuv.request import Request, Response
+from wsuv.tls import server_context, wants_tls
 from wsuv.websocket import WebSocket, _extensions
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs wsuv-serve RSS
@@ -174,6 +175,9 @@ class Server:
         _SERVERS[self._s] = self
         if loop is not None:
             loop._servers.append(self)
+        self._tls = wants_tls(opts)
+        if self._tls:
+            self._use_tls(opts)
         self._on_message: Callable[[WebSocket, str | bytes], Any] = getattr(
             handler, "on_message", _ignore)
         if opts["pubsub_url"]:
@@ -184,6 +188,17 @@ class Server:
                 why = ffi.string(err[0]).decode()
                 self.close()
                 raise ValueError(f"pubsub_url {opts['pubsub_url']!r}: {why}")
+
+    def _use_tls(self, opts: dict[str, Any]) -> None:
+        try:
+            ctx = server_context(opts)
+        except (TypeError, ValueError):
+            self.close()
+            raise
+        if lib.ws_server_set_tls(self._s, ctx, lib.wsuv_tls_log) != 0:
+            lib.ws_tls_ctx_free(ctx)
+            self.close()
+            raise MemoryError("ws_server_set_tls failed")
 
     # -- listening ---------------------------------------------------------------
     def listen(self) -> list[str]:
@@ -232,7 +247,8 @@ class Server:
                        f"{host}:{port}")
                 port = port or bound[0]
                 shown = f"[{host}]" if ":" in host else host
-                self.addresses.append(f"ws://{shown}:{bound[0]}/")
+                scheme = "wss" if self._tls else "ws"
+                self.addresses.append(f"{scheme}://{shown}:{bound[0]}/")
             self.port = port
 
     # -- running ------------------------------------------------------------------

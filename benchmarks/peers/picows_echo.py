@@ -4,13 +4,16 @@ picows hands out frames, not messages; the echo keeps each frame's type and FIN
 bit, so a fragmented message comes back fragmented the same way. Pings are
 answered by picows itself (enable_auto_pong, its default). picows' other
 defaults are kept (it uses its aiofastnet transport when that is installed).
+With --certfile/--keyfile it serves TLS through Python's ssl (the loop's
+create_server(ssl=...)).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 
-from _common import HOST, MAX_SIZE, parse_args
+from _common import HOST, MAX_SIZE, parse_args, server_ssl
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
 DATA = (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION)
@@ -43,10 +46,10 @@ class FanOut(WSListener):
             transport.disconnect()
 
 
-async def main(mode: str, port: int) -> None:
+async def main(mode: str, port: int, tls: ssl.SSLContext | None) -> None:
     listener = Echo if mode == "echo" else FanOut
     server = await ws_create_server(lambda _request: listener(), HOST, port,
-                                    max_frame_size=MAX_SIZE)
+                                    max_frame_size=MAX_SIZE, ssl=tls)
     async with server:
         await server.serve_forever()
 
@@ -56,6 +59,6 @@ if __name__ == "__main__":
     if args.loop == "uvloop":
         import uvloop
 
-        uvloop.run(main(args.mode, args.port))
+        uvloop.run(main(args.mode, args.port, server_ssl(args)))
     else:
-        asyncio.run(main(args.mode, args.port))
+        asyncio.run(main(args.mode, args.port, server_ssl(args)))

@@ -1,11 +1,12 @@
 """Echo / broadcast server on websockets (asyncio implementation), compression off
-unless --deflate (then websockets' default permessage-deflate settings)."""
+unless --deflate (then websockets' default permessage-deflate settings); TLS
+through Python's ssl with --certfile/--keyfile."""
 
 from __future__ import annotations
 
 import asyncio
 
-from _common import HOST, MAX_SIZE, parse_args
+from _common import HOST, MAX_SIZE, parse_args, server_ssl
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -31,7 +32,7 @@ async def main() -> None:
 
     handler = echo if args.mode == "echo" else fan_out
     async with serve(handler, HOST, args.port, compression="deflate" if args.deflate else None,
-                     max_size=MAX_SIZE):
+                     max_size=MAX_SIZE, ssl=server_ssl(args)):
         await asyncio.get_running_loop().create_future()
 
 

@@ -63,6 +63,8 @@ def main() -> None:
     p.add_argument("--style", choices=["conn", "handler"], default="handler",
                    help="with --embed: an async connection handler, or the plain Echo")
     p.add_argument("--deflate", action="store_true", help="permessage-deflate on (defaults)")
+    p.add_argument("--certfile", help="serve TLS (ssl_certfile) with this certificate chain")
+    p.add_argument("--keyfile", help="its key (ssl_keyfile)")
     args = p.parse_args()
     if args.embed:
         import asyncio
@@ -79,7 +81,8 @@ def main() -> None:
         args.mode]()
     server = wsuv.Server(handler, host="127.0.0.1", port=args.port,
                          busy_poll_us=args.busy_poll_us,
-                         compression="deflate" if args.deflate else None)
+                         compression="deflate" if args.deflate else None,
+                         ssl_certfile=args.certfile, ssl_keyfile=args.keyfile)
     handler.server = server
     server.run()
 
