@@ -2,7 +2,7 @@
 memory per subscription.
 
     .venv/bin/python benchmarks/bench_pubsub.py [--quick] [--servers wsuv,wsuv-w2]
-        [--scenarios pub1,pub100,mem]
+        [--scenarios pub1,pub100,redis,mem]
 
 Scenarios (build/loadgen in broadcast mode: 1 sender and 1,000 receivers, K
 messages of 64 B in flight; a message completes when every receiver has it):
@@ -11,6 +11,12 @@ messages of 64 B in flight; a message completes when every receiver has it):
   pub100  100 topics x 10 subscribers: each message is published to each of
           the 100 topics (connection k subscribed to topic k mod 100), so each
           publish reaches 10 and every receiver still gets every message.
+  redis   two wsuv-serve nodes with --pubsub-url on one redis-server started
+          here on a free loopback port: 1,000 subscribers of one topic split
+          across the nodes, publishes from node A (benchmarks/pubsub_nodes.py,
+          a Python load generator): deliveries per CPU-second of both nodes
+          and Redis, p50/p99 publish-to-receive latency on node B at a fixed
+          rate (--latency-rate), Redis PUBLISH calls per publish.
   mem     wsuv alone: 1,000 idle connections with 0, then 100 subscriptions
           each (100,000 over 1,000 topics); the RSS difference per
           subscription (malloc's overhead included).
@@ -18,7 +24,7 @@ messages of 64 B in flight; a message completes when every receiver has it):
 Servers: wsuv (`server.publish` from a Python handler, fan-out in C),
 wsuv-w2 / wsuv-w3 (the same under `wsuv-serve --workers N`: the subscribers
 are split between the workers, each publish crosses the worker bus hub),
-socketify (uWebSockets' C++ `app.publish`), websockets and aiohttp (no
+socketify (uWebSockets' C++ `app.publish`), websockets, aiohttp and picows (no
 pub/sub of their own: a Python loop of sends to every connection, pub1 only).
 
 Every server process (workers and hub included) is pinned to CPU 0 and loadgen
@@ -39,6 +45,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import pubsub_nodes
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -99,16 +107,19 @@ def command(server: str, port: int, topics: int, peer_py: str) -> tuple[list[str
     if server == "socketify":
         return [peer_py, str(PEERS / "socketify_pubsub.py"), "--port", str(port), "--topics",
                 str(topics)], env
-    script = {"websockets": "websockets_echo.py", "aiohttp": "aiohttp_echo.py"}[server]
+    script = {"websockets": "websockets_echo.py", "aiohttp": "aiohttp_echo.py",
+              "picows": "picows_echo.py"}[server]
     return [peer_py, str(PEERS / script), "--port", str(port), "--mode", "broadcast"], env
 
 
 class Server:
-    def __init__(self, server: str, topics: int, peer_py: str, extra_env: dict[str, str]):
+    def __init__(self, server: str, topics: int, peer_py: str, extra_env: dict[str, str],
+                 extra_args: tuple[str, ...] = (), tag: str = ""):
         self.port = free_port()
         cmd, env = command(server, self.port, topics, peer_py)
+        cmd += extra_args
         env.update(extra_env)
-        log = open(ROOT / "build" / f"bench-pubsub-{server}.log", "wb")
+        log = open(ROOT / "build" / f"bench-pubsub-{server}{tag}.log", "wb")
         self.proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=PEERS, env=env,
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
@@ -155,6 +166,80 @@ def fanout(server: str, topics: int, args: argparse.Namespace) -> dict[str, Any]
         srv.stop()
 
 
+def two_nodes(args: argparse.Namespace) -> dict[str, Any]:
+    """Two wsuv-serve nodes on one redis-server (both on CPU 0, with Redis); the
+    Python load generator (this process) on CPU 1."""
+    rport = free_port()
+    redis = subprocess.Popen(["taskset", "-c", "0", "redis-server", "--port", str(rport),
+                              "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nodes: list[Server] = []
+    load = None
+    affinity = os.sched_getaffinity(0)
+    try:
+        deadline = time.monotonic() + 10
+        while not listening(rport):
+            if redis.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        url = ("--pubsub-url", f"redis://127.0.0.1:{rport}")
+        nodes = [Server("wsuv", 1, args.peer_python, {}, url, tag) for tag in ("-a", "-b")]
+        os.sched_setaffinity(0, {1})
+        load = pubsub_nodes.Load(nodes[0].port, nodes[1].port, 1000, 20)
+        load.drain(0.5)  # subscriptions reach Redis
+        pids = [*tree(nodes[0].proc.pid), *tree(nodes[1].proc.pid), redis.pid]
+        pub0 = pubsub_nodes.redis_publishes(rport)
+        frame = pubsub_nodes.FRAME
+        end = time.monotonic() + args.warmup
+        while time.monotonic() < end:  # warm-up, then the measured window
+            while load.sent - load.own // frame < args.inflight:
+                load.publish()
+            load.poll(0.05)
+        c0, r0, t0, u0 = (cpu_seconds(pids), load.received, time.monotonic(),
+                          sum(os.times()[:2]))
+        end = t0 + args.duration
+        while time.monotonic() < end:
+            while load.sent - load.own // frame < args.inflight:
+                load.publish()
+            load.poll(0.05)
+        c1, r1, t1, u1 = (cpu_seconds(pids), load.received, time.monotonic(),
+                          sum(os.times()[:2]))
+        load.drain(1.0)
+        expected = load.sent * 1000 * frame
+        lost = expected - load.received
+        load.lat_ns.clear()
+        sent_before = load.sent
+        gap = 1 / args.latency_rate
+        nxt = time.monotonic()
+        end = nxt + args.duration
+        while time.monotonic() < end:
+            if time.monotonic() >= nxt:
+                load.publish()
+                nxt += gap
+            load.poll(max(0.0, min(nxt - time.monotonic(), 0.01)))
+        load.drain(0.5)
+        lat = sorted(load.lat_ns)
+        publishes = pubsub_nodes.redis_publishes(rport) - pub0
+        dt = t1 - t0
+        rate = (r1 - r0) / frame / dt
+        cpu = (c1 - c0) / dt
+        return {"deliveries_per_s": rate, "cpu_pct": 100 * cpu,
+                "per_cpu_s": rate / max(cpu, 1e-9), "client_cpu_pct": 100 * (u1 - u0) / dt,
+                "lost": lost // frame, "lat_p50_ms": lat[len(lat) // 2] / 1e6,
+                "lat_p99_ms": lat[len(lat) * 99 // 100] / 1e6, "lat_samples": len(lat),
+                "latency_publishes": load.sent - sent_before,
+                "redis_per_publish": publishes / load.sent, "publishes": load.sent,
+                "processes": len(pids)}
+    finally:
+        os.sched_setaffinity(0, affinity)
+        if load is not None:
+            load.close()
+        for n in nodes:
+            n.stop()
+        redis.terminate()
+        redis.wait(10)
+
+
 def memory(args: argparse.Namespace) -> dict[str, Any]:
     rss = {}
     for subs in (0, 100):
@@ -174,12 +259,14 @@ def memory(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--servers", default="wsuv,wsuv-w2,socketify,websockets,aiohttp")
-    p.add_argument("--scenarios", default="pub1,pub100,mem")
+    p.add_argument("--servers", default="wsuv,wsuv-w2,socketify,websockets,aiohttp,picows")
+    p.add_argument("--scenarios", default="pub1,pub100,redis,mem")
     p.add_argument("--quick", action="store_true", help="0.5 s warm-up, 2 s windows")
     p.add_argument("--inflight", type=int, default=8)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--duration", type=float, default=4.0)
+    p.add_argument("--latency-rate", type=float, default=20.0,
+                   help="publishes per second in the redis scenario's latency phase")
     p.add_argument("--connect-allowance", type=float, default=1.5,
                    help="seconds allowed for loadgen's 1,001 connects before the CPU window")
     p.add_argument("--peer-python", default=str(BENCH / ".venv" / "bin" / "python"),
@@ -199,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         if sc not in scen:
             continue
         for server in servers:
-            if topics > 1 and server in ("websockets", "aiohttp"):
+            if topics > 1 and server in ("websockets", "aiohttp", "picows"):
                 continue  # no topics: the Python loop is the same as pub1
-            if server in ("socketify", "websockets", "aiohttp") and not Path(
+            if server in ("socketify", "websockets", "aiohttp", "picows") and not Path(
                     args.peer_python).exists():
                 rows.append((sc, server, {"error": f"no {args.peer_python}"}))
                 continue
@@ -226,6 +313,25 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['tree_cpu_pct']:.0f} | {r['deliveries_per_cpu_s']:,.0f}{flag} | "
                      f"{r['client_cpu_pct']:.0f} | {r['lat_p50_us'] / 1e3:.2f} / "
                      f"{r['lat_p99_us'] / 1e3:.2f} |")
+    if "redis" in scen:
+        print("redis wsuv x2 ...", file=sys.stderr, flush=True)
+        try:
+            r = two_nodes(args)
+            lines += ["", "Two nodes on Redis: two `wsuv-serve wsuv_pubsub:app --pubsub-url "
+                      "redis://127.0.0.1:PORT` and the redis-server this bench starts, all on "
+                      "CPU 0; 1,000 subscribers of one topic alternating between the nodes, 1 "
+                      "publisher on node A; the Python load generator (this process) on CPU 1.",
+                      "", "| deliveries/s | CPU % (both nodes + Redis) | deliveries per "
+                      "CPU-second (per core) | load generator CPU % | lost | p50 / p99 ms "
+                      "(node B, {:.0f}/s) | Redis PUBLISH per publish |".format(
+                          args.latency_rate),
+                      "|---:|---:|---:|---:|---:|---:|---:|",
+                      f"| {r['deliveries_per_s']:,.0f} | {r['cpu_pct']:.0f} | "
+                      f"{r['per_cpu_s']:,.0f} | {r['client_cpu_pct']:.0f} | {r['lost']} | "
+                      f"{r['lat_p50_ms']:.2f} / {r['lat_p99_ms']:.2f} ({r['lat_samples']} "
+                      f"samples) | {r['redis_per_publish']:.3f} ({r['publishes']} publishes) |"]
+        except (RuntimeError, OSError, ValueError) as exc:
+            lines += ["", f"Two nodes on Redis: error: {exc}"]
     if "mem" in scen:
         print("mem wsuv ...", file=sys.stderr, flush=True)
         m = memory(args)
