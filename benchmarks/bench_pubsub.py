@@ -186,25 +186,25 @@ def two_nodes(args: argparse.Namespace) -> dict[str, Any]:
         nodes = [Server("wsuv", 1, args.peer_python, {}, url, tag) for tag in ("-a", "-b")]
         os.sched_setaffinity(0, {1})
         load = pubsub_nodes.Load(nodes[0].port, nodes[1].port, 1000, 20)
-        load.drain(0.5)  # subscriptions reach Redis
+        load.drain(0.5, until_done=False)  # subscriptions reach Redis
         pids = [*tree(nodes[0].proc.pid), *tree(nodes[1].proc.pid), redis.pid]
         pub0 = pubsub_nodes.redis_publishes(rport)
         frame = pubsub_nodes.FRAME
         end = time.monotonic() + args.warmup
         while time.monotonic() < end:  # warm-up, then the measured window
-            while load.sent - load.own // frame < args.inflight:
+            while load.behind() < args.inflight:
                 load.publish()
             load.poll(0.05)
         c0, r0, t0, u0 = (cpu_seconds(pids), load.received, time.monotonic(),
                           sum(os.times()[:2]))
         end = t0 + args.duration
         while time.monotonic() < end:
-            while load.sent - load.own // frame < args.inflight:
+            while load.behind() < args.inflight:
                 load.publish()
             load.poll(0.05)
         c1, r1, t1, u1 = (cpu_seconds(pids), load.received, time.monotonic(),
                           sum(os.times()[:2]))
-        load.drain(1.0)
+        load.drain(10.0)
         expected = load.sent * 1000 * frame
         lost = expected - load.received
         load.lat_ns.clear()
@@ -217,7 +217,7 @@ def two_nodes(args: argparse.Namespace) -> dict[str, Any]:
                 load.publish()
                 nxt += gap
             load.poll(max(0.0, min(nxt - time.monotonic(), 0.01)))
-        load.drain(0.5)
+        load.drain(10.0)
         lat = sorted(load.lat_ns)
         publishes = pubsub_nodes.redis_publishes(rport) - pub0
         dt = t1 - t0
@@ -323,8 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                       "publisher on node A; the Python load generator (this process) on CPU 1.",
                       "", "| deliveries/s | CPU % (both nodes + Redis) | deliveries per "
                       "CPU-second (per core) | load generator CPU % | lost | p50 / p99 ms "
-                      "(node B, {:.0f}/s) | Redis PUBLISH per publish |".format(
-                          args.latency_rate),
+                      f"(node B, {args.latency_rate:.0f}/s) | Redis PUBLISH per publish |",
                       "|---:|---:|---:|---:|---:|---:|---:|",
                       f"| {r['deliveries_per_s']:,.0f} | {r['cpu_pct']:.0f} | "
                       f"{r['per_cpu_s']:,.0f} | {r['client_cpu_pct']:.0f} | {r['lost']} | "
