@@ -136,8 +136,9 @@ bench-servers: build node_modules/.installed build/loadgen
 	$(PY) benchmarks/bench_servers.py $(ARGS)
 
 # Publish fan-out per server CPU-second (1 topic x 1,000; 100 topics x 10), under
-# --workers N too, against socketify's uWS publish and Python loops; memory per
-# subscription. The peers come from benchmarks/.venv (made by bench-servers, which
+# --workers N too, against socketify's uWS publish and Python loops (websockets,
+# aiohttp, picows); two nodes on a redis-server it starts (needs redis-server and
+# redis-cli on PATH); memory per subscription. The peers come from benchmarks/.venv (made by bench-servers, which
 # `make bench` runs first); writes benchmarks/RESULTS-pubsub.md.
 # Options: make bench-pubsub PUBSUB_ARGS="--quick --servers wsuv,wsuv-w2"
 .PHONY: bench-pubsub
