@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     servers = args.servers.split(",")
     scen = args.scenarios.split(",")
-    rows = []
+    rows: list[tuple[str, str, dict[str, Any]]] = []
     for sc, topics in (("pub1", 1), ("pub100", 100)):
         if sc not in scen:
             continue
