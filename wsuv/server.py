@@ -267,7 +267,8 @@ class Server:
         :class:`WebSocket` at once; ``handler`` (default: the server's) gets
         ``on_open`` when it opens, or ``on_connect_failed(ws, error)``.
         Options: ``subprotocols``, ``origin``, ``additional_headers``,
-        ``compression``; timeouts and limits are the server's
+        ``compression`` and, for ``wss://``, the ``ssl_*`` options of
+        :func:`wsuv.sync.connect`; timeouts and limits are the server's
         (``handshake_timeout`` is the open timeout). From another thread it is
         handed to the loop and waits for it."""
         from wsuv.client import dial
@@ -805,7 +806,7 @@ def wsuv_on_connect_failed(s: Any, c: Any, err: int, hs: Any) -> None:
     if ws is not None:
         from wsuv.client import failed
 
-        failed(ws, err, hs)
+        failed(ws, c, err, hs)
 
 
 @_extern
