@@ -270,3 +270,23 @@ def test_tls_misuse_is_one_sentence(tlskit: Any, tmp_path: Path) -> None:
     missing = tmp_path / "missing.pem"
     msg = _misuse(lambda: wsuv.connect("wss://localhost:1/", h, ssl_ca_certs=missing))
     assert "missing.pem" in msg
+
+
+def test_server_connect_from_another_thread_over_tls(tlskit: Any) -> None:
+    class Host(wsuv.Handler):
+        def on_message(self, ws: wsuv.WebSocket, message: Any) -> None:
+            pass
+
+    with wss_server(tlskit.server) as url, running_server(Host()) as host:
+        running = threading.Event()
+        host.call_soon_threadsafe(running.set)  # run() has started in its thread
+        assert running.wait(LIMIT)
+        good, bad = Script(["from a thread"]), Script(["x"])
+        host.connect(url, good, ssl_ca_certs=tlskit.ca.cert)
+        host.connect(url, bad)  # the system store does not know the kit's CA
+        deadline = time.monotonic() + LIMIT
+        while (good.closed is None or bad.failure is None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    _echoed(good)
+    assert isinstance(bad.failure, wsuv.InvalidCertificate)
+    assert bad.failure.reason == "unknown_issuer"
