@@ -5,7 +5,11 @@
  * publishes as gaps. Here every (origin, topic) is its own stream, and Redis
  * delivers one publisher connection's messages to one subscriber connection
  * in order, losing them only when a connection is cut: a gap in a stream is
- * exactly the messages this node should have had and did not get.
+ * exactly the messages this node should have had and did not get. A gap
+ * shows when the stream's next message arrives: messages lost at the end of
+ * a stream are counted once the origin publishes on that channel again, and
+ * a stream starts at the first message received after subscribing (what an
+ * origin published before it, this node cannot know of).
  *
  * Publisher side: one counter per topic this node publishes to, in a table
  * of at most max_pub_topics (entry ~56 B + the topic's bytes; 64k topics of
