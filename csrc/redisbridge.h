@@ -101,7 +101,7 @@ typedef struct ws_redis_stats {
   uint64_t published;     /* PUBLISHes Redis confirmed */
   uint64_t delivered;     /* remote messages handed to on_message */
   uint64_t dropped_own;   /* our own messages coming back (dropped) */
-  uint64_t lost;          /* missing sequence numbers of remote origins */
+  uint64_t lost;          /* missing sequence numbers per remote origin and channel */
   uint64_t out_of_order;  /* remote messages with a sequence not above the last */
   uint64_t dropped_down;  /* publishes while the publish connection was not ready */
   uint64_t dropped_full;  /* publishes while max_pending_bytes were unanswered */

@@ -48,6 +48,18 @@ def test_full_table_restarts_under_a_new_epoch() -> None:
     assert st_.resets == 1 and st_.pub_topics == 2
 
 
+def test_publisher_memory() -> None:
+    """The figure in redisseq.h: 65,536 topics of 16 bytes, then one more."""
+    s = new(max_pub=65536)
+    for i in range(65536):
+        nxt(s, b"topic-%010d" % i)
+    st_ = stats(s)
+    assert st_.pub_topics == 65536 and st_.memory == 7_340_152
+    assert nxt(s, b"one-more-topic!!") == (2, 1)  # the bound: cleared, epoch 2
+    st_ = stats(s)
+    assert st_.pub_topics == 1 and st_.resets == 1 and st_.memory < 1024
+
+
 def test_receiver_rules() -> None:
     s = new()
     assert track(s, b"t", b"A", 1, 5) == (lib.WS_RSEQ_FIRST, 0)  # joined mid-stream
