@@ -240,6 +240,16 @@ size_t ws_server_conn_buffered(const ws_server_conn *c);
 int ws_server_conn_can_send(const ws_server_conn *c);
 void ws_server_conn_pause_reading(ws_server_conn *c);
 void ws_server_conn_resume_reading(ws_server_conn *c);
+/* A bound on the messages handed to the application and not yet consumed
+ * (wsuv.aio's max_queue): each message delivered counts one; when the count
+ * reaches high, reading from that connection stops at once (what the current
+ * read holds is still delivered: the bound is high + one read's messages),
+ * and it resumes once consumed() brings the count down to low. high = 0
+ * (the default) counts nothing. */
+void ws_server_conn_set_queue(ws_server_conn *c, uint32_t high, uint32_t low);
+/* The application consumed n messages (n may be 0); returns 1 while reading
+ * stays paused by the queue bound, else 0. */
+int ws_server_conn_consumed(ws_server_conn *c, uint32_t n);
 
 /* sizeof(struct ws_server_conn): the C memory one open connection costs. */
 size_t ws_server_conn_size(void);

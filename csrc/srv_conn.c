@@ -314,6 +314,24 @@ void ws_server_conn_resume_reading(ws_server_conn *c) {
   ws_srv_conn_resume_if_allowed(c);
 }
 
+void ws_server_conn_set_queue(ws_server_conn *c, uint32_t high, uint32_t low) {
+  c->q_high = high;
+  c->q_low = low < high ? low : (high ? high - 1 : 0);
+  if (c->q_full && (!high || c->q_len <= c->q_low)) {
+    c->q_full = 0;
+    ws_srv_conn_resume_if_allowed(c);
+  }
+}
+
+int ws_server_conn_consumed(ws_server_conn *c, uint32_t n) {
+  c->q_len = n < c->q_len ? c->q_len - n : 0;
+  if (c->q_full && c->q_len <= c->q_low) {
+    c->q_full = 0;
+    ws_srv_conn_resume_if_allowed(c);
+  }
+  return c->q_full;
+}
+
 size_t ws_server_conn_size(void) { return sizeof(ws_server_conn); }
 
 ws_server *ws_server_conn_server(const ws_server_conn *c) { return c->server; }
