@@ -232,6 +232,9 @@ int ws_server_conn_http_response(ws_server_conn *c, int status, const char *head
 /* Messages and control. Each returns 0, or -1 when the connection cannot send
  * (closing/closed). */
 int ws_server_conn_send(ws_server_conn *c, unsigned opcode, const char *data, size_t len);
+/* ws_server_conn_send, and then 1 if the bytes not yet taken by the kernel
+ * are at or above write_high_water (0 below it; -1 as send). */
+int ws_server_conn_send_hw(ws_server_conn *c, unsigned opcode, const char *data, size_t len);
 int ws_server_conn_ping(ws_server_conn *c, const char *data, size_t len);
 int ws_server_conn_close(ws_server_conn *c, unsigned code, const char *reason, size_t len);
 /* Bytes written by the application but not yet taken by the kernel. */

@@ -113,6 +113,11 @@ int ws_server_conn_send(ws_server_conn *c, unsigned opcode, const char *data, si
   return r;
 }
 
+int ws_server_conn_send_hw(ws_server_conn *c, unsigned opcode, const char *data, size_t len) {
+  if (ws_server_conn_send(c, opcode, data, len) != 0) return -1;
+  return c->queued >= c->server->cfg.write_high_water;
+}
+
 int ws_server_conn_ping(ws_server_conn *c, const char *data, size_t len) {
   if (!ws_srv_conn_can_send(c)) return -1;
   return ws_conn_ping(&c->ws, (const uint8_t *)data, len);

@@ -57,9 +57,11 @@ class LoopHost:
             return
         self._in_turn = True
         try:
-            alive = int(lib.ws_loop_run_nowait(self.ptr, ffi.NULL))
+            alive = int(lib.ws_loop_run_nowait(self.ptr, self._timeout))
         finally:
             self._in_turn = False
+        timeout = int(self._timeout[0])
+        followed = alive != self._alive or self._every
         if alive != self._alive:
             self._alive = alive
             for m in list(self._members):
@@ -69,8 +71,9 @@ class LoopHost:
                 m._after_turn()
         if self.ptr == ffi.NULL:
             return
-        # Asked after the follow-ups: a server freed by one has handles to close.
-        timeout = int(lib.ws_loop_backend_timeout(self.ptr))
+        if followed:
+            # Asked after the follow-ups: a server freed by one has handles to close.
+            timeout = int(lib.ws_loop_backend_timeout(self.ptr))
         if timeout == 0:
             self.soon()
             return

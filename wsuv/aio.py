@@ -37,6 +37,8 @@ __all__ = ["AioClientConnection", "AioServer", "Connection", "broadcast", "conne
 log = logging.getLogger("wsuv")
 _buffered = lib.ws_server_conn_buffered
 _consumed = lib.ws_server_conn_consumed
+_send_hw = lib.ws_server_conn_send_hw
+_get_ident = threading.get_ident
 
 #: Messages waiting for an async handler, per connection: at the first,
 #: reading from that peer pauses (in C, at once); at or below the second it
@@ -385,6 +387,7 @@ class Connection:
         self._full = False  # C may have paused reading for the queue
         self._task: asyncio.Task[None] | None = None
         self._high_water = aio.server.options["write_high_water"]
+        self._thread = aio.server._thread_id
         self._flush_soon = aio._driver.host.flush_soon
         self.close_code: int | None = None
         self.close_reason = ""
@@ -434,6 +437,7 @@ class Connection:
                 self._waiter = None
         message = inbox.popleft()
         if self._every:
+            self._taken += 1
             self._took()
         return message
 
@@ -454,13 +458,14 @@ class Connection:
                 self._waiter = None
         message = inbox.popleft()
         if self._every:
-            self._took()
+            taken = self._taken = self._taken + 1
+            if taken >= self._every or self._full:
+                self._took()
         return message
 
     def _took(self) -> None:
-        """One message taken: tell C every few, or at the low mark when paused."""
-        self._taken += 1
-        if self._taken >= self._every or (self._full and len(self._inbox) <= self._low):
+        """Messages taken: tell C every few, or at the low mark when paused."""
+        if self._taken >= self._every or len(self._inbox) <= self._low:
             c = self.ws._c
             taken, self._taken = self._taken, 0
             if c is not None:
@@ -473,9 +478,22 @@ class Connection:
         # What the tasks of this loop iteration send leaves together at the
         # next one (one writev per connection), with no wake-up of the C loop.
         self._flush_soon()
-        ws.send(message)
         c = ws._c
-        if c is not None and _buffered(c) >= self._high_water:
+        # One C call sends and tells whether write_high_water is passed.
+        kind = type(message)
+        if (kind is bytes or kind is str) and c is not None and _get_ident() == self._thread:
+            if kind is bytes:
+                full = _send_hw(c, 2, message, len(message))
+            else:
+                data = message.encode()  # type: ignore[union-attr]
+                full = _send_hw(c, 1, data, len(data))
+            if full < 0:
+                raise ConnectionClosed(ws.close_code, ws.close_reason or "closing")
+        else:
+            ws.send(message)
+            c = ws._c
+            full = c is not None and _buffered(c) >= self._high_water
+        if full:
             self._drain = self._loop.create_future()
             try:
                 await asyncio.wait([self._drain, self._done],
