@@ -68,7 +68,7 @@ serve: build
 	$(VENV)/bin/wsuv-serve $(ARGS)
 
 # Benchmarks print ratios against peers measured in the same run.
-bench: bench-parser bench-servers
+bench: bench-parser bench-servers bench-pubsub
 
 build/parser_bench: benchmarks/parser_bench.c csrc/wsparser.c csrc/wsframe.c csrc/wsparser.h csrc/wsframe.h
 	@mkdir -p build
@@ -79,6 +79,12 @@ build/parser_bench: benchmarks/parser_bench.c csrc/wsparser.c csrc/wsframe.c csr
 build/deflate_bench: benchmarks/deflate_bench.c
 	@mkdir -p build
 	$(CC) -O3 -std=gnu11 -Wall -Wextra -Werror -o $@ benchmarks/deflate_bench.c -lz -ldeflate
+
+# What csrc/pmdeflate.c costs per 1 KiB JSON message at each zlib level, window
+# and memLevel: the measurement behind the compression_* defaults.
+build/pmd_sweep: benchmarks/pmd_sweep.c csrc/pmdeflate.c csrc/pmdeflate.h
+	@mkdir -p build
+	$(CC) -O2 -std=gnu11 -Wall -Wextra -Werror -Icsrc -o $@ benchmarks/pmd_sweep.c csrc/pmdeflate.c -lz
 
 bench-parser: build build/parser_bench
 	$(PY) -m pip install -q wsproto websockets
@@ -111,11 +117,13 @@ clean:
 # build/loadgen (C on libuv, wsuv's own frame code); writes benchmarks/RESULTS.md.
 # Options: make bench-servers ARGS="--quick --servers wsuv-c,picows-uvloop --scenarios k16"
 .PHONY: bench-servers
-bench-servers: build node_modules/.installed
+build/loadgen: benchmarks/loadgen.c csrc/wsparser.c csrc/wsframe.c csrc/sha1.c csrc/pmdeflate.c csrc/tls.c
 	@mkdir -p build
 	gcc -O3 -std=gnu11 -Wall -Wextra -Icsrc -o build/loadgen benchmarks/loadgen.c \
 	  csrc/wsparser.c csrc/wsframe.c csrc/sha1.c csrc/pmdeflate.c csrc/tls.c \
 	  $$(pkg-config --cflags --libs libuv) -lz -lssl -lcrypto
+
+bench-servers: build node_modules/.installed build/loadgen
 	@test -x benchmarks/.venv-wsuv/bin/python || $(PYTHON) -m venv benchmarks/.venv-wsuv
 	@benchmarks/.venv-wsuv/bin/pip install -q --upgrade setuptools wheel cffi uvloop
 	benchmarks/.venv-wsuv/bin/pip install -q --no-build-isolation --force-reinstall --no-deps .
@@ -126,6 +134,15 @@ bench-servers: build node_modules/.installed
 	  { benchmarks/.venv/bin/pip install -q socketify || echo "socketify did not install: it will be skipped"; } && \
 	  cp benchmarks/requirements-peers.txt benchmarks/.venv/.requirements; }
 	$(PY) benchmarks/bench_servers.py $(ARGS)
+
+# Publish fan-out per server CPU-second (1 topic x 1,000; 100 topics x 10), under
+# --workers N too, against socketify's uWS publish and Python loops; memory per
+# subscription. The peers come from benchmarks/.venv (made by bench-servers, which
+# `make bench` runs first); writes benchmarks/RESULTS-pubsub.md.
+# Options: make bench-pubsub PUBSUB_ARGS="--quick --servers wsuv,wsuv-w2"
+.PHONY: bench-pubsub
+bench-pubsub: build build/loadgen
+	$(PY) benchmarks/bench_pubsub.py $(PUBSUB_ARGS)
 
 # ---- Fuzzing (fuzz/) and the valgrind run of the C engine (tests/c/) ----
 # `make fuzz` replays fuzz/regressions/, then runs every libFuzzer harness and
@@ -138,7 +155,8 @@ FUZZ_CFLAGS ?= -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=
 FUZZ_APT_PKGS ?= clang libclang-rt-14-dev
 FUZZ_COMMON := fuzz/fuzz_common.h fuzz/ref_ws.h
 FUZZ_BINS := build/fuzz/fuzz_frame_parser build/fuzz/fuzz_utf8 build/fuzz/fuzz_handshake build/fuzz/fuzz_wsconn \
-  build/fuzz/fuzz_pmdeflate build/fuzz/fuzz_clienths build/fuzz/fuzz_topics build/fuzz/fuzz_envelope build/fuzz/fuzz_tls
+  build/fuzz/fuzz_pmdeflate build/fuzz/fuzz_clienths build/fuzz/fuzz_topics build/fuzz/fuzz_envelope build/fuzz/fuzz_tls \
+  build/fuzz/fuzz_busproto
 STRESS_CONNS ?= 10000
 
 .PHONY: fuzz fuzz-ci fuzz-build fuzz-deps memcheck
@@ -190,6 +208,10 @@ build/fuzz/fuzz_tls: fuzz/fuzz_tls.c $(FUZZ_COMMON) csrc/tls.c csrc/tls.h
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_tls.c csrc/tls.c -lssl -lcrypto
 
+build/fuzz/fuzz_busproto: fuzz/fuzz_busproto.c $(FUZZ_COMMON) csrc/busproto.c csrc/busproto.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_busproto.c csrc/busproto.c
+
 $(FUZZ_BINS): | fuzz-deps
 
 $(VENV)/.atheris: $(VENV)/.installed
@@ -237,7 +259,7 @@ TRANSPORT_C := server.c srv_write.c srv_read.c srv_conn.c srv_timer.c srv_listen
 # The transport with client connections dialling their own server (libuv, all of csrc/ but
 # the C-application loader).
 CLIENT_LOOP_SRCS := $(ENGINE_SRCS) $(addprefix csrc/,clienths.c csprng.c $(TRANSPORT_C) client.c \
-  pubsub.c topics.c redisbridge.c redisproto.c tls.c)
+  pubsub.c topics.c redisbridge.c redisproto.c tls.c busproto.c workerbus.c bushub.c)
 build/tests/client_loop: tests/c/client_loop.c $(CLIENT_LOOP_SRCS) $(wildcard csrc/*.h)
 	@mkdir -p build/tests
 	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Icsrc $$(pkg-config --cflags libuv) \
@@ -258,7 +280,15 @@ build/tests/shared_loop_asan: tests/c/shared_loop.c $(CLIENT_LOOP_SRCS) $(wildca
 	  -o $@ tests/c/shared_loop.c $(CLIENT_LOOP_SRCS) $$(pkg-config --libs libuv) -lhttp_parser -lz -lhiredis \
 	  -lssl -lcrypto -ldl
 
-memcheck: build/tests/engine_stress build/tests/client_loop build/tests/shared_loop | $(VENV)/.deps
+# The worker bus end to end: a hub (the program exec'd again) and two links.
+BUS_LOOP_SRCS := $(addprefix csrc/,busproto.c workerbus.c bushub.c topics.c)
+build/tests/bus_loop: tests/c/bus_loop.c $(BUS_LOOP_SRCS) $(wildcard csrc/*.h)
+	@mkdir -p build/tests
+	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Icsrc $$(pkg-config --cflags libuv) \
+	  -o $@ tests/c/bus_loop.c $(BUS_LOOP_SRCS) $$(pkg-config --libs libuv)
+
+memcheck: build/tests/engine_stress build/tests/client_loop build/tests/shared_loop \
+  build/tests/bus_loop | $(VENV)/.deps
 	@command -v valgrind >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; } || \
 	  { echo "missing: valgrind (run: sudo apt-get install valgrind)"; exit 1; }
@@ -266,5 +296,12 @@ memcheck: build/tests/engine_stress build/tests/client_loop build/tests/shared_l
 	  ./build/tests/engine_stress $(STRESS_CONNS)
 	valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=1 \
 	  ./build/tests/client_loop
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+	  -addext subjectAltName=DNS:localhost,DNS:two.test,IP:127.0.0.1 \
+	  -keyout build/tests/client_loop.key -out build/tests/client_loop.pem 2>/dev/null
+	valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=1 \
+	  ./build/tests/client_loop build/tests/client_loop.pem build/tests/client_loop.key
 	valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=1 \
 	  ./build/tests/shared_loop
+	valgrind -q --trace-children=yes --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all \
+	  --error-exitcode=1 ./build/tests/bus_loop

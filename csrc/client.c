@@ -30,9 +30,12 @@ struct ws_client_state {
   struct addrinfo *addrs; /* the resolved addresses (owned) */
   struct addrinfo *next_addr; /* the next one to try when a connect fails */
   uint16_t port;
+  ws_tls_ctx *tls_ctx;   /* wss://: the context (a reference of ours) */
+  char *tls_host;        /* the name or IP literal the certificate must match (owned) */
   char *request;         /* the upgrade request, until it is written (owned) */
   size_t request_len;
   int err;               /* what on_connect_failed will say */
+  const char *tls_why;   /* static: a TLS failure the layer did not see (or NULL) */
   uint8_t reported;      /* on_connect_failed was called (or is not owed) */
   uint8_t offered_deflate;
 };
@@ -48,6 +51,7 @@ const char *ws_client_strerror(int err) {
   case WS_CLIENT_INVALID: return "the server's handshake response is invalid";
   case WS_CLIENT_BAD_EXTENSIONS:
     return "the server's Sec-WebSocket-Extensions answer does not fit our offer";
+  case WS_CLIENT_TLS: return "the TLS handshake failed";
   case WS_CLIENT_E_ARGS: return "a client needs a host and a port, or a unix socket path";
   case WS_CLIENT_E_REQUEST: return "the upgrade request could not be built";
   case WS_CLIENT_E_NOMEM: return "out of memory";
@@ -61,6 +65,16 @@ const ws_client_hs *ws_client_conn_response(const ws_server_conn *c) {
 }
 
 int ws_client_conn_is_client(const ws_server_conn *c) { return c->cl != NULL; }
+
+const char *ws_client_conn_tls_error(const ws_server_conn *c, int *verify) {
+  if (verify) *verify = c->tls ? ws_tls_verify_error(c->tls) : WS_TLS_VERIFY_OK;
+  if (!c->tls) return "";
+  if (c->cl && c->cl->tls_why) return c->cl->tls_why;
+  const char *why = ws_tls_error(c->tls);
+  if (why[0]) return why;
+  return ws_tls_handshake_done(c->tls) ? "" : "the server closed the connection during the "
+                                              "TLS handshake";
+}
 
 /* ---------- failure ---------- */
 
@@ -80,8 +94,13 @@ void ws_client_int_gone(ws_server_conn *c) {
   cl->reported = 1;
   ws_server *s = c->server;
   if (s->finished || !s->cb.on_connect_failed) return; /* being freed: no callbacks */
-  int err = cl->err ? cl->err : UV_ECANCELED;
-  const ws_client_hs *hs = err > 0 ? cl->hs : NULL;
+  int err = cl->err;
+  /* srv_tls.c ends a connection whose TLS failed without telling us why:
+   * the layer knows. (With TLS 1.3 a server refuses our certificate after
+   * our side of the handshake is done, so this is not only the handshake.) */
+  if (!err && c->tls && ws_tls_failed(c->tls)) err = WS_CLIENT_TLS;
+  if (!err) err = UV_ECANCELED;
+  const ws_client_hs *hs = err > 0 && err != WS_CLIENT_TLS ? cl->hs : NULL;
   ws_srv_app_turn(s->loop);
   WS_SRV_APP_CALL(s->loop, s->cb.on_connect_failed(s, c, err, hs));
 }
@@ -89,6 +108,8 @@ void ws_client_int_gone(ws_server_conn *c) {
 void ws_client_int_free(struct ws_client_state *cl) {
   uv_freeaddrinfo(cl->addrs);
   ws_client_hs_free(cl->hs);
+  free(cl->tls_host);
+  ws_tls_ctx_free(cl->tls_ctx); /* our reference (NULL without TLS) */
   free(cl->request);
   free(cl);
 }
@@ -136,6 +157,21 @@ void ws_client_int_read(ws_server_conn *c, char *data, size_t len) {
 }
 
 void ws_client_int_read_end(ws_server_conn *c, int err) {
+  if (c->tls && !ws_tls_handshake_done(c->tls)) {
+    client_fail(c, WS_CLIENT_TLS); /* EOF or a reset before TLS was up */
+    return;
+  }
+  size_t got = 0;
+  ws_client_hs_buffer(c->cl->hs, &got);
+  if (c->tls && got == 0 && !ws_tls_failed(c->tls)) {
+    /* TLS 1.3: the server checks our certificate after our side of the
+     * handshake has finished; a server that refuses it and hangs up without
+     * sending its alert looks like this. */
+    c->cl->tls_why = "the server ended the connection right after the TLS handshake, "
+                     "before any HTTP response (did it refuse our client certificate?)";
+    client_fail(c, WS_CLIENT_TLS);
+    return;
+  }
   if (err != UV_EOF) {
     client_fail(c, err);
     return;
@@ -171,6 +207,20 @@ static void on_connected(uv_connect_t *req, int status) {
     return;
   }
   c->reading = 1;
+  if (cl->tls_ctx && !c->is_pipe) {
+    /* wss://: the ClientHello goes now; the request below is kept by the
+     * layer and leaves encrypted once the handshake completes. */
+    ws_tls *t = ws_tls_new(cl->tls_ctx, cl->tls_host);
+    if (!t) {
+      client_fail(c, WS_CLIENT_E_NOMEM);
+      return;
+    }
+    if (ws_srv_tls_attach(c, t) != 0) { /* c owns t from here */
+      if (c->phase == PH_HANDSHAKE) client_fail(c, WS_CLIENT_TLS);
+      return;
+    }
+    if (c->phase != PH_HANDSHAKE) return;
+  }
   ws_srv_conn_write_raw(c, cl->request, cl->request_len); /* what is not taken is copied */
   free(cl->request);
   cl->request = NULL;
@@ -325,6 +375,11 @@ int ws_client_connect(ws_server *s, const ws_client_options *o, ws_server_conn *
       memcpy(name, h, hl);
       name[hl] = 0;
     }
+  }
+  if (r == 0 && o->tls && !o->unix_path) {
+    if (ws_tls_ctx_role(o->tls) != WS_TLS_CLIENT) r = WS_CLIENT_E_ARGS;
+    else if (!(cl->tls_host = strdup(name))) r = WS_CLIENT_E_NOMEM;
+    else cl->tls_ctx = ws_tls_ctx_ref(o->tls);
   }
   ws_server_conn *c = r == 0 ? calloc(1, sizeof *c) : NULL;
   if (r == 0 && !c) r = WS_CLIENT_E_NOMEM;

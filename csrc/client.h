@@ -20,6 +20,13 @@
  * reported once through on_connect_failed (server.h), after which the
  * connection is gone; a connection that opened gets on_close as usual.
  *
+ * wss:// (o->tls): once TCP has connected, the connection gets a client-role
+ * ws_tls (srv_tls.h's ws_srv_tls_attach): the ClientHello leaves at once, the
+ * upgrade request is encrypted when the TLS handshake completes, and from
+ * then on every read and write of the transport goes through TLS. A failed
+ * TLS handshake (certificate refused, alert, no TLS, EOF in it) is
+ * on_connect_failed with WS_CLIENT_TLS. The open timeout covers it too.
+ *
  * Closing: a client whose close handshake completed waits for the server to
  * close TCP (RFC 6455 7.1.1), at most close_timeout_ms, then closes.
  *
@@ -42,14 +49,18 @@
 
 #include "clienths.h"
 #include "server.h"
+#include "tls.h"
 
 /* err > 0 of on_connect_failed: the server answered, hs says what. */
 enum ws_client_failure {
   WS_CLIENT_REFUSED = 1,       /* a complete response with a status other than 101 */
   WS_CLIENT_INVALID = 2,       /* malformed, over a limit, EOF in the head, or a 101
                                   failing RFC 6455 4.1 (ws_client_hs_fail_reason) */
-  WS_CLIENT_BAD_EXTENSIONS = 3 /* a 101 whose Sec-WebSocket-Extensions answer does
+  WS_CLIENT_BAD_EXTENSIONS = 3, /* a 101 whose Sec-WebSocket-Extensions answer does
                                   not fit our permessage-deflate offer */
+  WS_CLIENT_TLS = 4            /* the TLS handshake failed (a certificate refused, no TLS
+                                  on the other side, an alert, EOF during it):
+                                  ws_client_conn_tls_error says why */
 };
 
 /* Errors of ws_client_connect itself (negative, beside libuv's). */
@@ -79,6 +90,11 @@ typedef struct ws_client_options {
                              pmd: "permessage-deflate; client_max_window_bits" by
                              default) */
   ws_client_hs_limits limits; /* response limits (zeros = clienths defaults) */
+  ws_tls_ctx *tls;        /* non-NULL: wss://, TLS with this client-role context over
+                             TCP (the connection takes its own reference: the caller
+                             may free its own at any time). The certificate is checked
+                             against host (a name: SNI too; an IP literal: no SNI)
+                             unless the context is insecure_no_verify. */
 } ws_client_options;
 
 /* Zeros, compression on. */
@@ -99,6 +115,13 @@ const ws_client_hs *ws_client_conn_response(const ws_server_conn *c);
 
 /* 1 for a client connection, 0 for an accepted one. */
 int ws_client_conn_is_client(const ws_server_conn *c);
+
+/* Why the TLS handshake of c failed (err WS_CLIENT_TLS of on_connect_failed,
+ * valid during that call): a static sentence fragment, and in *verify (if
+ * non-NULL) the enum ws_tls_verify_error of the server's certificate
+ * (WS_TLS_VERIFY_OK when the failure was not about the certificate). "" and
+ * OK for a connection without TLS. */
+const char *ws_client_conn_tls_error(const ws_server_conn *c, int *verify);
 
 /* A static sentence for an err of on_connect_failed or ws_client_connect. */
 const char *ws_client_strerror(int err);

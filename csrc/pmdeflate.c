@@ -258,6 +258,10 @@ int ws_pmd_negotiate(const ws_pmd_config *cfg, const char *value, size_t len, ws
     r.client_max_window_bits = 15;
     if (a.has_cbits) {
       r.client_max_window_bits = (uint8_t)min_int(a.cbits ? a.cbits : 15, cfg->peer_window_bits);
+      /* 8 only to a client that offered 8 itself: zlib cannot compress raw
+       * deflate within 8 bits, and zlib-based clients (websockets) fail the
+       * connection on an answer of 8 they did not offer. */
+      if (a.cbits != 8 && r.client_max_window_bits < 9) r.client_max_window_bits = 9;
       r.answer_client_bits = 1;
     }
     *out = r;

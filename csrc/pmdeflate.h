@@ -38,8 +38,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The largest answer or offer ws_pmd_* writes, with its NUL. */
-#define WS_PMD_HEADER_MAX 128
+/* Room for the largest answer or offer ws_pmd_* writes, with its NUL: the
+ * longest answer (both no_context_takeover flags, both windows of two digits)
+ * is 128 characters, the longest offer 125. */
+#define WS_PMD_HEADER_MAX 160
 
 /* Which end of the connection a ws_pmd is (same values as ws_parser's). */
 enum ws_pmd_role { WS_PMD_SERVER = 0, WS_PMD_CLIENT = 1 };
@@ -93,7 +95,8 @@ void ws_pmd_config_default(ws_pmd_config *cfg);
  * client_no_context_takeover if offered or cfg->peer_no_context_takeover;
  * server_max_window_bits only if offered, as min(offered, cfg->window_bits)
  * (never larger than offered); client_max_window_bits only if offered, as
- * min(offered value or 15, cfg->peer_window_bits). */
+ * min(offered value or 15, cfg->peer_window_bits), and 8 only if the offer
+ * named 8 itself (zlib-based clients cannot compress within 8 bits). */
 int ws_pmd_negotiate(const ws_pmd_config *cfg, const char *value, size_t len, ws_pmd_params *out,
                      char *resp, size_t resp_cap, size_t *resp_len);
 

@@ -13,16 +13,26 @@
 #include "redisbridge.h"
 #include "server_int.h"
 #include "topics.h"
+#include "workerbus.h"
 
-/* The node wants a topic's Redis channel while it has local subscribers. */
+/* The node wants a topic's Redis channel (the worker its topic on the bus)
+ * while it has local subscribers. */
 static void topic_first(void *user, const char *topic, size_t len) {
   ws_server *s = user;
   if (s->bridge) ws_redis_subscribe(s->bridge, topic, len);
+  if (s->bus) {
+    ws_bus_subscribe(s->bus, topic, len);
+    ws_srv_loop_touched(s->loop);
+  }
 }
 
 static void topic_last(void *user, const char *topic, size_t len) {
   ws_server *s = user;
   if (s->bridge) ws_redis_unsubscribe(s->bridge, topic, len);
+  if (s->bus) {
+    ws_bus_unsubscribe(s->bus, topic, len);
+    ws_srv_loop_touched(s->loop);
+  }
 }
 
 static ws_topics *registry(ws_server *s) {
@@ -96,6 +106,10 @@ size_t ws_server_publish(ws_server *s, const char *topic, size_t len, unsigned o
   /* Delivered here at once; PUBLISHed once for the other nodes (a failure
    * there is counted by the bridge, never waited for). */
   if (s->bridge) ws_redis_publish(s->bridge, topic, len, opcode, data, data_len);
+  if (s->bus) {
+    ws_bus_publish(s->bus, topic, len, opcode, data, data_len);
+    ws_srv_loop_touched(s->loop);
+  }
   return publish_local(s, topic, len, opcode, data, data_len, except);
 }
 
@@ -107,8 +121,54 @@ static void bridge_message(ws_redis *r, const char *topic, size_t topic_len, uns
 
 static const ws_redis_callbacks bridge_callbacks = {bridge_message, NULL};
 
+/* Messages from the bus arrive in the poll phase as reads do, and are corked
+ * the same way (one cork level held until the phase ends): every message of
+ * one read from the hub leaves in one writev per subscriber, not one each
+ * (measured with bench_pubsub.py pub1 under --workers 2: see
+ * docs/ARCHITECTURE.md). */
+static void bus_message(ws_bus *b, const char *topic, size_t topic_len, unsigned opcode,
+                        const char *payload, size_t len) {
+  ws_server *s = ws_bus_user(b);
+  ws_loop *l = s->loop;
+  ws_srv_cork_begin(l);
+  if (l->poll_corked) ws_srv_cork_end(l);
+  else l->poll_corked = 1;
+  publish_local(s, topic, topic_len, opcode, payload, len, NULL);
+}
+
+static const ws_bus_callbacks bus_callbacks = {bus_message, NULL};
+
+int ws_server_bus_connect(ws_server *s, const char *path, const char **err) {
+  if (s->bus || s->bridge) {
+    *err = s->bus ? "the server is already on a worker bus"
+                  : "the Redis bridge already carries publishes across workers";
+    return -1;
+  }
+  if (!registry(s)) {
+    *err = "out of memory";
+    return -1;
+  }
+  ws_bus_config cfg;
+  ws_bus_config_default(&cfg);
+  cfg.path = path;
+  cfg.max_topic_len = WS_PUBSUB_MAX_TOPIC;
+  s->bus = ws_bus_new(&s->loop->uv, &cfg, &bus_callbacks, s, err);
+  return s->bus ? 0 : -1;
+}
+
+int ws_server_bus_stats(const ws_server *s, ws_bus_stats *out, int *up) {
+  if (!s->bus) return 0;
+  ws_bus_get_stats(s->bus, out);
+  *up = ws_bus_is_up(s->bus);
+  return 1;
+}
+
 int ws_server_pubsub_connect(ws_server *s, const char *url, size_t url_len, const char *ns,
                              const char **err) {
+  if (s->bus) {
+    *err = "the server is on a worker bus: publishes already reach the other workers";
+    return -1;
+  }
   if (s->bridge) {
     *err = "a pub/sub bridge is already set";
     return -1;
@@ -148,6 +208,10 @@ int ws_server_pubsub_stats(const ws_server *s, ws_redis_stats *out, int *up) {
 }
 
 void ws_srv_pubsub_close(ws_server *s) {
+  if (s->bus) {
+    ws_bus_close(s->bus); /* as the bridge: freed once its handles have closed */
+    s->bus = NULL;
+  }
   if (!s->bridge) return;
   ws_redis_close(s->bridge); /* its memory goes when its handles have closed */
   s->bridge = NULL;

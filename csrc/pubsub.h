@@ -20,6 +20,7 @@
 
 #include "redisbridge.h"
 #include "server.h"
+#include "workerbus.h"
 
 /* Longest topic, in bytes. */
 #define WS_PUBSUB_MAX_TOPIC 256
@@ -50,6 +51,19 @@ size_t ws_server_publish(ws_server *s, const char *topic, size_t len, unsigned o
  * dropped and counted, the bridge reconnects. */
 int ws_server_pubsub_connect(ws_server *s, const char *url, size_t url_len, const char *ns,
                              const char **err);
+/* Across the workers of one machine (`wsuv-serve --workers N`): a link to
+ * the worker bus hub listening on the Unix socket path (workerbus.h), on
+ * the server's loop. From then on the worker wants a topic on the bus while
+ * it has local subscribers, and every publish is also sent to the hub once
+ * (which forwards it to the other workers subscribed, never back). Call it
+ * before connections subscribe. Returns 0, or -1 with *err a static sentence
+ * (a bus or a Redis bridge already set: the two do not combine, since each
+ * worker being a Redis node already reaches every worker exactly once; a bad
+ * path; no memory). A hub that is not there yet is not an error: the link
+ * retries with backoff, and publishes meanwhile are dropped and counted. */
+int ws_server_bus_connect(ws_server *s, const char *path, const char **err);
+/* The bus link's counters; 0 if the server is on no bus. */
+int ws_server_bus_stats(const ws_server *s, struct ws_bus_stats *out, int *up);
 /* The bridge's counters (redisbridge.h); 0 if there is no bridge. */
 int ws_server_pubsub_stats(const ws_server *s, struct ws_redis_stats *out, int *up);
 

@@ -633,7 +633,7 @@ void ws_redis_config_default(ws_redis_config *cfg) {
   cfg->heartbeat_ms = 1000;
   cfg->backoff_min_ms = 100;
   cfg->backoff_max_ms = 5000;
-  cfg->max_pending_bytes = 4u << 20;
+  cfg->max_pending_bytes = 16u << 20; /* measured: see redisbridge.h */
   cfg->max_topic_len = 256;
   cfg->max_origins = 1024;
 }

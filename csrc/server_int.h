@@ -205,6 +205,7 @@ struct ws_server {
   ws_topics *topics;          /* pubsub.c's registry (owned), NULL until a subscribe */
   struct ws_redis *bridge;    /* pubsub.c's Redis bridge (owned), NULL without one */
   struct ws_redis_url *bridge_url; /* what it connects to (owned; the bridge points in) */
+  struct ws_bus *bus;         /* pubsub.c's link to the worker bus (owned), NULL without one */
   ws_server_config cfg;
   ws_server_callbacks cb;
   void *user;
@@ -241,7 +242,7 @@ struct ws_server {
 /* pubsub.c: a closing connection's subscriptions go; the registry with the server. */
 void ws_srv_topics_drop(ws_server_conn *c);
 void ws_srv_topics_free(ws_server *s);
-/* Before the loop's handles are closed: the Redis bridge closes its own. */
+/* Before the loop's handles are closed: the Redis bridge and the bus close their own. */
 void ws_srv_pubsub_close(ws_server *s);
 
 /* ---- calls across the transport's files ------------------------------------

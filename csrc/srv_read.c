@@ -73,6 +73,8 @@ static void client_linger(ws_server_conn *c) {
   if (c->corked) ws_srv_cork_flush(c->server->loop);
   if (c->held) ws_srv_release_held(c, 1);
   if (c->phase != PH_OPEN) return; /* the flush failed */
+  if (c->tls) ws_srv_tls_close(c); /* close_notify after our close frame */
+  if (c->phase != PH_OPEN) return;
   c->phase = PH_FLUSHING;
   c->closing_ms = uv_now(&c->server->loop->uv);
   if (!c->reading && uv_read_start(&c->h.stream, ws_srv_on_alloc, ws_srv_on_read) == 0) {

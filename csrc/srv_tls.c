@@ -96,6 +96,9 @@ int ws_srv_tls_accept(ws_server_conn *c) {
 
 int ws_srv_tls_attach(ws_server_conn *c, ws_tls *t) {
   c->tls = t;
+  ws_server *s = c->server;
+  /* A host without a server context (the client's) gets the buffer now. */
+  if (s->tls_plain == NULL && !(s->tls_plain = malloc(TLS_PLAIN_SIZE))) return -1;
   if (ws_tls_start(t) != WS_TLS_OK) return -1;
   send_out(c);
   return 0;

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ static const unsigned char ALPN[] = "\x08http/1.1";
 #define WS_TLS_BIO_TYPE (0x7e | BIO_TYPE_SOURCE_SINK)
 
 struct ws_tls_ctx {
+  atomic_int refs;        /* the owner's, plus one per connection (see ws_tls_ctx_free) */
   SSL_CTX *ssl_ctx;
   BIO_METHOD *bio_method; /* per context: no process-wide state of ours */
   int role;
@@ -313,6 +315,7 @@ ws_tls_ctx *ws_tls_ctx_new(const ws_tls_config *cfg, char *err, size_t errlen) {
     snprintf(err, errlen, "out of memory for the TLS context");
     return NULL;
   }
+  atomic_init(&c->refs, 1);
   c->role = cfg->role;
   c->insecure = cfg->role == WS_TLS_CLIENT && cfg->insecure_no_verify;
   ERR_clear_error();
@@ -336,8 +339,13 @@ ws_tls_ctx *ws_tls_ctx_new(const ws_tls_config *cfg, char *err, size_t errlen) {
   return c;
 }
 
+ws_tls_ctx *ws_tls_ctx_ref(ws_tls_ctx *c) {
+  atomic_fetch_add(&c->refs, 1);
+  return c;
+}
+
 void ws_tls_ctx_free(ws_tls_ctx *c) {
-  if (c == NULL) return;
+  if (c == NULL || atomic_fetch_sub(&c->refs, 1) != 1) return; /* a connection still uses it */
   SSL_CTX_free(c->ssl_ctx);
   if (c->bio_method) BIO_meth_free(c->bio_method);
   free(c);
@@ -359,6 +367,7 @@ ws_tls *ws_tls_new(ws_tls_ctx *ctx, const char *host) {
   ws_tls *t = calloc(1, sizeof *t);
   if (t == NULL) return NULL;
   t->ctx = ctx;
+  atomic_fetch_add(&ctx->refs, 1); /* given back by ws_tls_free */
   t->reason = "";
   ERR_clear_error();
   t->ssl = SSL_new(ctx->ssl_ctx);
@@ -406,7 +415,9 @@ void ws_tls_free(ws_tls *t) {
   free(t->kept);
   free(t->out);
   free(t->pend);
+  ws_tls_ctx *ctx = t->ctx;
   free(t);
+  ws_tls_ctx_free(ctx); /* its reference: the last one frees the context */
 }
 
 /* Records why the connection failed, from the verify result or OpenSSL's

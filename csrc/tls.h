@@ -94,7 +94,14 @@ void ws_tls_config_default(ws_tls_config *cfg);
 /* Returns the context, or NULL with one sentence (no newline) in err
  * (errlen >= WS_TLS_ERRBUF recommended; always NUL-terminated when errlen > 0). */
 ws_tls_ctx *ws_tls_ctx_new(const ws_tls_config *cfg, char *err, size_t errlen);
-/* Connections made from it must be freed first. NULL is ignored. */
+/* One more reference for a holder other than a connection (given back with
+ * ws_tls_ctx_free). Returns ctx. */
+ws_tls_ctx *ws_tls_ctx_ref(ws_tls_ctx *ctx);
+/* Gives up the caller's reference. Each connection holds one too (taken by
+ * ws_tls_new, given back by ws_tls_free), so the context lives until the
+ * last of its connections is freed, in whatever order (a connection freed
+ * in a later loop turn than its owner's free stays valid). The count is
+ * atomic: the last reference may be dropped on another thread. NULL is ignored. */
 void ws_tls_ctx_free(ws_tls_ctx *ctx);
 int ws_tls_ctx_role(const ws_tls_ctx *ctx);
 

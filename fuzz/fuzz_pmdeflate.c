@@ -6,10 +6,12 @@
  *         0 negotiation: the rest is a Sec-WebSocket-Extensions value
  *         1 script: the rest is a list of messages the harness compresses
  *           with its own zlib stream, frames, masks and feeds (see run_script)
- *         2 raw: the rest is fed as is to an engine with deflate on
+ *         2 raw: the rest is fed as is to an engine with deflate on; with
+ *           bit 7 set, payloads instead (see run_payloads): arbitrary bytes
+ *           sent as RSV1 messages, checked against a reference zlib inflater
  *         3 script, with the application echoing every message
  *       bit 2: client_no_context_takeover, bit 3: server_no_context_takeover
- *       bits 4-7: compression threshold = (b >> 4) * 16 bytes
+ *       bits 4-7: compression threshold = (b >> 4) * 16 bytes (modes 1, 3)
  *   [1] window bits: client 8 + (b & 7), server 8 + ((b >> 3) & 7)
  *   [2] max_message_size: 0 -> 1 MiB, else b * 256 bytes
  *   [3] seed for split points, fragment sizes and zlib levels
@@ -296,6 +298,122 @@ static void run_script(const uint8_t *cfgb, const uint8_t *data, size_t len) {
   }
 }
 
+/* Mode 2 with bit 7: records [flags][len lo][len hi][len bytes]; each is one
+ * message whose compressed payload is those bytes as they are (no compressor
+ * wrote them), RSV1 on its first frame; flags bit 0: binary, bits 1-2:
+ * frames - 1. A reference raw inflater (zlib, window max(client bits, 9) as
+ * ours, the 00 00 ff ff tail appended, reset per message without client
+ * context takeover, after a final block the rest of the message ignored and
+ * the window kept) says what each message inflates to: the engine delivers
+ * exactly that; where zlib fails it closes with 1007, past the limit with
+ * 1009, on invalid UTF-8 in a text message with 1007 (where two of these meet
+ * either code goes), and nothing after. Output is capped at limit + 1. */
+enum { REF_OK = 0, REF_BAD = 1, REF_OVER = 2 };
+
+static int ref_restart(z_stream *z, int reset, unsigned bits) {
+  if (reset) return inflateReset(z) == Z_OK;
+  uint8_t *win = malloc((size_t)1 << bits);
+  if (!win) abort();
+  uInt n = 0;
+  int ok = inflateGetDictionary(z, win, &n) == Z_OK && inflateReset(z) == Z_OK &&
+           (n == 0 || inflateSetDictionary(z, win, n) == Z_OK);
+  free(win);
+  return ok;
+}
+
+static int ref_message(z_stream *z, int reset, unsigned bits, const uint8_t *p, size_t n,
+                       uint8_t *out, size_t cap, size_t *olen) {
+  static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+  *olen = 0;
+  for (int part = 0; part < 2; part++) {
+    z->next_in = (Bytef *)(uintptr_t)(part ? tail : p);
+    z->avail_in = (uInt)(part ? 4 : n);
+    while (z->avail_in > 0) {
+      z->next_out = out + *olen;
+      z->avail_out = (uInt)(cap - *olen);
+      int zr = inflate(z, Z_SYNC_FLUSH);
+      *olen = cap - z->avail_out;
+      if (zr == Z_STREAM_END) {
+        CHECK(ref_restart(z, reset, bits), "reference restart");
+        if (reset && inflateReset(z) != Z_OK) abort();
+        return *olen == cap ? REF_OVER : REF_OK;
+      }
+      if (*olen == cap) return REF_OVER;
+      if (zr != Z_OK && zr != Z_BUF_ERROR) return REF_BAD;
+      if (zr == Z_BUF_ERROR) break; /* needs more input */
+    }
+  }
+  if (reset && inflateReset(z) != Z_OK) abort();
+  return REF_OK;
+}
+
+static void run_payloads(const uint8_t *cfgb, const uint8_t *data, size_t len) {
+  int cnct = (cfgb[0] >> 2) & 1;
+  unsigned bits = 8 + (cfgb[1] & 7);
+  if (bits < 9) bits = 9;
+  z_stream ref;
+  memset(&ref, 0, sizeof ref);
+  CHECK(inflateInit2(&ref, -(int)bits) == Z_OK, "inflateInit2");
+  size_t cap = (size_t)H.limit + 1;
+  uint8_t *out = malloc(cap);
+  if (!out) abort();
+  fz_log wire = {0};
+  size_t pos = 0;
+  int expect_code = 0;
+  while (pos + 3 <= len && H.trusted && H.nwant < 64) {
+    uint8_t flags = data[pos];
+    size_t n = (size_t)data[pos + 1] | (size_t)data[pos + 2] << 8;
+    pos += 3;
+    if (n > len - pos) n = len - pos;
+    const uint8_t *p = data + pos;
+    pos += n;
+    unsigned op = flags & 1 ? WS_OP_BINARY : WS_OP_TEXT;
+    unsigned frags = 1 + ((flags >> 1) & 3);
+    size_t off = 0;
+    for (unsigned f = 0; f < frags; f++) {
+      size_t take = f + 1 == frags ? n - off : (size_t)fz_below(H.rng, n - off + 1);
+      put_frame(&wire, f == 0 ? op : WS_OP_CONTINUATION, f + 1 == frags, f == 0 ? WS_RSV1 : 0,
+                p + off, take);
+      off += take;
+    }
+    size_t olen = 0;
+    int r = ref_message(&ref, cnct, bits, p, n, out, cap, &olen);
+    int bad_text = op == WS_OP_TEXT && !ws_utf8_valid(out, olen);
+    if (r == REF_OK && !bad_text) {
+      H.want = realloc(H.want, (H.nwant + 1) * sizeof *H.want);
+      if (!H.want) abort();
+      H.want[H.nwant].op = (uint8_t)op;
+      H.want[H.nwant].data = fz_dup(out, olen);
+      H.want[H.nwant].len = olen;
+      H.nwant++;
+      continue;
+    }
+    H.trusted = 0;
+    /* Binary: one fault, one code. Text: a UTF-8 error may come first. */
+    if (op == WS_OP_BINARY) expect_code = r == REF_OVER ? 1009 : 1007;
+    else if (r == REF_OK) expect_code = 1007; /* only the text is bad */
+  }
+  inflateEnd(&ref);
+  free(out);
+  int trusted = H.trusted;
+  H.trusted = 1; /* compare every message before the invalid one */
+  feed_all(H.c, wire.p, wire.len);
+  fz_log_free(&wire);
+  CHECK(H.delivered >= H.nwant || H.closed, "%zu of %zu messages delivered", H.delivered,
+        H.nwant);
+  if (trusted) {
+    CHECK(!H.closed, "closed (%u) on messages zlib inflates", H.close_code);
+    CHECK(H.delivered == H.nwant, "%zu of %zu messages delivered", H.delivered, H.nwant);
+  } else {
+    CHECK(H.closed && H.delivered == H.nwant, "invalid message delivered or not closed "
+          "(closed %d, %zu of %zu delivered)", H.closed, H.delivered, H.nwant);
+    CHECK(H.close_code == 1007 || H.close_code == 1009, "closed with %u", H.close_code);
+    if (expect_code)
+      CHECK(H.close_code == (unsigned)expect_code, "closed with %u, expected %d", H.close_code,
+            expect_code);
+  }
+}
+
 /* Our output, parsed back and inflated with the peer's (zlib's) stream. */
 typedef struct out_state {
   z_stream inf;
@@ -405,6 +523,8 @@ static void fuzz_engine(const uint8_t *cfgb, const uint8_t *data, size_t len, in
   CHECK(ws_conn_enable_deflate(&c, &ctx, &p) == 0, "enable_deflate");
   if (script) {
     run_script(cfgb, data, len);
+  } else if (cfgb[0] >> 7) {
+    run_payloads(cfgb, data, len);
   } else {
     feed_all(&c, data, len);
   }

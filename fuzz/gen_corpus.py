@@ -391,6 +391,18 @@ def pmdeflate() -> dict[str, bytes]:
     z = (c.compress(json_msg) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
     out["raw_compressed"] = bytes([2, 0x3F, 0, 7]) + frame(1, z, rsv=0x40) + frame(
         9, b"p", rsv=0x40)
+    # Mode 2 with bit 7: payload records (flags, 16-bit length, bytes sent as
+    # they are with RSV1): valid ones, one ending in a final block, a flipped
+    # byte, a truncation, random bytes; with and without takeover.
+    c = zlib.compressobj(6, zlib.DEFLATED, -9)
+    z1 = (c.compress(json_msg) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    z2 = (c.compress(json_msg[::-1]) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    final = zlib.compress(json_msg, 6, -9)
+    flipped = bytes([z1[0], z1[1] ^ 0x20]) + z1[2:]
+    out["payloads_takeover"] = bytes([0x82, 0x09, 0, 8]) + pmd_script(
+        (0, z1), (0x02 | 1, z2), (0, final), (1, z1[: len(z1) // 2]), (0x04, flipped))
+    out["payloads_nct"] = bytes([0x82 | 4, 0x3F, 2, 9]) + pmd_script(
+        (0, final), (1, bytes(range(40))), (0x06, z1))
     return out
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from wsuv.exceptions import (
+    InvalidCertificate,
     InvalidHandshake,
     InvalidStatus,
     InvalidURI,
     ProtocolError,
+    TLSError,
     WsuvError,
 )
 from wsuv.handler import Accept, Handler
@@ -85,6 +87,7 @@ __all__ = [
     "FrameParser",
     "Handler",
     "Headers",
+    "InvalidCertificate",
     "InvalidHandshake",
     "InvalidStatus",
     "InvalidURI",
@@ -95,6 +98,7 @@ __all__ = [
     "Response",
     "Server",
     "StreamingFrameParser",
+    "TLSError",
     "TimerHandle",
     "Utf8Validator",
     "WebSocket",

@@ -18,7 +18,7 @@ from typing import Any
 
 from wsuv._core import ffi, lib
 from wsuv._uvdrive import UvDriver, host_for
-from wsuv.exceptions import InvalidHandshake
+from wsuv.exceptions import InvalidCertificate, InvalidHandshake
 from wsuv.sync import ClientConnection, _encode
 from wsuv.websocket import ConnectionClosed
 
@@ -222,11 +222,14 @@ class Connect:
     async def _reconnecting(self) -> AsyncIterator[AioClientConnection]:
         """A new connection each time the previous one ended; failures to
         connect are retried with exponential backoff (0.1 s doubling to 10 s)
-        and full jitter. A refusal with an HTTP status is retried too."""
+        and full jitter. A refusal with an HTTP status is retried too; a
+        certificate that does not verify (InvalidCertificate) is raised."""
         delay = 0.1
         while True:
             try:
                 ws = await _open(self._url, self._options)
+            except InvalidCertificate:
+                raise  # a configuration problem: retrying cannot fix it
             except (OSError, InvalidHandshake, TimeoutError):
                 await asyncio.sleep(random.uniform(0, delay))
                 delay = min(10.0, delay * 2)

@@ -25,6 +25,7 @@ from wsuv.options import OPTIONS, resolve
 TYPE_CHECKING = False  # typing is not imported at run time: it costs RSS
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Callable
     from typing import Any
 
 log = logging.getLogger("wsuv")
@@ -77,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help=opt.help)
     p.add_argument("--workers", type=_workers, default=1, help="processes serving one "
                    "listening socket; a supervisor restarts any that dies. Connections are "
-                   "split between them: a broadcast reaches only its own process's share")
+                   "split between them: publish reaches every worker's subscribers (through "
+                   "a hub process, or Redis with --pubsub-url), a broadcast only its own "
+                   "process's share")
     p.add_argument("--daemon", action="store_true", help="detach from the terminal "
                    "(double fork, setsid) once listening; stdio goes to /dev/null or "
                    "--log-file; exits 1 with the daemon's error if it fails to start")
@@ -337,17 +340,21 @@ def _shared_socket(opts: dict[str, Any]) -> socket.socket:
     return s
 
 
-def _run_worker(app: Any, opts: dict[str, Any], start: _Start | None = None) -> None:
-    """Serve in this process; ``start`` learns when the listeners are bound."""
+def _run_worker(app: Any, opts: dict[str, Any], start: _Start | None = None,
+                bus: str | None = None) -> None:
+    """Serve in this process; ``start`` learns when the listeners are bound;
+    ``bus`` is the worker bus hub's socket (a worker of --workers N)."""
     from wsuv.handler import has_async_methods, is_connection_handler
     from wsuv.server import Server
 
     if is_connection_handler(app) or has_async_methods(app):
-        _run_worker_aio(app, opts, start)
+        _run_worker_aio(app, opts, start, bus)
         return
 
     try:
         server = Server(app, **opts)
+        if bus is not None:
+            server._join_bus(bus)
     except (TypeError, ValueError) as exc:  # Server's own checks: already one sentence
         raise StartError(str(exc)) from exc
     try:
@@ -364,7 +371,8 @@ def _run_worker(app: Any, opts: dict[str, Any], start: _Start | None = None) -> 
         app.close()  # the C application's on_destroy, in this process
 
 
-def _run_worker_aio(app: Any, opts: dict[str, Any], start: _Start | None) -> None:
+def _run_worker_aio(app: Any, opts: dict[str, Any], start: _Start | None,
+                    bus: str | None = None) -> None:
     """An async handler: a fresh asyncio loop in this process (uvloop when
     installed), the server embedded in it, SIGINT/SIGTERM drain it."""
     import asyncio
@@ -379,6 +387,9 @@ def _run_worker_aio(app: Any, opts: dict[str, Any], start: _Start | None) -> Non
             raise StartError(str(exc)) from exc
         except OSError as exc:
             raise _listen_error(exc, opts["host"]) from exc
+        if bus is not None:
+            server.server._join_bus(bus)
+            server._driver.soon()  # the link's connect reaches epoll at the next turn
         if opts["handle_signals"]:
             signals = 0
 
@@ -402,32 +413,80 @@ def _run_worker_aio(app: Any, opts: dict[str, Any], start: _Start | None) -> Non
         uvloop.run(main())
 
 
+
+
+
+def _bus_socket() -> tuple[socket.socket, str]:
+    """The worker bus hub's listening Unix socket, in a fresh private directory.
+
+    The supervisor holds it for its whole life, so workers (re)connecting
+    while the hub restarts wait in its backlog."""
+    import socket
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(prefix="wsuv-bus-"), "hub.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.listen(128)
+    return s, path
+
+
+def _run_hub(fd: int) -> int:
+    """The hub process: relay publishes between the workers until SIGTERM."""
+    from wsuv._core import ffi, lib
+
+    cfg = ffi.new("ws_bushub_config *")
+    lib.ws_bushub_config_default(cfg)
+    err = ffi.new("char[256]")
+    if lib.ws_bushub_run(fd, cfg, ffi.NULL, err, len(err)) != 0:
+        log.error("%s", ffi.string(err).decode())
+        return 1
+    return 0
+
+
 def _supervise(app: Any, opts: dict[str, Any], workers: int, start: _Start) -> int:
-    """Fork workers on one socket, restart any that dies, forward signals."""
+    """Fork workers on one socket, restart any that dies, forward signals.
+
+    Without ``pubsub_url`` a hub process joins the workers (csrc/bushub.c):
+    each worker links to it, so a publish in any worker reaches every
+    worker's subscribers. With ``pubsub_url`` each worker is a Redis node
+    instead, which already reaches them all exactly once."""
     sock = _shared_socket(opts)
     scheme = "wss" if opts["ssl_certfile"] else "ws"
     where = opts["unix_path"] or "{}://{}:{}/".format(scheme, *sock.getsockname()[:2])
     wopts = dict(opts, fd=sock.fileno(), unix_path=None)
+    bus, bus_path = (None, None) if opts["pubsub_url"] else _bus_socket()
     children: dict[int, float] = {}
+    hub: list[int] = []  # the hub's pid while it runs
     stopping = 0
 
-    def spawn() -> None:
+    def child(run: Callable[[], None]) -> int:
         pid = os.fork()
         if pid == 0:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
             try:
-                _run_worker(app, wopts)
+                run()
             except BaseException:
                 log.exception("worker failed")
                 os._exit(1)
             os._exit(0)
-        children[pid] = time.monotonic()
+        return pid
+
+    def work() -> None:
+        if bus is not None:
+            bus.close()  # the hub's: a worker only connects to it
+        _run_worker(app, wopts, bus=bus_path)
+
+    def relay() -> None:
+        sock.close()
+        if bus is not None:
+            os._exit(_run_hub(bus.fileno()))
 
     def forward(signum: int, _frame: Any) -> None:
         nonlocal stopping
         stopping += 1
-        for pid in list(children):
+        for pid in [*children, *hub]:
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
@@ -439,22 +498,47 @@ def _supervise(app: Any, opts: dict[str, Any], workers: int, start: _Start) -> i
     start.release()
     log.info("wsuv listening on %s with %d workers (supervisor pid %d)", where, workers,
              os.getpid())
+    hub_started = time.monotonic()
+    if bus is not None:
+        hub.append(child(relay))
     for _ in range(workers):
-        spawn()
-    while children:
+        children[child(work)] = time.monotonic()
+    while children or hub:
         try:
             pid, status = os.wait()
         except ChildProcessError:
             break
+        if hub and pid == hub[0]:
+            hub.clear()
+            if stopping:
+                continue
+            log.warning("worker bus hub %d exited (status %d); restarting", pid, status)
+            if time.monotonic() - hub_started < 1.0:
+                time.sleep(1.0)  # a hub that dies at once: don't spin
+            hub_started = time.monotonic()
+            if not stopping:
+                hub.append(child(relay))
+            continue
         started = children.pop(pid, time.monotonic())
         if stopping:
+            if not children:  # the workers are done: the hub goes too
+                for h in hub:
+                    try:
+                        os.kill(h, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
             continue
         log.warning("worker %d exited (status %d); restarting", pid, status)
         if time.monotonic() - started < 1.0:
             time.sleep(1.0)  # a worker that dies at once: don't spin
         if not stopping:
-            spawn()
+            children[child(work)] = time.monotonic()
     sock.close()
+    if bus is not None and bus_path is not None:
+        import shutil
+
+        bus.close()
+        shutil.rmtree(os.path.dirname(bus_path), ignore_errors=True)
     return 0
 
 

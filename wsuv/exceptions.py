@@ -22,7 +22,7 @@ class ProtocolError(WsuvError):
 
 
 class InvalidURI(WsuvError, ValueError):
-    """The URL is not one a client can connect to (or needs TLS: wss://)."""
+    """The URL is not one a client can connect to."""
 
 
 class InvalidHandshake(WsuvError):
@@ -42,3 +42,23 @@ class InvalidStatus(InvalidHandshake):
         self.status = status
         self.headers = headers
         self.body = body
+
+
+class TLSError(InvalidHandshake):
+    """The TLS handshake of a ``wss://`` connection failed (the server speaks
+    no TLS, sent an alert, refused our client certificate, or closed)."""
+
+
+class InvalidCertificate(TLSError):
+    """The server's certificate did not verify.
+
+    ``reason`` says why, as one of ``"expired"`` (expired or not yet valid),
+    ``"unknown_issuer"`` (self-signed, or no chain to a trusted CA),
+    ``"hostname_mismatch"`` (valid, but not for the URL's host or IP) or
+    ``"other"``; ``verify_message`` is OpenSSL's own sentence.
+    """
+
+    def __init__(self, reason: str, verify_message: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.verify_message = verify_message

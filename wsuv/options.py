@@ -108,10 +108,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("compression_mem_level", int, 5, "zlib memLevel of our compressor (1-9): 5 compresses "
            "1 KiB JSON as well as 8 (0.202 against 0.201 at 12 bits) with 112 KiB less per "
            "active compressor; 1 loses most (0.210)", 9, 1),
+    Option("compression_level", int, 6, "zlib level of our compressor (1-9): 6 compresses 1 KiB "
+           "JSON to 0.232 of its size at 12 bits in 21 us, 1 to 0.281 in 14 us "
+           "(benchmarks/pmd_sweep.c); end to end, 1 gave a compressed echo about a quarter "
+           "more messages per server CPU-second for a tenth more bytes on the wire "
+           "(docs/PERFORMANCE.md)", 9, 1),
     Option("compression_client_window_bits", int, 12, "window (bits, 8-15) we ask a client to "
            "compress within when its offer lets us (client_max_window_bits, as Chrome's): "
            "our inflater, and what it keeps while idle, is then 2^bits bytes instead of "
-           "32 KiB, for a ratio within a point of 15 bits", 15, 8),
+           "32 KiB, for a ratio within a point of 15 bits; 8 only to a client that offered "
+           "8 itself (zlib-based clients cannot compress within 8 bits)", 15, 8),
     Option("compression_client_no_context_takeover", bool, False, "ask clients to compress "
            "every message on its own (client_no_context_takeover): an idle connection then "
            "keeps no inflater window at all, paid with a worse ratio (0.30 instead of 0.20 "

@@ -137,6 +137,7 @@ class Server:
         cfg.compression = int(opts["compression"] == "deflate")
         cfg.pmd.window_bits = opts["compression_window_bits"]
         cfg.pmd.mem_level = opts["compression_mem_level"]
+        cfg.pmd.level = opts["compression_level"]
         cfg.pmd.peer_window_bits = opts["compression_client_window_bits"]
         cfg.pmd.peer_no_context_takeover = int(bool(opts["compression_client_no_context_takeover"]))
         cfg.pmd.no_context_takeover = int(bool(opts["compression_no_context_takeover"]))
@@ -447,18 +448,31 @@ class Server:
         return int(lib.ws_server_publish(self._s, raw, len(raw), op, data, len(data), skip))
 
     def pubsub_stats(self) -> dict[str, int] | None:
-        """The Redis bridge's counters (published, delivered, lost, dropped_down,
-        ..., and up: 1 while connected), or None without ``pubsub_url``.
+        """The counters of what carries publishes out of this process: the Redis
+        bridge's (``pubsub_url``), or the worker bus link's (a worker of
+        ``wsuv-serve --workers N``): published, delivered, lost, dropped_down,
+        dropped_full, ..., and up: 1 while connected. None with neither.
         Loop thread only."""
         if threading.get_ident() != self._thread_id:
             raise RuntimeError("Server.pubsub_stats must be called on the loop thread")
-        st = ffi.new("ws_redis_stats *")
-        up = ffi.new("int *")
-        if self._s == ffi.NULL or not lib.ws_server_pubsub_stats(self._s, st, up):
+        if self._s == ffi.NULL:
             return None
+        up = ffi.new("int *")
+        st: Any = ffi.new("ws_redis_stats *")
+        if not lib.ws_server_pubsub_stats(self._s, st, up):
+            st = ffi.new("ws_bus_stats *")
+            if not lib.ws_server_bus_stats(self._s, st, up):
+                return None
         out = {name: int(getattr(st, name)) for name in dir(st)}
         out["up"] = int(up[0])
         return out
+
+    def _join_bus(self, path: str) -> None:
+        """Become a worker on the bus hub at ``path`` (wsuv-serve --workers does
+        this): publishes reach the other workers' subscribers. Before run()."""
+        err = ffi.new("const char **")
+        if lib.ws_server_bus_connect(self._s, path.encode(), err) != 0:
+            raise ValueError(f"worker bus {path!r}: {ffi.string(err[0]).decode()}")
 
     def subscribers(self, topic: str) -> int:
         """How many connections of this process are subscribed to ``topic``."""

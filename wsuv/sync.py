@@ -27,12 +27,20 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from wsuv import client_tls
 from wsuv._core import ffi, lib
-from wsuv.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from wsuv.exceptions import (
+    InvalidCertificate,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+    TLSError,
+)
 from wsuv.request import Headers
 from wsuv.websocket import ConnectionClosed
 
-__all__ = ["ClientConnection", "HandshakeResponse", "connect"]
+__all__ = ["ClientConnection", "HandshakeResponse", "InvalidCertificate", "InvalidHandshake",
+           "InvalidStatus", "InvalidURI", "TLSError", "connect"]
 
 _OP_TEXT = 1
 _OP_BINARY = 2
@@ -112,13 +120,26 @@ class ClientConnection:
                  additional_headers: Iterable[tuple[str, str]] | dict[str, str] | None = None,
                  compression: str | None = "deflate", max_message_size: int | None = 16 << 20,
                  ping_interval: float | None = 20.0, ping_timeout: float | None = 20.0,
-                 close_timeout: float | None = 10.0, write_limit: int = 16 << 20) -> None:
+                 close_timeout: float | None = 10.0, write_limit: int = 16 << 20,
+                 ssl_ca_certs: str | os.PathLike[str] | None = None,
+                 ssl_certfile: str | os.PathLike[str] | None = None,
+                 ssl_keyfile: str | os.PathLike[str] | None = None,
+                 ssl_keyfile_password: str | None = None,
+                 ssl_insecure_skip_verify: bool = False) -> None:
+        self._tls: client_tls.Context | None = None
         if self._blocking:
             _refuse_in_asyncio()
         if compression not in ("deflate", None):
             raise ValueError('compression must be "deflate" or None')
-        host, port, unix_path, target = _parse_url(url)
+        host, port, unix_path, target, secure = _split_url(url)
+        self._url_host = host
         self._where = unix_path or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        tls_opts = {"ssl_ca_certs": ssl_ca_certs, "ssl_certfile": ssl_certfile,
+                    "ssl_keyfile": ssl_keyfile, "ssl_keyfile_password": ssl_keyfile_password,
+                    "ssl_insecure_skip_verify": ssl_insecure_skip_verify}
+        if not secure and client_tls.given(tls_opts):
+            raise ValueError(f"{client_tls.given(tls_opts)[0]} is a TLS option: it needs a "
+                             f"wss:// URL, not {url}")
         self._messages: collections.deque[str | bytes] = collections.deque()
         self._pongs: set[bytes] = set()
         self._close: tuple[int, str] | None = None
@@ -164,6 +185,8 @@ class ClientConnection:
         self._s: Any = s
         self._c: Any = ffi.NULL
         try:
+            if secure:
+                self._tls = client_tls.client_context(tls_opts, self._where)
             self._connect(host, port, unix_path, target, subprotocols, origin,
                           additional_headers, compression == "deflate")
         except BaseException:
@@ -212,6 +235,8 @@ class ClientConnection:
             keep.append(harr)
             o.headers, o.header_count = harr, len(fields)
         o.compression = int(deflate)
+        if self._tls is not None:
+            o.tls = self._tls.ptr
         out = ffi.new("ws_server_conn **")
         req_err = ffi.new("long *")
         r = lib.ws_client_connect(self._s, o, out, req_err)
@@ -254,6 +279,7 @@ class ClientConnection:
         if self._s != ffi.NULL:
             s, self._s, self._c = self._s, ffi.NULL, ffi.NULL
             lib.ws_server_free(s)
+        self._tls = None  # after the server: its connection used the context
 
     def _closed_error(self) -> ConnectionClosed:
         code, reason = self._close if self._close is not None else (1006, "")
@@ -375,6 +401,7 @@ class ClientConnection:
         if s != ffi.NULL:
             self._s = ffi.NULL
             lib.ws_server_free(s)
+        self._tls = None
 
     # -- from the C callbacks ----------------------------------------------------
     def _on_open(self, c: Any) -> None:
@@ -390,7 +417,7 @@ class ClientConnection:
             self.extensions = [e.strip() for e in value.split(",") if e.strip()]
         self._opened = True
 
-    def _on_failed(self, err: int, hs: Any) -> None:
+    def _on_failed(self, c: Any, err: int, hs: Any) -> None:
         if err < 0:
             self._error = _os_error(err, self._where)
         elif err == lib.WS_CLIENT_REFUSED:
@@ -398,6 +425,8 @@ class ClientConnection:
             self._error = InvalidStatus(resp.status, resp.headers, resp.body,
                                         f"server {self._where} refused the WebSocket "
                                         f"handshake: HTTP {resp.status} {resp.reason}".rstrip())
+        elif err == lib.WS_CLIENT_TLS:
+            self._error = client_tls.handshake_error(c, self._where, self._url_host)
         elif err == lib.WS_CLIENT_INVALID:
             why = ffi.string(lib.ws_client_hs_fail_reason(hs)).decode()
             self._error = InvalidHandshake(f"invalid handshake response from {self._where}: {why}")
@@ -436,26 +465,35 @@ def _refuse_in_asyncio() -> None:
 
 
 def _parse_url(url: str) -> tuple[str, int, str | None, str]:
-    """(host, port, unix socket path or None, request target) of a ws:// URL."""
+    """(host, port, unix socket path or None, request target) of a ws:// URL,
+    for clients that do not speak TLS (wss:// is one sentence)."""
+    host, port, unix_path, target, secure = _split_url(url)
+    if secure:
+        raise InvalidURI(f"{url}: wss:// (TLS) is not supported by this client yet; "
+                         "wsuv.sync.connect and wsuv.aio.connect speak it")
+    return host, port, unix_path, target
+
+
+def _split_url(url: str) -> tuple[str, int, str | None, str, bool]:
+    """(host, port, unix socket path or None, request target, TLS) of a
+    ws:// or wss:// URL."""
     if not isinstance(url, str):
         raise TypeError(f"the URL is a str (ws://host:port/path), not {type(url).__name__}")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme == "wss":
-        raise InvalidURI(f"{url}: wss:// needs TLS, which wsuv does not support yet (use ws://)")
     if scheme == "ws+unix":
         if not parts.path:
             raise InvalidURI(f"{url}: ws+unix:// needs a socket path (ws+unix:///path/to.sock)")
-        return "localhost", 0, parts.path, "/"
-    if scheme != "ws":
-        raise InvalidURI(f"{url}: not a WebSocket URL (ws://host[:port]/path)")
+        return "localhost", 0, parts.path, "/", False
+    if scheme not in ("ws", "wss"):
+        raise InvalidURI(f"{url}: not a WebSocket URL (ws://host[:port]/path or wss://...)")
     if parts.fragment:
         raise InvalidURI(f"{url}: a WebSocket URL has no fragment (RFC 6455 3)")
     host = parts.hostname
     if not host:
         raise InvalidURI(f"{url}: no host")
     try:
-        port = parts.port or 80
+        port = parts.port or (443 if scheme == "wss" else 80)
     except ValueError as exc:
         raise InvalidURI(f"{url}: {exc}") from None
     try:
@@ -465,13 +503,14 @@ def _parse_url(url: str) -> tuple[str, int, str | None, str]:
     target = quote(parts.path or "/", safe=_TARGET_SAFE)
     if parts.query:
         target += "?" + quote(parts.query, safe=_TARGET_SAFE + "?")
-    return host, port, None, target
+    return host, port, None, target, scheme == "wss"
 
 
 def connect(url: str, **options: Any) -> ClientConnection:
     """Open a WebSocket connection (blocking); use it as a context manager.
 
-    ``url``: ``ws://host[:port]/path?query`` or ``ws+unix:///path/to.sock``.
+    ``url``: ``ws://host[:port]/path?query``, ``wss://`` (TLS, port 443 by
+    default) or ``ws+unix:///path/to.sock``.
     Options: ``open_timeout`` (10 s: DNS, connect and handshake),
     ``subprotocols``, ``origin``, ``additional_headers`` (dict or pairs),
     ``compression`` ("deflate", the default, offers permessage-deflate; None),
@@ -480,12 +519,21 @@ def connect(url: str, **options: Any) -> ClientConnection:
     ``write_limit`` (16 MiB: a send that leaves more than this unwritten after
     the kernel took what it could drops the connection; otherwise a send waits
     until the kernel has taken everything).
+    TLS (``wss://`` only): the server's certificate is verified against the
+    system trust store and the URL's host; ``ssl_ca_certs`` (a PEM file)
+    trusts a private CA instead, ``ssl_certfile`` / ``ssl_keyfile`` /
+    ``ssl_keyfile_password`` send a client certificate, and
+    ``ssl_insecure_skip_verify=True`` turns verification off (logged as a
+    warning; for tests only).
 
     Raises :class:`wsuv.InvalidURI`, :class:`wsuv.InvalidStatus` (the server
     answered another status: ``status``, ``headers``, ``body``),
     :class:`wsuv.InvalidHandshake` (an invalid answer), ``socket.gaierror``
-    (DNS), ``ConnectionRefusedError`` and other ``OSError``, or
-    ``TimeoutError`` (open_timeout).
+    (DNS), ``ConnectionRefusedError`` and other ``OSError``,
+    ``TimeoutError`` (open_timeout), :class:`wsuv.InvalidCertificate` (the
+    server's certificate did not verify: ``reason`` is ``"expired"``,
+    ``"unknown_issuer"``, ``"hostname_mismatch"`` or ``"other"``) or
+    :class:`wsuv.TLSError` (another TLS handshake failure).
     """
     return ClientConnection(url, **options)
 
@@ -544,5 +592,5 @@ def wsuv_cl_on_close(s: Any, c: Any, code: int, reason: Any, length: int) -> Non
 @_extern
 def wsuv_cl_on_connect_failed(s: Any, c: Any, err: int, hs: Any) -> None:
     ws = _conn(s)
-    ws._on_failed(err, hs)
+    ws._on_failed(c, err, hs)
     ws._flag[0] = 1

@@ -22,7 +22,14 @@
  * sides) and exits 0 when everything matched. Valgrind checks the rest:
  * every allocation (client state, resolution, request, response) freed.
  *
- * Usage: client_loop
+ * With a certificate and its key (client_loop cert.pem key.pem; the
+ * certificate for localhost, two.test and 127.0.0.1, self-signed), the same
+ * runs over TLS: the server speaks it on its listener, every client dials
+ * wss:// trusting that certificate (SNI and name checks on the way), and one
+ * more client, trusting only the system store, must fail with WS_CLIENT_TLS
+ * and an unknown issuer.
+ *
+ * Usage: client_loop [cert.pem key.pem]
  */
 #include <dlfcn.h>
 #include <netdb.h>
@@ -33,6 +40,8 @@
 
 #include "client.h"
 #include "server.h"
+#include "srv_tls.h"
+#include "tls.h"
 #include "wsframe.h"
 
 /* The resolver, interposed (libuv calls getaddrinfo from its thread pool):
@@ -83,13 +92,16 @@ typedef struct app {
   peer clients[OK_CLIENTS];
   int accepted_closed;
   int accepted_4000;
-  int refused_403, refused_conn, dns_failed;
+  int refused_403, refused_conn, dns_failed, tls_refused;
+  ws_tls_ctx *tls;           /* wss:// clients trust the test certificate (or NULL: ws://) */
   int deflated;   /* clients that negotiated permessage-deflate */
   int failures;   /* mismatches */
   int outcomes;   /* clients (ok and failing) whose story is over */
 } app;
 
 #define EXPECTED_OUTCOMES (OK_CLIENTS + 4)
+/* Over TLS, one more: the client that trusts only the system store. */
+#define EXPECTED(a) (EXPECTED_OUTCOMES + ((a)->tls != NULL))
 
 static void fail(app *a, const char *what) {
   fprintf(stderr, "client_loop: %s\n", what);
@@ -107,7 +119,7 @@ static void fill(char *buf, size_t len, int k, int i) {
 }
 
 static void done_one(ws_server *s, app *a) {
-  if (++a->outcomes == EXPECTED_OUTCOMES) ws_server_stop(s, 1);
+  if (++a->outcomes == EXPECTED(a)) ws_server_stop(s, 1);
 }
 
 static void send_next(ws_server_conn *c, peer *p) {
@@ -206,6 +218,12 @@ static void on_connect_failed(ws_server *s, ws_server_conn *c, int err, const ws
     /* UV_EAI_NONAME here; a resolver without network may say EAI_AGAIN. */
     if (err < 0 && err != UV_ECANCELED && !hs) a->dns_failed++;
     else fail(a, "the .invalid name did not fail");
+  } else if (kind == 5) {
+    int verify = -1;
+    const char *why = ws_client_conn_tls_error(c, &verify);
+    if (err == WS_CLIENT_TLS && !hs && verify == WS_TLS_VERIFY_UNKNOWN_ISSUER && why[0])
+      a->tls_refused++;
+    else fail(a, "the client trusting only the system store did not fail verification");
   } else if (kind == 4) {
     fail(a, "on_connect_failed called while the server was being freed");
   } else {
@@ -216,9 +234,10 @@ static void on_connect_failed(ws_server *s, ws_server_conn *c, int err, const ws
 }
 
 static int dial(ws_server *s, const char *host, int port, const char *target, int compression,
-                void *user) {
+                void *user, ws_tls_ctx *tls) {
   ws_client_options o;
   ws_client_options_default(&o);
+  o.tls = tls;
   o.host = host;
   o.host_len = strlen(host);
   o.port = (uint16_t)port;
@@ -236,9 +255,31 @@ static int dial(ws_server *s, const char *host, int port, const char *target, in
   return 0;
 }
 
-int main(void) {
+static ws_tls_ctx *tls_ctx(int role, const char *cert, const char *key, const char *ca) {
+  ws_tls_config tc;
+  ws_tls_config_default(&tc);
+  tc.role = (uint8_t)role;
+  tc.certfile = cert;
+  tc.keyfile = key;
+  tc.ca_file = ca;
+  char err[WS_TLS_ERRBUF];
+  ws_tls_ctx *ctx = ws_tls_ctx_new(&tc, err, sizeof err);
+  if (!ctx) fprintf(stderr, "client_loop: %s\n", err);
+  return ctx;
+}
+
+int main(int argc, char **argv) {
   app a;
   memset(&a, 0, sizeof a);
+  ws_tls_ctx *untrusting = NULL;
+  if (argc == 3) {
+    a.tls = tls_ctx(WS_TLS_CLIENT, NULL, NULL, argv[1]);
+    untrusting = tls_ctx(WS_TLS_CLIENT, NULL, NULL, NULL); /* the system store */
+    if (!a.tls || !untrusting) return 1;
+  } else if (argc != 1) {
+    fprintf(stderr, "usage: client_loop [cert.pem key.pem]\n");
+    return 2;
+  }
   ws_server_config cfg;
   ws_server_config_default(&cfg);
   cfg.handle_signals = 0;
@@ -251,6 +292,14 @@ int main(void) {
   cb.on_close = on_close;
   cb.on_connect_failed = on_connect_failed;
   ws_server *s = ws_server_new(&cfg, &cb, &a);
+  if (s && a.tls) {
+    ws_tls_ctx *sctx = tls_ctx(WS_TLS_SERVER, argv[1], argv[2], NULL);
+    if (!sctx || ws_server_set_tls(s, sctx, NULL) != 0) { /* owned by s on success */
+      ws_tls_ctx_free(sctx);
+      ws_server_free(s);
+      return 1;
+    }
+  }
   if (!s || ws_server_listen_tcp(s, "127.0.0.1", 0, &a.port) != 0) {
     fprintf(stderr, "client_loop: cannot listen\n");
     ws_server_free(s);
@@ -269,26 +318,29 @@ int main(void) {
   {
     ws_server *tmp = ws_server_new(&cfg, &cb, &a);
     if (!tmp) return 1;
-    bad |= dial(tmp, "localhost", a.port, "/", 1, (void *)(intptr_t)4);
-    bad |= dial(tmp, "127.0.0.1", a.port, "/", 1, (void *)(intptr_t)4);
+    bad |= dial(tmp, "localhost", a.port, "/", 1, (void *)(intptr_t)4, a.tls);
+    bad |= dial(tmp, "127.0.0.1", a.port, "/", 1, (void *)(intptr_t)4, a.tls);
     ws_server_free(tmp);
   }
   for (int k = 0; k < OK_CLIENTS; k++) {
     a.clients[k].is_client = 1;
     a.clients[k].index = k;
     const char *host = k % 4 == 3 ? "localhost" : k % 4 == 1 ? "two.test" : "127.0.0.1";
-    bad |= dial(s, host, a.port, "/echo?k=1", k % 2, &a.clients[k]); /* odd k: deflate */
+    bad |= dial(s, host, a.port, "/echo?k=1", k % 2, &a.clients[k], a.tls); /* odd k: deflate */
   }
-  bad |= dial(s, "127.0.0.1", a.port, "/reject", 1, (void *)(intptr_t)1);
-  bad |= dial(s, "127.0.0.1", dead_port, "/", 1, (void *)(intptr_t)2);
-  bad |= dial(s, "two.test", dead_port, "/", 1, (void *)(intptr_t)2); /* both refuse */
-  bad |= dial(s, "no-such-host.invalid", 80, "/", 1, (void *)(intptr_t)3);
+  bad |= dial(s, "127.0.0.1", a.port, "/reject", 1, (void *)(intptr_t)1, a.tls);
+  bad |= dial(s, "127.0.0.1", dead_port, "/", 1, (void *)(intptr_t)2, a.tls);
+  bad |= dial(s, "two.test", dead_port, "/", 1, (void *)(intptr_t)2, a.tls); /* both refuse */
+  bad |= dial(s, "no-such-host.invalid", 80, "/", 1, (void *)(intptr_t)3, a.tls);
+  if (untrusting) bad |= dial(s, "localhost", a.port, "/", 1, (void *)(intptr_t)5, untrusting);
   if (bad) {
     ws_server_free(s);
     return 1;
   }
   ws_server_run(s);
   ws_server_free(s);
+  ws_tls_ctx_free(a.tls);
+  ws_tls_ctx_free(untrusting);
 
   for (int k = 0; k < OK_CLIENTS; k++) {
     peer *p = &a.clients[k];
@@ -301,11 +353,12 @@ int main(void) {
   }
   if (a.accepted_closed != OK_CLIENTS) fail(&a, "accepted side: on_close count");
   if (a.accepted_4000 != (OK_CLIENTS + 2) / 3) fail(&a, "accepted side: 4000 closes");
-  if (a.refused_403 != 1 || a.refused_conn != 2 || a.dns_failed != 1)
+  if (a.refused_403 != 1 || a.refused_conn != 2 || a.dns_failed != 1 ||
+      a.tls_refused != (a.tls != NULL))
     fail(&a, "a failing client was not reported once");
   if (a.deflated != OK_CLIENTS / 2) fail(&a, "deflate count");
   if (a.failures) return 1;
-  printf("client_loop: %d clients echoed and closed, 4 failures reported as expected\n",
-         OK_CLIENTS);
+  printf("client_loop%s: %d clients echoed and closed, %d failures reported as expected\n",
+         a.tls ? " (TLS)" : "", OK_CLIENTS, a.tls ? 5 : 4);
   return 0;
 }

@@ -8,7 +8,8 @@
  *                                 -> "ok" | "err <sentence>"
  *   sub NAME TOPIC / unsub NAME TOPIC     -> "ok <rc>"
  *   pub NAME TOPIC OPCODE PAYLOAD          -> "ok <rc>"
- *   pubn NAME TOPIC COUNT                  -> text "NAME:<i>" i=1..COUNT
+ *   pubn NAME TOPIC COUNT [SIZE]           -> text "NAME:<i>" i=1..COUNT (padded
+ *                                             with 'x' to SIZE bytes, at most 4096)
  *                                             "ok sent=<n> dropped=<n>"
  *   wait NAME up|down MS                   -> "ok" | "timeout"
  *   waitmsgs NAME N MS                     -> "ok <n>" | "timeout <n>"
@@ -218,11 +219,17 @@ static int run(tb *t, char *line) {
   } else if (!strcmp(c, "pub") && n == 5) {
     reply("ok %d", ws_redis_publish(r, tok[2], strlen(tok[2]), (unsigned)atoi(tok[3]), tok[4],
                                     strlen(tok[4])));
-  } else if (!strcmp(c, "pubn") && n == 4) {
+  } else if (!strcmp(c, "pubn") && (n == 4 || n == 5)) {
     unsigned long count = strtoul(tok[3], NULL, 10), sent = 0, dropped = 0;
+    size_t size = n == 5 ? strtoul(tok[4], NULL, 10) : 0;
+    if (size > 4096) size = 4096;
     for (unsigned long i = 1; i <= count; i++) {
-      char p[64];
+      char p[4160];
       int k = snprintf(p, sizeof p, "%s:%lu", b->name, i);
+      if ((size_t)k < size) { /* padded to SIZE bytes */
+        memset(p + k, 'x', size - (size_t)k);
+        k = (int)size;
+      }
       if (ws_redis_publish(r, tok[2], strlen(tok[2]), 1, p, (size_t)k) == WS_REDIS_OK) sent++;
       else dropped++;
     }

@@ -80,7 +80,9 @@ def test_failures_are_typed(run: Any) -> None:
         with pytest.raises(ConnectionRefusedError):
             await wsuv.aio.connect(f"ws://127.0.0.1:{free}/")
         with pytest.raises(wsuv.InvalidURI):
-            await wsuv.aio.connect("wss://127.0.0.1/")
+            await wsuv.aio.connect("https://127.0.0.1/")
+        with pytest.raises(ConnectionRefusedError):  # wss:// is TLS over the same TCP
+            await wsuv.aio.connect(f"wss://127.0.0.1:{free}/")
 
         class Deny(wsuv.Handler):
             def on_connect(self, request: wsuv.Request) -> Any:

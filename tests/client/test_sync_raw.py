@@ -237,10 +237,10 @@ def test_use_after_close_raises() -> None:
 
 
 def test_urls_refused_up_front() -> None:
-    with pytest.raises(wsuv.InvalidURI, match="TLS"):
-        wsuv.sync.connect("wss://example.com/")
-    with pytest.raises(wsuv.InvalidURI):
+    with pytest.raises(wsuv.InvalidURI, match="not a WebSocket URL"):
         wsuv.sync.connect("http://example.com/")
+    with pytest.raises(wsuv.InvalidURI, match="fragment"):
+        wsuv.sync.connect("wss://example.com/#frag")
     with pytest.raises(wsuv.InvalidURI):
         wsuv.sync.connect("ws://example.com/#frag")
 

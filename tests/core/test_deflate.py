@@ -52,6 +52,8 @@ SERVER_ROWS: list[tuple[str, str, str | None]] = [
      "permessage-deflate; server_max_window_bits=8"),
     ("client-window-8", "permessage-deflate; client_max_window_bits=8",
      "permessage-deflate; client_max_window_bits=8"),
+    # A client that did not offer 8 is never asked for 8: see
+    # test_a_client_window_of_8_is_asked_only_of_clients_that_offered_it.
     ("server-window-above-ours", "permessage-deflate; server_max_window_bits=15",
      "permessage-deflate; server_max_window_bits=12"),
     ("client-window-above-ours", "permessage-deflate; client_max_window_bits=15",
@@ -66,6 +68,12 @@ SERVER_ROWS: list[tuple[str, str, str | None]] = [
      "server_max_window_bits=10; client_max_window_bits=9",
      "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
      "server_max_window_bits=10; client_max_window_bits=9"),
+    # The longest answer (128 characters): it once lost its last byte.
+    ("all-four-two-digit-windows",
+     "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+     "server_max_window_bits=12; client_max_window_bits=12",
+     "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+     "server_max_window_bits=12; client_max_window_bits=12"),
     ("fallback-after-bad-window",
      "permessage-deflate; server_max_window_bits=7, permessage-deflate; client_max_window_bits=10",
      "permessage-deflate; client_max_window_bits=10"),
@@ -149,7 +157,8 @@ def test_server_negotiation_table(offer: str, answer: str | None) -> None:
             assert bits == 15
     # The answer is itself a valid offer (it parses to the same parameters).
     again = ffi.new("ws_pmd_params *")
-    assert lib.ws_pmd_format_answer(params, ffi.new("char[128]"), 128) == len(answer)
+    assert lib.ws_pmd_format_answer(params, ffi.new("char[]", lib.WS_PMD_HEADER_MAX),
+                                    lib.WS_PMD_HEADER_MAX) == len(answer)
     cfg15 = default_config(window_bits=15, peer_window_bits=15)
     rc2, _, again = negotiate(answer, cfg15)
     assert rc2 == 1
@@ -170,6 +179,17 @@ def test_our_choices_appear_in_the_answer() -> None:
     assert negotiate("permessage-deflate; server_max_window_bits=10; client_max_window_bits",
                      cfg)[1] == (
         "permessage-deflate; server_max_window_bits=9; client_max_window_bits=15")
+
+
+def test_a_client_window_of_8_is_asked_only_of_clients_that_offered_it() -> None:
+    """zlib cannot compress raw deflate within 8 bits; websockets' client fails
+    the connection on an answer of 8 it did not offer (seen in conformance 13)."""
+    cfg = default_config(peer_window_bits=8)
+    for offer, bits in [("permessage-deflate; client_max_window_bits", 9),
+                        ("permessage-deflate; client_max_window_bits=9", 9),
+                        ("permessage-deflate; client_max_window_bits=15", 9),
+                        ("permessage-deflate; client_max_window_bits=8", 8)]:
+        assert negotiate(offer, cfg)[1] == f"permessage-deflate; client_max_window_bits={bits}"
 
 
 def test_small_response_buffer_is_refused() -> None:
@@ -335,6 +355,107 @@ def test_inflate_matches_zlib(messages: list[tuple[bytes, list[int]]], bits: int
             c = zlib.compressobj(6, zlib.DEFLATED, -bits)
         wire = py_compress(c, data)
         assert s.inflate(splits(wire, cuts), out_cap) == data
+
+
+class RefInflater:
+    """Python's zlib as the reference for arbitrary compressed payloads, with
+    the receiver's rules of RFC 7692 7.2.2: the tail appended to each message;
+    after a final block the rest of that message is ignored and the next one
+    starts a new stream that still refers to the window (unless the sender
+    resets per message)."""
+
+    def __init__(self, bits: int, reset: bool) -> None:
+        self.bits, self.reset = bits, reset
+        self.history = b""
+        self.d = zlib.decompressobj(-bits)
+
+    def message(self, payload: bytes) -> bytes | None:
+        """The inflated message, or None if the data is invalid (close 1007)."""
+        try:
+            out = self.d.decompress(payload + TAIL)
+        except zlib.error:
+            return None
+        self.history = (self.history + out)[-(1 << self.bits):]
+        if self.reset:
+            self.history = b""
+            self.d = zlib.decompressobj(-self.bits)
+        elif self.d.eof:
+            self.d = (zlib.decompressobj(-self.bits, zdict=self.history) if self.history
+                      else zlib.decompressobj(-self.bits))
+        return out
+
+
+def mutated(data: bytes, edits: list[tuple[int, int]], cut: int | None) -> bytes:
+    """data with some bytes changed (position, xor) and possibly truncated."""
+    b = bytearray(data)
+    for pos, x in edits:
+        if b:
+            b[pos % len(b)] ^= x
+    return bytes(b[:cut] if cut is not None else b)
+
+
+def inflate_or_none(s: Streams, pieces: list[bytes], out_cap: int) -> bytes | None:
+    """Streams.inflate, with WS_PMD_ERROR as None (the engine's 1007)."""
+    out = ffi.new("uint8_t[]", out_cap)
+    used, got = ffi.new("size_t *"), ffi.new("size_t *")
+    result = bytearray()
+    for piece in pieces:
+        buf, off = ffi.from_buffer(piece), 0
+        while True:
+            r = lib.ws_pmd_inflate(s.m, buf + off, len(piece) - off, used, out, out_cap, got)
+            if r == lib.WS_PMD_ERROR:
+                return None
+            assert r in (lib.WS_PMD_OK, lib.WS_PMD_MORE), r
+            result += ffi.buffer(out, got[0])
+            off += used[0]
+            if r == lib.WS_PMD_OK:
+                break
+    while True:
+        r = lib.ws_pmd_inflate_end(s.m, out, out_cap, got)
+        if r == lib.WS_PMD_ERROR:
+            return None
+        assert r in (lib.WS_PMD_OK, lib.WS_PMD_MORE), r
+        result += ffi.buffer(out, got[0])
+        if r == lib.WS_PMD_OK:
+            return bytes(result)
+
+
+def compressed_variant(data: bytes, level: int, edits: list[tuple[int, int]], cut: int | None,
+                       final: bool) -> bytes:
+    """A message compressed within 9 bits, ending in a flush or in a final block
+    (RFC 7692 7.2.3.4 allows both), then edited and possibly truncated."""
+    z = (zlib.compress(data, level, -9) if final
+         else py_compress(zlib.compressobj(level, zlib.DEFLATED, -9), data))
+    return mutated(z, edits, cut)
+
+
+PAYLOAD = st.one_of(
+    st.binary(max_size=300),  # arbitrary bytes: mostly invalid, sometimes not
+    st.builds(compressed_variant, MESSAGE, st.integers(1, 9),
+              st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(1, 255)), max_size=3),
+              st.one_of(st.none(), st.integers(0, 3000)), st.booleans()),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(PAYLOAD, st.lists(st.integers(0, 3000), max_size=4)),
+                min_size=1, max_size=6),
+       st.sampled_from([8, 9, 12, 15]), st.booleans(), st.integers(1, 4000))
+def test_arbitrary_compressed_payloads_inflate_as_zlib_does(
+        payloads: list[tuple[bytes, list[int]]], bits: int, reset: bool, out_cap: int) -> None:
+    """RSV1 payloads that no compressor wrote (random bytes, zlib output with
+    flipped bytes, truncated, or ending in a final block): whatever the split,
+    wsuv's inflater gives the bytes Python's zlib gives, message by message,
+    or fails where zlib fails (and stays failed)."""
+    s = Streams({"client_max_window_bits": bits, "client_no_context_takeover": int(reset)})
+    ref = RefInflater(max(bits, 9), reset)  # wsuv inflates within at least 9 bits
+    for payload, cuts in payloads:
+        want = ref.message(payload)
+        got = inflate_or_none(s, splits(payload, cuts), out_cap)
+        assert got == want, (len(payload), None if want is None else len(want))
+        if want is None:
+            assert inflate_or_none(s, [b"\x00"], out_cap) is None  # broken for good
+            return
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

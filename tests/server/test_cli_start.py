@@ -202,10 +202,11 @@ def test_workers_must_be_positive(value: str) -> None:
     assert value in line
 
 
-def test_workers_help_says_broadcast_reaches_one_share() -> None:
+def test_workers_help_says_publish_reaches_all_and_broadcast_one_share() -> None:
     out = subprocess.run([*SERVE, "--help"], capture_output=True, text=True, timeout=30)
     text = " ".join(out.stdout.split())
-    assert "a broadcast reaches only its own process's share" in text
+    assert "publish reaches every worker's subscribers" in text
+    assert "a broadcast only its own process's share" in text
 
 
 def test_static_dir_that_does_not_exist(tmp_path: Path) -> None:

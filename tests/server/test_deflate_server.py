@@ -188,6 +188,27 @@ def test_compression_option_none_declines() -> None:
         peer.close()
 
 
+def test_compression_level_reaches_the_compressor() -> None:
+    """compression_level is zlib's level: 9 packs a message tighter than 1, and
+    both decode with an independent inflater."""
+    data = json.dumps([{"id": i, "name": f"user-{i % 13}", "score": i * 7 % 101,
+                        "tags": ["a", "bb", "ccc"][: i % 4]} for i in range(400)]).encode()
+    sizes = {}
+    for level in (1, 9):
+        with running_server(None, compression_level=level) as srv:
+            p = Peer(srv, "permessage-deflate")
+            p.send(TEXT, data)
+            f = p.reader.next(TIMEOUT)
+            assert f.rsv1 and f.fin
+            assert zlib.decompressobj(-15).decompress(f.payload + TAIL) == data
+            sizes[level] = len(f.payload)
+            p.sock.close()
+    assert sizes[9] < sizes[1], sizes
+    for bad in (0, 10, "6"):
+        with pytest.raises((ValueError, TypeError), match="compression_level"):
+            Server(None, compression_level=bad)
+
+
 def test_extension_lines_are_joined_and_the_first_acceptable_offer_wins() -> None:
     with running_server(None) as server:
         peer = Peer(server, None, extra=[
