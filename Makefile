@@ -13,7 +13,7 @@ CSRC := $(wildcard csrc/*.c csrc/*.h csrc/ffi/*.cdef) build_ffi.py setup.py pypr
 CORE := $(VENV)/.core-built
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv build test test-embedded serve bench bench-parser asan lint clean
+.PHONY: all deps venv build test test-embedded serve bench bench-parser bench-clients asan lint clean
 
 all: build
 
@@ -68,7 +68,7 @@ serve: build
 	$(VENV)/bin/wsuv-serve $(ARGS)
 
 # Benchmarks print ratios against peers measured in the same run.
-bench: bench-parser bench-servers bench-pubsub
+bench: bench-parser bench-servers bench-pubsub bench-clients
 
 build/parser_bench: benchmarks/parser_bench.c csrc/wsparser.c csrc/wsframe.c csrc/wsparser.h csrc/wsframe.h
 	@mkdir -p build
@@ -143,6 +143,19 @@ bench-servers: build node_modules/.installed build/loadgen
 .PHONY: bench-pubsub
 bench-pubsub: build build/loadgen
 	$(PY) benchmarks/bench_pubsub.py $(PUBSUB_ARGS)
+
+# wsuv's clients (callback, sync, asyncio/uvloop) against websocket-client, websockets
+# (sync, asyncio), picows and aiohttp, against one C echo server in another process;
+# messages per client CPU-second. Writes benchmarks/CLIENT_RESULTS.md.
+# Options: make bench-clients ARGS="--quick --clients wsuv-callback,picows-uvloop --scenarios rr64"
+bench-clients: build
+	@test -x benchmarks/.venv/bin/python || $(PYTHON) -m venv benchmarks/.venv
+	@cmp -s benchmarks/requirements-peers.txt benchmarks/.venv/.requirements || { \
+	  benchmarks/.venv/bin/pip install -q --upgrade pip && \
+	  benchmarks/.venv/bin/pip install -q -r benchmarks/requirements-peers.txt && \
+	  { benchmarks/.venv/bin/pip install -q socketify || echo "socketify did not install: it will be skipped"; } && \
+	  cp benchmarks/requirements-peers.txt benchmarks/.venv/.requirements; }
+	$(PY) benchmarks/bench_clients.py $(ARGS)
 
 # ---- Fuzzing (fuzz/) and the valgrind run of the C engine (tests/c/) ----
 # `make fuzz` replays fuzz/regressions/, then runs every libFuzzer harness and

@@ -38,6 +38,7 @@ struct ws_client_state {
   const char *tls_why;   /* static: a TLS failure the layer did not see (or NULL) */
   uint8_t reported;      /* on_connect_failed was called (or is not owed) */
   uint8_t offered_deflate;
+  uint8_t want_control;   /* o->want_control */
 };
 
 void ws_client_options_default(ws_client_options *o) {
@@ -100,9 +101,14 @@ void ws_client_int_gone(ws_server_conn *c) {
    * our side of the handshake is done, so this is not only the handshake.) */
   if (!err && c->tls && ws_tls_failed(c->tls)) err = WS_CLIENT_TLS;
   if (!err) err = UV_ECANCELED;
-  const ws_client_hs *hs = err > 0 && err != WS_CLIENT_TLS ? cl->hs : NULL;
-  ws_srv_app_turn(s->loop);
-  WS_SRV_APP_CALL(s->loop, s->cb.on_connect_failed(s, c, err, hs));
+  /* Inside an application callback (a stop from it) the report waits for
+   * it to return, like on_close. */
+  ws_srv_report_connect_failed(s, c, err);
+}
+
+void ws_client_int_report_failed(ws_server *s, ws_server_conn *c, int err) {
+  const ws_client_hs *hs = err > 0 && err != WS_CLIENT_TLS ? c->cl->hs : NULL;
+  s->cb.on_connect_failed(s, c, err, hs);
 }
 
 void ws_client_int_free(struct ws_client_state *cl) {
@@ -115,6 +121,12 @@ void ws_client_int_free(struct ws_client_state *cl) {
 }
 
 void ws_client_int_timeout(ws_server_conn *c) { client_fail(c, UV_ETIMEDOUT); }
+
+int ws_client_cancel(ws_server_conn *c) {
+  if (!c->cl || c->phase != PH_HANDSHAKE) return -1;
+  client_fail(c, UV_ECANCELED);
+  return 0;
+}
 
 void ws_client_int_mask_key(ws_conn *e, uint8_t key[4]) {
   ws_server_conn *c = e->data;
@@ -151,6 +163,7 @@ void ws_client_int_read(ws_server_conn *c, char *data, size_t len) {
   }
   cl->reported = 1; /* from here on, on_close is the report */
   ws_srv_start_engine(c);
+  if (cl->want_control) c->ws.want_control = 1;
   /* The server's first frames may have come with its 101. */
   if (used < len && c->phase == PH_OPEN) ws_conn_feed(&c->ws, (uint8_t *)data + used, len - used);
   if (c->phase == PH_OPEN) ws_srv_pmd_note(c);
@@ -398,6 +411,7 @@ int ws_client_connect(ws_server *s, const ws_client_options *o, ws_server_conn *
   }
   c->server = s;
   c->cl = cl;
+  cl->want_control = o->want_control != 0;
   uv_timer_init(&s->loop->uv, &c->timer);
   c->h.handle.data = c;
   c->timer.data = c;

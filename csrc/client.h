@@ -34,7 +34,8 @@
  * the accepted ones: ws_server_connection_count counts them,
  * ws_server_broadcast reaches them, a graceful ws_server_stop closes them
  * with 1001 (one still in its handshake gets on_connect_failed with
- * UV_ECANCELED, from inside ws_server_stop). Their limits, timers and
+ * UV_ECANCELED: from inside ws_server_stop, or, when the stop was called
+ * from an application callback, once that callback returns, like on_close). Their limits, timers and
  * compression settings are the server's config (the deflate offer is built
  * from cfg.pmd: window_bits for our compressor, peer_window_bits < 15 asks
  * the server for server_max_window_bits).
@@ -90,6 +91,8 @@ typedef struct ws_client_options {
                              pmd: "permessage-deflate; client_max_window_bits" by
                              default) */
   ws_client_hs_limits limits; /* response limits (zeros = clienths defaults) */
+  int want_control;       /* 1: on_control reports this connection's pings and pongs
+                             even if the server's cfg.want_control is 0 */
   ws_tls_ctx *tls;        /* non-NULL: wss://, TLS with this client-role context over
                              TCP (the connection takes its own reference: the caller
                              may free its own at any time). The certificate is checked
@@ -112,6 +115,11 @@ int ws_client_connect(ws_server *s, const ws_client_options *o, ws_server_conn *
  * subprotocol, the extensions answer); NULL for accepted connections. Valid
  * until the connection's on_close returns. */
 const ws_client_hs *ws_client_conn_response(const ws_server_conn *c);
+
+/* Gives up a client connection still in its handshake: on_connect_failed
+ * reports UV_ECANCELED (when the current application callback returns, if
+ * called from one). 0, or -1 if c is not a client connection before open. */
+int ws_client_cancel(ws_server_conn *c);
 
 /* 1 for a client connection, 0 for an accepted one. */
 int ws_client_conn_is_client(const ws_server_conn *c);

@@ -69,6 +69,13 @@ static void batch_forget(ws_loop *l, const ws_server *s) {
   else l->arena_len = 0;
 }
 
+static void defer_push(ws_loop *l, deferred_close *d) {
+  d->next = NULL;
+  if (l->deferred_tail) l->deferred_tail->next = d;
+  else l->deferred = d;
+  l->deferred_tail = d;
+}
+
 /* Reports on_close (or on_cancel) now, or queues it while a callback runs. */
 void ws_srv_report_close(ws_server *s, ws_server_conn *c, int cancel, unsigned code,
                          const char *reason, size_t reason_len) {
@@ -77,15 +84,13 @@ void ws_srv_report_close(ws_server *s, ws_server_conn *c, int cancel, unsigned c
   if (l->app_depth) {
     deferred_close *d = malloc(sizeof *d + reason_len);
     if (d) {
-      d->next = NULL;
       d->conn = c;
       d->cancel = cancel;
+      d->err = 0;
       d->code = code;
       d->reason_len = reason_len;
       if (reason_len) memcpy(d->reason, reason, reason_len);
-      if (l->deferred_tail) l->deferred_tail->next = d;
-      else l->deferred = d;
-      l->deferred_tail = d;
+      defer_push(l, d);
       return;
     }
     /* Out of memory: reporting now beats never reporting. */
@@ -93,6 +98,22 @@ void ws_srv_report_close(ws_server *s, ws_server_conn *c, int cancel, unsigned c
   ws_srv_app_turn(l);
   if (cancel) WS_SRV_APP_CALL(l, s->cb.on_cancel(s, c));
   else WS_SRV_APP_CALL(l, s->cb.on_close(s, c, code, reason, reason_len));
+}
+
+void ws_srv_report_connect_failed(ws_server *s, ws_server_conn *c, int err) {
+  ws_loop *l = s->loop;
+  if (l->app_depth) {
+    deferred_close *d = calloc(1, sizeof *d);
+    if (d) {
+      d->conn = c;
+      d->cancel = 2;
+      d->err = err;
+      defer_push(l, d);
+      return;
+    }
+  }
+  ws_srv_app_turn(l);
+  WS_SRV_APP_CALL(l, ws_client_int_report_failed(s, c, err));
 }
 
 static void shutdowns_owed(ws_loop *l) {
@@ -118,7 +139,8 @@ void ws_srv_app_leave(ws_loop *l) {
     if (!s->freeing) {
       ws_srv_app_turn(l);
       l->app_depth++;
-      if (d->cancel) s->cb.on_cancel(s, d->conn);
+      if (d->cancel == 2) ws_client_int_report_failed(s, d->conn, d->err);
+      else if (d->cancel) s->cb.on_cancel(s, d->conn);
       else s->cb.on_close(s, d->conn, d->code, d->reason, d->reason_len);
       l->app_depth--; /* the loop delivers what this callback queued */
     }

@@ -147,7 +147,9 @@ typedef struct write_req {
 typedef struct deferred_close {
   struct deferred_close *next;
   ws_server_conn *conn;       /* still allocated: freed only by a uv close callback */
-  int cancel;                 /* 1: on_cancel (a pending decision), 0: on_close */
+  int cancel;                 /* 1: on_cancel (a pending decision), 0: on_close,
+                                 2: on_connect_failed (client.c) with err */
+  int err;
   unsigned code;
   size_t reason_len;
   char reason[];
@@ -358,6 +360,10 @@ void ws_srv_conn_destroy(ws_server_conn *c);
 void ws_srv_conn_finish(ws_server_conn *c);
 /* The close callback of a connection's handles (frees it after the last). */
 void ws_srv_on_conn_handle_closed(uv_handle_t *h);
+/* A client connection's failure before open: reported now, or queued like a
+ * close while an application callback runs (the connection's memory lives
+ * until libuv's close callback, a later loop phase). */
+void ws_srv_report_connect_failed(ws_server *s, ws_server_conn *c, int err);
 static inline int ws_srv_conn_can_send(const ws_server_conn *c) {
   return c && c->phase == PH_OPEN && c->ws.state == WS_CONN_OPEN;
 }
@@ -403,6 +409,9 @@ void ws_client_int_timeout(ws_server_conn *c);
 /* conn_destroy of a client connection still in its handshake: reports
  * on_connect_failed (once, unless the server is being freed). */
 void ws_client_int_gone(ws_server_conn *c);
+/* Calls on_connect_failed for c (from ws_srv_report_connect_failed, now or
+ * when the outermost callback returns). */
+void ws_client_int_report_failed(ws_server *s, ws_server_conn *c, int err);
 /* Frees the client state (the connection's handles are closed). */
 void ws_client_int_free(struct ws_client_state *cl);
 /* The engine's mask_key callback for client connections. */

@@ -238,8 +238,10 @@ void ws_srv_cork_flush(ws_loop *l) {
   }
 }
 
-/* Copies bufs into the cork; returns the offset, or UINT32_MAX if full. */
-uint32_t ws_srv_cork_put(ws_loop *l, const uv_buf_t *bufs, unsigned n, size_t total) {
+/* Copies bufs into the cork; returns the offset, or UINT32_MAX if full.
+ * (Static here, so that the write path inlines it; fanout.c calls the
+ * ws_srv_ wrapper below.) */
+static uint32_t cork_put(ws_loop *l, const uv_buf_t *bufs, unsigned n, size_t total) {
   if (l->cork_len + total > CORK_SIZE || l->cork_n == CORK_ENTRIES) return UINT32_MAX;
   uint32_t off = (uint32_t)l->cork_len;
   for (unsigned i = 0; i < n; i++) {
@@ -275,9 +277,14 @@ int ws_srv_cork_add(ws_loop *l, ws_server_conn *c, uint32_t off, size_t len) {
   return 0;
 }
 
+uint32_t ws_srv_cork_put(ws_loop *l, const uv_buf_t *bufs, unsigned n, size_t total) {
+  return cork_put(l, bufs, n, total);
+}
+
 /* Writes bufs in order: into the cork while corking (small pieces), else at
- * once (after what the cork holds, so the order on every connection holds). */
-void ws_srv_conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
+ * once (after what the cork holds, so the order on every connection holds).
+ * Static for the same reason as cork_put: the engine's writes inline it. */
+static void conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
   ws_loop *l = c->server->loop;
   if (c->phase >= PH_CLOSED) return;
   if (l->embedded && !l->in_run && !l->ext_corked && !l->flushing) {
@@ -293,10 +300,10 @@ void ws_srv_conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
     for (unsigned i = 0; i < n; i++) total += bufs[i].len;
     if (total == 0) return;
     if (total <= CORK_MAX_PIECE) {
-      uint32_t off = ws_srv_cork_put(l, bufs, n, total);
+      uint32_t off = cork_put(l, bufs, n, total);
       if (off == UINT32_MAX) {
         ws_srv_cork_flush(l);
-        off = ws_srv_cork_put(l, bufs, n, total);
+        off = cork_put(l, bufs, n, total);
       }
       if (off != UINT32_MAX && ws_srv_cork_add(l, c, off, total) == 0) return;
     }
@@ -305,9 +312,13 @@ void ws_srv_conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
   conn_write_now(c, bufs, n);
 }
 
+void ws_srv_conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
+  conn_write(c, bufs, n);
+}
+
 void ws_srv_conn_write_raw(ws_server_conn *c, const char *data, size_t len) {
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-  ws_srv_conn_write(c, &b, 1);
+  conn_write(c, &b, 1);
 }
 
 /* ---------- engine callbacks ---------- */
@@ -319,5 +330,5 @@ void ws_srv_eng_write(ws_conn *e, const ws_conn_buf *bufs, size_t n) {
   for (size_t i = 0; i < n && k < 2; i++) {
     if (bufs[i].len) b[k++] = uv_buf_init((char *)bufs[i].base, (unsigned)bufs[i].len);
   }
-  ws_srv_conn_write(c, b, k);
+  conn_write(c, b, k);
 }

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from wsuv.accept import accept_key
     from wsuv.aio import broadcast
     from wsuv.capp import CApp, CAppError, get_include, load_c_app
+    from wsuv.client import Client, connect
     from wsuv.frames import (
         Frame,
         FrameChunk,
@@ -53,6 +54,8 @@ _LAZY = {
                      "Opcode", "StreamingFrameParser", "encode_frame"), "wsuv.frames"),
     "Utf8Validator": "wsuv.utf8",
     "broadcast": "wsuv.aio",
+    "Client": "wsuv.client",
+    "connect": "wsuv.client",
     "is_valid_utf8": "wsuv.utf8",
 }
 _SUBMODULES = ("sync",)
@@ -79,6 +82,7 @@ __all__ = [
     "Accept",
     "CApp",
     "CAppError",
+    "Client",
     "ConnectionClosed",
     "Frame",
     "FrameChunk",
@@ -106,6 +110,7 @@ __all__ = [
     "__version__",
     "accept_key",
     "broadcast",
+    "connect",
     "encode_frame",
     "get_include",
     "is_valid_utf8",

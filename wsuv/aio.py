@@ -32,7 +32,8 @@ from wsuv.request import Request
 from wsuv.server import Server, _default_logging, decide_later, is_pending
 from wsuv.websocket import ConnectionClosed, Message, WebSocket
 
-__all__ = ["AioClientConnection", "AioServer", "Connection", "broadcast", "connect", "serve"]
+__all__ = ["AioClientConnection", "AioServer", "Connection", "broadcast", "client", "connect",
+           "serve"]
 
 log = logging.getLogger("wsuv")
 _buffered = lib.ws_server_conn_buffered
@@ -60,17 +61,26 @@ def serve(handler: Any, host: str = "127.0.0.1", port: int = 8080,
     return _Serve(handler, dict(options, host=host, port=port), max_queue)
 
 
+def client(handler: Any, **options: Any) -> _Serve:
+    """Host callback-style client connections on the running asyncio loop,
+    without listening (:class:`wsuv.Client`'s options): ``async with
+    wsuv.aio.client(MyHandler()) as c: ws = c.connect(url); ...``. The
+    handler's methods are plain ``def`` (for async code: :func:`connect`)."""
+    return _Serve(handler, options, None, dial_only=True)
+
+
 class _Serve:
     """What :func:`serve` returns: awaitable, and an async context manager."""
 
     def __init__(self, handler: Any, options: dict[str, Any],
-                 max_queue: int | tuple[int, int] | None) -> None:
+                 max_queue: int | tuple[int, int] | None, dial_only: bool = False) -> None:
         self._args = (handler, options, max_queue)
+        self._dial_only = dial_only
         self._server: AioServer | None = None
 
     def _start(self) -> AioServer:
         if self._server is None:
-            self._server = AioServer(*self._args)
+            self._server = AioServer(*self._args, dial_only=self._dial_only)
         return self._server
 
     def __await__(self) -> Generator[Any, None, AioServer]:
@@ -108,42 +118,54 @@ class AioServer:
     """A :class:`wsuv.Server` attached to the running asyncio loop."""
 
     def __init__(self, handler: Any, options: dict[str, Any],
-                 max_queue: int | tuple[int, int] | None) -> None:
+                 max_queue: int | tuple[int, int] | None, *, dial_only: bool = False) -> None:
+        what = "wsuv.aio.client" if dial_only else "wsuv.aio.serve"
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
-            raise RuntimeError("wsuv.aio.serve needs a running asyncio loop: call it from "
+            raise RuntimeError(f"{what} needs a running asyncio loop: call it from "
                                "async code (asyncio.run(main()))") from None
         if options.get("handle_signals"):
             raise ValueError("handle_signals belongs to the asyncio loop here: use "
                              "loop.add_signal_handler, or wsuv.Server(...).run()")
-        options["handle_signals"] = False
         if options.get("busy_poll_us"):
             raise ValueError("busy_poll_us needs the server's own loop (wsuv.Server.run)")
         self._high, self._low = _queue_marks(max_queue)
         user = resolve_handler(handler, allow_async=True)
-        if user is None:
-            adapter: Any = None  # the built-in C echo
-        elif is_connection_handler(user):
-            adapter = _ConnectionAdapter(self, user)
-        elif has_async_methods(user):
-            adapter = _AsyncMethodsAdapter(self, user)
+        adapter: Any = user  # plain methods: the fast path, unchanged
+        if dial_only:
+            if is_connection_handler(user) or has_async_methods(user):
+                raise TypeError("wsuv.aio.client takes a handler with plain def methods; "
+                                "for async code use wsuv.aio.connect(url)")
         else:
-            adapter = user  # plain methods: the fast path, unchanged
+            options["handle_signals"] = False
+            if user is None:
+                adapter = None  # the built-in C echo
+            elif is_connection_handler(user):
+                adapter = _ConnectionAdapter(self, user)
+            elif has_async_methods(user):
+                adapter = _AsyncMethodsAdapter(self, user)
         self.handler = user
         # Every server and client of this asyncio loop shares one C loop (one fd).
         host = host_for(self._loop)
         try:
-            self.server = server = Server(adapter, loop=host.wloop, **options)
+            if dial_only:
+                from wsuv.client import Client
+
+                server: Server = Client(user, loop=host.wloop, **options)
+            else:
+                server = Server(adapter, loop=host.wloop, **options)
         except BaseException:
             host.maybe_close()
             raise
+        self.server = server
         if isinstance(adapter, _Adapter):
             adapter.attach(server)
         server._thread_id = threading.get_ident()
         server._ran = True  # run() would start a second loop on this one's handles
         try:
-            server.listen()
+            if not dial_only:
+                server.listen()
         except OSError:
             server._ran = False
             server.close()
@@ -202,6 +224,17 @@ class AioServer:
     def connections(self) -> list[WebSocket]:
         """Open connections (the handler-level :class:`WebSocket` objects)."""
         return self.server.connections
+
+    def connect(self, url: str, handler: Any = None, **options: Any) -> WebSocket:
+        """Dial ``url`` on this server's loop in the callback style (see
+        :meth:`wsuv.Server.connect`); ``handler`` defaults to the server's (its
+        async methods too). A handler given here has plain ``def`` methods."""
+        if handler is not None and (is_connection_handler(handler)
+                                    or has_async_methods(handler)):
+            raise TypeError("AioServer.connect takes a handler with plain def methods; for "
+                            "async code use wsuv.aio.connect(url) or the server's own "
+                            "handler (handler=None)")
+        return self.server.connect(url, handler, **options)
 
     def broadcast(self, message: str | bytes, exclude: WebSocket | None = None) -> int:
         """:meth:`wsuv.Server.broadcast`: one frame, written to every connection in C."""

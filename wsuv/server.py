@@ -41,6 +41,8 @@ _SERVERS: dict[Any, Server] = {}
 _CONNS: dict[int, WebSocket] = {}
 # Connections whose on_connect is being awaited (wsuv.aio): C pointer -> (server, request).
 _PENDING: dict[int, tuple[Server, Request]] = {}
+# Client connections not open yet (Server.connect): C pointer -> WebSocket.
+DIALING: dict[int, WebSocket] = {}
 _uintptr = ffi.typeof("uintptr_t")
 
 
@@ -96,6 +98,9 @@ class Server:
         # the decision was deferred in C; it answers later through _carry_out.
         self._async_connect: Callable[[Any, Request], None] | None = None
         self._opening: WebSocket | None = None
+        # wsuv.Client's wake-up flag (ws_server_run_until): set when a connection
+        # ends, a timer fires or a call runs, so run() sees it may be idle.
+        self._idle_flag: Any = None
         self._ran = False
         self.addresses: list[str] = []
         self.port: int | None = None
@@ -163,10 +168,12 @@ class Server:
             cb.on_message = lib.wsuv_on_message
             cb.on_batch = lib.wsuv_on_batch
             cb.on_close = lib.wsuv_on_close
-            if cfg.want_control:
-                cb.on_control = lib.wsuv_on_control
-            if want["on_drain"]:
-                cb.on_drain = lib.wsuv_on_drain
+            # C reports pings/pongs only for connections that want them (the
+            # server's handler, cfg.want_control, or a client connection's
+            # handler); drains only happen past write_high_water.
+            cb.on_control = lib.wsuv_on_control
+            cb.on_drain = lib.wsuv_on_drain
+            cb.on_connect_failed = lib.wsuv_on_connect_failed
         self.loop = loop
         if self._c_app is None:
             c_loop = loop._ptr() if loop is not None else ffi.NULL
@@ -220,6 +227,8 @@ class Server:
             with self._waiters_lock:
                 s, self._s = self._s, ffi.NULL
             _SERVERS.pop(s, None)
+            for key in [k for k, ws in list(DIALING.items()) if ws._server is self]:
+                DIALING.pop(key, None)
             if self._c_app is not None:
                 self._c_app._detach()
             self._leave_loop()
@@ -252,6 +261,19 @@ class Server:
                 self.addresses.append(f"{scheme}://{shown}:{bound[0]}/")
             self.port = port
 
+    # -- dialling out -------------------------------------------------------------
+    def connect(self, url: str, handler: Any = None, **options: Any) -> WebSocket:
+        """Open a client connection to ``url`` on this server's loop and return its
+        :class:`WebSocket` at once; ``handler`` (default: the server's) gets
+        ``on_open`` when it opens, or ``on_connect_failed(ws, error)``.
+        Options: ``subprotocols``, ``origin``, ``additional_headers``,
+        ``compression``; timeouts and limits are the server's
+        (``handshake_timeout`` is the open timeout). From another thread it is
+        handed to the loop and waits for it."""
+        from wsuv.client import dial
+
+        return dial(self, url, handler, **options)
+
     # -- running ------------------------------------------------------------------
     def run(self) -> None:
         """Serve until stopped (a signal, :meth:`stop`); then free the loop."""
@@ -279,11 +301,13 @@ class Server:
     def _start_running(self) -> None:
         """run() (or Loop.run()) begins: listen, announce, mark the loop thread."""
         self._ran = True
+        # Before the listeners exist: a thread that sees the port open must see
+        # that it is not the loop thread (its calls are handed over).
+        self._thread_id = threading.get_ident()
         self.listen()
         _default_logging()
         # Said from inside the loop: once it is printed, SIGINT/SIGTERM are handled.
         self.call_soon_threadsafe(_announce, list(self.addresses))
-        self._thread_id = threading.get_ident()
         self._running = True
 
     def _set_serving(self, on: bool) -> None:
@@ -308,6 +332,8 @@ class Server:
             _CONNS.pop(key, None)
         for key in [k for k, (srv, _r) in _PENDING.items() if srv is self]:
             _PENDING.pop(key, None)
+        for key in [k for k, ws in list(DIALING.items()) if ws._server is self]:
+            DIALING.pop(key, None)
         _SERVERS.pop(s, None)
         if self._c_app is not None:
             self._c_app._detach()
@@ -754,17 +780,32 @@ def _failed(ws: WebSocket, what: str) -> None:
 
 @_extern
 def wsuv_on_open(s: Any, c: Any) -> None:
-    srv = _SERVERS[s]
-    ws, srv._opening = srv._opening, None
-    if ws is None or ws._c != c:
-        return
+    ws = DIALING.pop(_addr(c), None) if DIALING else None
+    if ws is not None:  # a client connection (Server.connect)
+        from wsuv.client import opened
+
+        opened(ws, c)
+    else:
+        srv = _SERVERS[s]
+        ws, srv._opening = srv._opening, None
+        if ws is None or ws._c != c:
+            return
+        if srv.options["compression"]:
+            ws.extensions = _extensions(c)
     _CONNS[_addr(c)] = ws
-    if srv.options["compression"]:
-        ws.extensions = _extensions(c)
     try:
-        ws._server.handler.on_open(ws)
+        ws._handler.on_open(ws)
     except Exception:
         _failed(ws, "on_open")
+
+
+@_extern
+def wsuv_on_connect_failed(s: Any, c: Any, err: int, hs: Any) -> None:
+    ws = DIALING.pop(_addr(c), None)
+    if ws is not None:
+        from wsuv.client import failed
+
+        failed(ws, err, hs)
 
 
 @_extern
@@ -773,9 +814,9 @@ def wsuv_on_message(s: Any, c: Any, opcode: int, data: Any, length: int) -> None
     try:
         # One copy either way: decoded from C memory, or unpacked into bytes.
         if opcode == 1:
-            ws._server._on_message(ws, str(ffi.buffer(data, length), "utf-8"))
+            ws._on_message(ws, str(ffi.buffer(data, length), "utf-8"))
         else:
-            ws._server._on_message(ws, ffi.unpack(data, length))
+            ws._on_message(ws, ffi.unpack(data, length))
     except Exception:
         _failed(ws, "on_message")
 
@@ -783,7 +824,6 @@ def wsuv_on_message(s: Any, c: Any, opcode: int, data: Any, length: int) -> None
 @_extern
 def wsuv_on_batch(s: Any, entries: Any, n: int, arena: Any) -> None:
     """Small messages of one poll phase, in order: one C->Python crossing for all."""
-    on_message = _SERVERS[s]._on_message
     words = ffi.unpack(entries, 4 * n)
     # Request/response: a batch of one skips the loop below, whose zip/iter set-up
     # and slice cost ~5,000 instructions per call (callgrind, 1 conn, K=1).
@@ -792,7 +832,7 @@ def wsuv_on_batch(s: Any, entries: Any, n: int, arena: Any) -> None:
         if ws is not None:
             data = ffi.unpack(arena, words[3])
             try:
-                on_message(ws, data.decode() if words[1] == 1 else data)
+                ws._on_message(ws, data.decode() if words[1] == 1 else data)
             except Exception:
                 _failed(ws, "on_message")
         return
@@ -807,7 +847,7 @@ def wsuv_on_batch(s: Any, entries: Any, n: int, arena: Any) -> None:
             continue
         data = snap[off:off + length]
         try:
-            on_message(ws, data.decode() if opcode == 1 else data)
+            ws._on_message(ws, data.decode() if opcode == 1 else data)
         except Exception:
             _failed(ws, "on_message")
 
@@ -818,7 +858,7 @@ def wsuv_on_control(s: Any, c: Any, opcode: int, data: Any, length: int) -> None
     if ws is None:
         return
     name = "on_ping" if opcode == 9 else "on_pong"
-    method = getattr(ws._server.handler, name, None)
+    method = getattr(ws._handler, name, None)
     if method is None:
         return
     try:
@@ -832,8 +872,11 @@ def wsuv_on_drain(s: Any, c: Any) -> None:
     ws = _CONNS.get(_addr(c))
     if ws is None:
         return
+    method = getattr(ws._handler, "on_drain", None)
+    if method is None:
+        return
     try:
-        ws._server.handler.on_drain(ws)
+        method(ws)
     except Exception:
         _failed(ws, "on_drain")
 
@@ -846,8 +889,11 @@ def wsuv_on_close(s: Any, c: Any, code: int, reason: Any, length: int) -> None:
     ws._c = None
     ws.close_code = code
     ws.close_reason = ffi.unpack(reason, length).decode("utf-8", "replace")
+    flag = ws._server._idle_flag
+    if flag is not None:
+        flag[0] = 1
     try:
-        ws._server.handler.on_close(ws, code, ws.close_reason)
+        ws._handler.on_close(ws, code, ws.close_reason)
     except Exception:
         log.exception("on_close raised for %r", ws)
 
@@ -863,6 +909,8 @@ def wsuv_on_wakeup(s: Any) -> None:
     if srv is None:
         return
     pending = srv._pending
+    if srv._idle_flag is not None:
+        srv._idle_flag[0] = 1
     for _ in range(len(pending)):
         fn, args = pending.popleft()
         try:
@@ -875,9 +923,11 @@ def wsuv_on_wakeup(s: Any) -> None:
 def wsuv_on_timer(s: Any, timer_id: int) -> None:
     srv = _SERVERS.get(s)
     entry = srv._timers.pop(timer_id, None) if srv is not None else None
-    if entry is None:
+    if entry is None or srv is None:
         return
     _t, fn, args = entry
+    if srv._idle_flag is not None:
+        srv._idle_flag[0] = 1
     try:
         fn(*args)
     except Exception:

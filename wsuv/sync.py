@@ -201,45 +201,14 @@ class ClientConnection:
                  subprotocols: Sequence[str] | None, origin: str | None,
                  additional_headers: Iterable[tuple[str, str]] | dict[str, str] | None,
                  deflate: bool) -> None:
-        keep: list[Any] = []  # C strings borrowed by the options for the call
-
-        def cstr(value: str | bytes) -> tuple[Any, int]:
-            b = value.encode() if isinstance(value, str) else value
-            p = ffi.new("char[]", b)
-            keep.append(p)
-            return p, len(b)
-
-        o = ffi.new("ws_client_options *")
-        lib.ws_client_options_default(o)
-        o.host, o.host_len = cstr(host)
-        o.port = port
-        if unix_path is not None:
-            o.unix_path = cstr(os.fsencode(unix_path))[0]
-        o.target, o.target_len = cstr(target)
-        if origin is not None:
-            o.origin, o.origin_len = cstr(origin)
-        protos = list(subprotocols or ())
-        if protos:
-            arr = ffi.new("ws_client_hs_str[]", len(protos))
-            for i, name in enumerate(protos):
-                arr[i].ptr, arr[i].len = cstr(name)
-            keep.append(arr)
-            o.subprotocols, o.subprotocol_count = arr, len(protos)
-        fields = list(additional_headers.items() if isinstance(additional_headers, dict)
-                      else additional_headers or ())
-        if fields:
-            harr = ffi.new("ws_client_hs_field[]", len(fields))
-            for i, (name, value) in enumerate(fields):
-                harr[i].name, harr[i].name_len = cstr(name.encode("latin-1"))
-                harr[i].value, harr[i].value_len = cstr(value.encode("latin-1"))
-            keep.append(harr)
-            o.headers, o.header_count = harr, len(fields)
-        o.compression = int(deflate)
+        o, keep = client_options(host, port, unix_path, target, subprotocols, origin,
+                                 additional_headers, deflate)
         if self._tls is not None:
             o.tls = self._tls.ptr
         out = ffi.new("ws_server_conn **")
         req_err = ffi.new("long *")
         r = lib.ws_client_connect(self._s, o, out, req_err)
+        del keep  # borrowed by o until here
         if r == lib.WS_CLIENT_E_REQUEST:
             why = ffi.string(lib.ws_client_hs_strerror(req_err[0])).decode()
             raise ValueError(f"cannot build the upgrade request: {why}")
@@ -405,38 +374,94 @@ class ClientConnection:
 
     # -- from the C callbacks ----------------------------------------------------
     def _on_open(self, c: Any) -> None:
-        hs = lib.ws_client_conn_response(c)
-        self.response = _read_response(hs)
-        n = ffi.new("size_t *")
-        p = lib.ws_client_hs_subprotocol(hs, n)
-        if p != ffi.NULL:
-            self.subprotocol = ffi.unpack(p, n[0]).decode("latin-1")
-        p = lib.ws_client_hs_extensions(hs, n)
-        if p != ffi.NULL:
-            value = ffi.unpack(p, n[0]).decode("latin-1")
-            self.extensions = [e.strip() for e in value.split(",") if e.strip()]
+        self.response, self.subprotocol, self.extensions = opened(c)
         self._opened = True
 
     def _on_failed(self, c: Any, err: int, hs: Any) -> None:
-        if err < 0:
-            self._error = _os_error(err, self._where)
-        elif err == lib.WS_CLIENT_REFUSED:
-            resp = _read_response(hs)
-            self._error = InvalidStatus(resp.status, resp.headers, resp.body,
-                                        f"server {self._where} refused the WebSocket "
-                                        f"handshake: HTTP {resp.status} {resp.reason}".rstrip())
-        elif err == lib.WS_CLIENT_TLS:
-            self._error = client_tls.handshake_error(c, self._where, self._url_host)
-        elif err == lib.WS_CLIENT_INVALID:
-            why = ffi.string(lib.ws_client_hs_fail_reason(hs)).decode()
-            self._error = InvalidHandshake(f"invalid handshake response from {self._where}: {why}")
-        else:
-            n = ffi.new("size_t *")
-            p = lib.ws_client_hs_extensions(hs, n)
-            value = ffi.unpack(p, n[0]).decode("latin-1") if p != ffi.NULL else ""
-            self._error = InvalidHandshake(
-                f"server {self._where} answered an extension we cannot accept: {value!r}")
+        self._error = failure(err, hs, self._where, c, self._url_host)
         self._c = ffi.NULL
+
+
+def opened(c: Any) -> tuple[HandshakeResponse, str | None, list[str]]:
+    """An open client connection's 101, subprotocol and extensions."""
+    hs = lib.ws_client_conn_response(c)
+    response = _read_response(hs)
+    n = ffi.new("size_t *")
+    subprotocol = None
+    p = lib.ws_client_hs_subprotocol(hs, n)
+    if p != ffi.NULL:
+        subprotocol = ffi.unpack(p, n[0]).decode("latin-1")
+    extensions: list[str] = []
+    p = lib.ws_client_hs_extensions(hs, n)
+    if p != ffi.NULL:
+        value = ffi.unpack(p, n[0]).decode("latin-1")
+        extensions = [e.strip() for e in value.split(",") if e.strip()]
+    return response, subprotocol, extensions
+
+
+def failure(err: int, hs: Any, where: str, c: Any = None, url_host: str = "") -> BaseException:
+    """The typed error of a client connection that failed before it opened
+    (on_connect_failed's err and response; c and the URL's host name a TLS
+    failure)."""
+    if err < 0:
+        return _os_error(err, where)
+    if err == lib.WS_CLIENT_TLS:
+        return client_tls.handshake_error(c, where, url_host)
+    if err == lib.WS_CLIENT_REFUSED:
+        resp = _read_response(hs)
+        return InvalidStatus(resp.status, resp.headers, resp.body,
+                             f"server {where} refused the WebSocket handshake: "
+                             f"HTTP {resp.status} {resp.reason}".rstrip())
+    if err == lib.WS_CLIENT_INVALID:
+        why = ffi.string(lib.ws_client_hs_fail_reason(hs)).decode()
+        return InvalidHandshake(f"invalid handshake response from {where}: {why}")
+    n = ffi.new("size_t *")
+    p = lib.ws_client_hs_extensions(hs, n)
+    value = ffi.unpack(p, n[0]).decode("latin-1") if p != ffi.NULL else ""
+    return InvalidHandshake(f"server {where} answered an extension we cannot accept: {value!r}")
+
+
+def client_options(host: str, port: int, unix_path: str | None, target: str,
+                   subprotocols: Sequence[str] | None, origin: str | None,
+                   additional_headers: Iterable[tuple[str, str]] | dict[str, str] | None,
+                   deflate: bool) -> tuple[Any, list[Any]]:
+    """The C ``ws_client_options`` of a connection, and the C strings it borrows
+    (keep them alive until ws_client_connect returns)."""
+    keep: list[Any] = []  # C strings borrowed by the options for the call
+
+    def cstr(value: str | bytes) -> tuple[Any, int]:
+        b = value.encode() if isinstance(value, str) else value
+        p = ffi.new("char[]", b)
+        keep.append(p)
+        return p, len(b)
+
+    o = ffi.new("ws_client_options *")
+    lib.ws_client_options_default(o)
+    o.host, o.host_len = cstr(host)
+    o.port = port
+    if unix_path is not None:
+        o.unix_path = cstr(os.fsencode(unix_path))[0]
+    o.target, o.target_len = cstr(target)
+    if origin is not None:
+        o.origin, o.origin_len = cstr(origin)
+    protos = list(subprotocols or ())
+    if protos:
+        arr = ffi.new("ws_client_hs_str[]", len(protos))
+        for i, name in enumerate(protos):
+            arr[i].ptr, arr[i].len = cstr(name)
+        keep.append(arr)
+        o.subprotocols, o.subprotocol_count = arr, len(protos)
+    fields = list(additional_headers.items() if isinstance(additional_headers, dict)
+                  else additional_headers or ())
+    if fields:
+        harr = ffi.new("ws_client_hs_field[]", len(fields))
+        for i, (name, value) in enumerate(fields):
+            harr[i].name, harr[i].name_len = cstr(name.encode("latin-1"))
+            harr[i].value, harr[i].value_len = cstr(value.encode("latin-1"))
+        keep.append(harr)
+        o.headers, o.header_count = harr, len(fields)
+    o.compression = int(deflate)
+    return o, keep
 
 
 def _encode(message: Any) -> tuple[Any, int]:

@@ -50,7 +50,8 @@ class WebSocket:
     """
 
     __slots__ = ("_c", "_server", "_id", "request", "subprotocol", "extensions", "close_code",
-                 "close_reason", "state", "__weakref__")
+                 "close_reason", "state", "_handler", "_on_message", "_dialing", "response",
+                 "__weakref__")
 
     def __init__(self, c: Any, server: Server, request: Request, subprotocol: str | None) -> None:
         self._c = c
@@ -65,6 +66,14 @@ class WebSocket:
         self.close_code: int | None = None
         self.close_reason = ""
         self.state: Any = None
+        # Whose methods run for this connection: the server's handler, or the
+        # one given to Server.connect for a client connection (wsuv.client).
+        self._handler: Any = server.handler
+        self._on_message: Any = server._on_message
+        #: A client connection's C pointer until it opens (then ``_c``); else None.
+        self._dialing: Any = None
+        #: A client connection's handshake response (status, headers); None when accepted.
+        self.response: Any = None
 
     @property
     def server(self) -> Server:
@@ -184,6 +193,8 @@ class WebSocket:
             return
         if self._c is not None:
             lib.ws_server_conn_close(self._c, code, raw, len(raw))
+        elif self._dialing is not None:  # a client connection not open yet: give up
+            lib.ws_client_cancel(self._dialing)
 
     # -- topics ----------------------------------------------------------------------
     def subscribe(self, topic: str) -> bool:

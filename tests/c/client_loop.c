@@ -255,6 +255,81 @@ static int dial(ws_server *s, const char *host, int port, const char *target, in
   return 0;
 }
 
+/* ---------- a stop from inside a callback ----------
+ * Client "open" dials "/", client "held" dials "/hold", whose decision the
+ * server defers for ever. In open's on_open the application stops the server:
+ * held's on_connect_failed (UV_ECANCELED) must come after on_open returns,
+ * not from inside the stop (the same rule as on_close). */
+typedef struct stop_app {
+  int in_callback;  /* inside on_open2 */
+  int failed;       /* on_connect_failed count */
+  int nested;       /* ... of which inside on_open2 */
+  int err;
+  int opened;
+} stop_app;
+
+static void on_request2(ws_server *s, ws_server_conn *c, const ws_handshake *hs) {
+  (void)s;
+  size_t len = 0;
+  const char *target = ws_handshake_target(hs, &len);
+  if (len == 5 && memcmp(target, "/hold", 5) == 0) ws_server_conn_defer(c);
+}
+
+static void on_open2(ws_server *s, ws_server_conn *c) {
+  stop_app *a = ws_server_user(s);
+  if (!ws_client_conn_is_client(c)) return;
+  a->opened++;
+  a->in_callback = 1;
+  ws_server_stop(s, 1);
+  a->in_callback = 0;
+}
+
+static void on_connect_failed2(ws_server *s, ws_server_conn *c, int err, const ws_client_hs *hs) {
+  (void)c;
+  (void)hs;
+  stop_app *a = ws_server_user(s);
+  a->failed++;
+  a->nested += a->in_callback;
+  a->err = err;
+}
+
+static void on_cancel2(ws_server *s, ws_server_conn *c) {
+  (void)s;
+  (void)c;
+}
+
+/* 0 when held's failure was reported once, outside on_open2. */
+static int stop_from_callback(void) {
+  stop_app a;
+  memset(&a, 0, sizeof a);
+  ws_server_config cfg;
+  ws_server_config_default(&cfg);
+  cfg.handle_signals = 0;
+  ws_server_callbacks cb;
+  memset(&cb, 0, sizeof cb);
+  cb.on_request = on_request2;
+  cb.on_open = on_open2;
+  cb.on_connect_failed = on_connect_failed2;
+  cb.on_cancel = on_cancel2;
+  int port = 0;
+  ws_server *s = ws_server_new(&cfg, &cb, &a);
+  if (!s || ws_server_listen_tcp(s, "127.0.0.1", 0, &port) != 0) {
+    ws_server_free(s);
+    return 1;
+  }
+  /* held first: its request is in (and deferred) before open's 101 is read. */
+  int bad = dial(s, "127.0.0.1", port, "/hold", 0, NULL, NULL);
+  bad |= dial(s, "127.0.0.1", port, "/", 0, NULL, NULL);
+  if (!bad) ws_server_run(s);
+  ws_server_free(s);
+  if (bad || a.opened != 1 || a.failed != 1 || a.nested != 0 || a.err != UV_ECANCELED) {
+    fprintf(stderr, "client_loop: stop inside on_open: opened %d, on_connect_failed %d "
+            "(%d inside the callback), err %d\n", a.opened, a.failed, a.nested, a.err);
+    return 1;
+  }
+  return 0;
+}
+
 static ws_tls_ctx *tls_ctx(int role, const char *cert, const char *key, const char *ca) {
   ws_tls_config tc;
   ws_tls_config_default(&tc);
@@ -357,8 +432,10 @@ int main(int argc, char **argv) {
       a.tls_refused != (a.tls != NULL))
     fail(&a, "a failing client was not reported once");
   if (a.deflated != OK_CLIENTS / 2) fail(&a, "deflate count");
+  if (stop_from_callback() != 0) a.failures++;
   if (a.failures) return 1;
-  printf("client_loop%s: %d clients echoed and closed, %d failures reported as expected\n",
+  printf("client_loop%s: %d clients echoed and closed, %d failures reported as expected; "
+         "a stop inside on_open reported the pending client after it\n",
          a.tls ? " (TLS)" : "", OK_CLIENTS, a.tls ? 5 : 4);
   return 0;
 }
