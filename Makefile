@@ -170,7 +170,7 @@ FUZZ_APT_PKGS ?= clang libclang-rt-14-dev
 FUZZ_COMMON := fuzz/fuzz_common.h fuzz/ref_ws.h
 FUZZ_BINS := build/fuzz/fuzz_frame_parser build/fuzz/fuzz_utf8 build/fuzz/fuzz_handshake build/fuzz/fuzz_wsconn \
   build/fuzz/fuzz_pmdeflate build/fuzz/fuzz_clienths build/fuzz/fuzz_topics build/fuzz/fuzz_envelope build/fuzz/fuzz_tls \
-  build/fuzz/fuzz_busproto
+  build/fuzz/fuzz_busproto build/fuzz/fuzz_redisseq
 STRESS_CONNS ?= 10000
 
 .PHONY: fuzz fuzz-ci fuzz-build fuzz-deps memcheck
@@ -218,6 +218,10 @@ build/fuzz/fuzz_envelope: fuzz/fuzz_envelope.c $(FUZZ_COMMON) csrc/redisproto.c 
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_envelope.c csrc/redisproto.c
 
+build/fuzz/fuzz_redisseq: fuzz/fuzz_redisseq.c $(FUZZ_COMMON) csrc/redisseq.c csrc/redisseq.h csrc/topics.c csrc/topics.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_redisseq.c csrc/redisseq.c csrc/topics.c
+
 build/fuzz/fuzz_tls: fuzz/fuzz_tls.c $(FUZZ_COMMON) csrc/tls.c csrc/tls.h
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_tls.c csrc/tls.c -lssl -lcrypto
@@ -249,14 +253,14 @@ build/tests/engine_stress: tests/c/engine_stress.c $(ENGINE_SRCS) $(wildcard csr
 
 # The Redis bridge's test driver (tests/redis/test_bridge.py runs it against
 # redis-server instances of its own).
-REDIS_TEST_SRC := tests/c/redis_bridge_test.c csrc/redisbridge.c csrc/redisproto.c csrc/topics.c
-build/tests/redis_bridge_test: $(REDIS_TEST_SRC) csrc/redisbridge.h csrc/redisproto.h csrc/topics.h
+REDIS_TEST_SRC := tests/c/redis_bridge_test.c csrc/redisbridge.c csrc/redisproto.c csrc/redisseq.c csrc/topics.c
+build/tests/redis_bridge_test: $(REDIS_TEST_SRC) csrc/redisbridge.h csrc/redisproto.h csrc/redisseq.h csrc/topics.h
 	@mkdir -p build/tests
 	$(CC) -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -Icsrc -o $@ $(REDIS_TEST_SRC) \
 	  $$(pkg-config --cflags --libs libuv) -lhiredis
 
 # The same scenarios against an ASan+UBSan(+LSan) build of the driver.
-build/tests/redis_bridge_test_asan: $(REDIS_TEST_SRC) csrc/redisbridge.h csrc/redisproto.h csrc/topics.h
+build/tests/redis_bridge_test_asan: $(REDIS_TEST_SRC) csrc/redisbridge.h csrc/redisproto.h csrc/redisseq.h csrc/topics.h
 	@mkdir -p build/tests
 	$(CC) -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
 	  -fno-sanitize-recover=undefined -Wall -Wextra -Werror -Icsrc -o $@ $(REDIS_TEST_SRC) \
@@ -273,7 +277,7 @@ TRANSPORT_C := server.c srv_write.c srv_read.c srv_conn.c srv_timer.c srv_listen
 # The transport with client connections dialling their own server (libuv, all of csrc/ but
 # the C-application loader).
 CLIENT_LOOP_SRCS := $(ENGINE_SRCS) $(addprefix csrc/,clienths.c csprng.c $(TRANSPORT_C) client.c \
-  pubsub.c topics.c redisbridge.c redisproto.c tls.c busproto.c workerbus.c bushub.c)
+  pubsub.c topics.c redisbridge.c redisproto.c redisseq.c tls.c busproto.c workerbus.c bushub.c)
 build/tests/client_loop: tests/c/client_loop.c $(CLIENT_LOOP_SRCS) $(wildcard csrc/*.h)
 	@mkdir -p build/tests
 	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Icsrc $$(pkg-config --cflags libuv) \

@@ -196,8 +196,11 @@ static void on_signal(uv_signal_t *sig, int signum) {
   if (h->stopping) return;
   h->stopping = 1;
   uv_close((uv_handle_t *)&h->listener, NULL);
-  uv_close((uv_handle_t *)&h->sigint, NULL);
-  uv_close((uv_handle_t *)&h->sigterm, NULL);
+  /* Still caught (a second SIGTERM, as the supervisor sends when its workers
+   * are gone, must not kill us before the final counters), but they no
+   * longer keep the loop running; closed after it. */
+  uv_unref((uv_handle_t *)&h->sigint);
+  uv_unref((uv_handle_t *)&h->sigterm);
   while (h->links) link_drop(h->links);
 }
 
@@ -228,7 +231,10 @@ int ws_bushub_run(int listen_fd, const ws_bushub_config *cfg, ws_bushub_stats *s
   h->sigint.data = h->sigterm.data = h;
   uv_signal_start(&h->sigint, on_signal, SIGINT);
   uv_signal_start(&h->sigterm, on_signal, SIGTERM);
-  uv_run(&h->loop, UV_RUN_DEFAULT); /* until a signal closed every handle */
+  uv_run(&h->loop, UV_RUN_DEFAULT); /* until a signal closed every other handle */
+  uv_close((uv_handle_t *)&h->sigint, NULL);
+  uv_close((uv_handle_t *)&h->sigterm, NULL);
+  uv_run(&h->loop, UV_RUN_DEFAULT);
   uv_loop_close(&h->loop);
   h->st.topics = ws_topics_topic_count(h->reg);
   if (stats) *stats = h->st;

@@ -385,6 +385,16 @@ size_t ws_loop_run_nowait(ws_loop *l, int *timeout_ms) {
   return servers_alive(l);
 }
 
+void ws_loop_flush_soon(ws_loop *l) { l->flush_soon = 1; }
+
+void ws_loop_flush(ws_loop *l) {
+  l->flush_soon = 0;
+  if (l->ext_corked && !l->in_run) {
+    l->ext_corked = 0;
+    ws_srv_cork_end(l);
+  }
+}
+
 int ws_server_backend_fd(const ws_server *s) { return ws_loop_backend_fd(s->loop); }
 
 int ws_server_backend_timeout(const ws_server *s) { return ws_loop_backend_timeout(s->loop); }

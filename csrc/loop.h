@@ -45,6 +45,13 @@ size_t ws_loop_run_nowait(ws_loop *l, int *timeout_ms);
 
 /* Attached servers not yet freed. */
 size_t ws_loop_server_count(const ws_loop *l);
+/* Embedded: writes made between turns are corked until the next turn, and
+ * the first one wakes the backend fd for it. A driver that will call
+ * ws_loop_flush soon (say from asyncio's call_soon) says so first: those
+ * writes then wake nothing, and ws_loop_flush sends them (one writev per
+ * connection) without a turn. */
+void ws_loop_flush_soon(ws_loop *l);
+void ws_loop_flush(ws_loop *l);
 /* Milliseconds of the loop clock. */
 uint64_t ws_loop_now(const ws_loop *l);
 

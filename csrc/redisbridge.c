@@ -26,6 +26,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "redisseq.h"
 #include "topics.h"
 
 enum { ROLE_SUB = 0, ROLE_PUB = 1 };
@@ -60,12 +61,6 @@ struct rconn {
   int poll_failed;        /* uv_poll_start's error, handled by the timer */
 };
 
-typedef struct origin_slot {
-  uint8_t id[WS_REDIS_ORIGIN_LEN];
-  uint64_t last;
-  int used;
-} origin_slot;
-
 struct ws_redis {
   uv_loop_t *loop;
   ws_redis_config cfg;  /* string members point at the owned copies below */
@@ -74,7 +69,7 @@ struct ws_redis {
   void *user_data;
   rconn conn[2];
   uint8_t origin[WS_REDIS_ORIGIN_LEN];
-  uint64_t seq;
+  ws_rseq *seqs;          /* sequences per (origin, channel): redisseq.h */
   ws_redis_stats st;
   int up, was_up, closing, handles;
   ws_topics *wanted_reg;  /* the wanted topics: one subscriber, `wanted` */
@@ -85,8 +80,6 @@ struct ws_redis {
   size_t hb_len;
   char *scratch;          /* PUBLISH command being formatted */
   size_t scratch_cap;
-  origin_slot *origins;
-  size_t ocap, ocount;
   uint64_t rng;
   char err[320];
 };
@@ -168,9 +161,17 @@ static uint32_t backoff(ws_redis *r, uint32_t attempt) {
 }
 
 /* The connection is gone (its context detached already): wait, then retry. */
+static int still_wanted(void *arg, const char *topic, size_t len) {
+  ws_redis *r = arg;
+  return ws_topics_is_subscribed(r->wanted_reg, &r->wanted, topic, len);
+}
+
 static void conn_down(rconn *c) {
   ws_redis *r = c->r;
   c->outstanding = 0;
+  /* An UNSUBSCRIBE may have gone unanswered: forget those topics' streams.
+   * The wanted ones keep theirs, so what the outage cost is counted. */
+  if (c->role == ROLE_SUB && r->seqs) ws_rseq_retain(r->seqs, still_wanted, r);
   if (r->closing) {
     c->state = ST_CLOSED;
     return;
@@ -213,7 +214,7 @@ static void bridge_release(ws_redis *r) {
   if (!r->closing || r->handles != 0) return;
   ws_topics_unsubscribe_all(r->wanted_reg, &r->wanted);
   ws_topics_free(r->wanted_reg);
-  free(r->origins);
+  ws_rseq_free(r->seqs);
   free(r->scratch);
   free(r->prefix);
   free(r->hb);
@@ -343,33 +344,6 @@ static void on_publish_reply(redisAsyncContext *ac, void *reply, void *priv) {
   r->st.published++;
 }
 
-static void origin_track(ws_redis *r, const uint8_t *id, uint64_t seq) {
-  size_t mask = r->ocap - 1, i = 0;
-  for (int k = 0; k < 8; k++) i = (i << 8) | id[k];
-  size_t home = i & mask;
-  for (i = home; r->origins[i].used; i = (i + 1) & mask) {
-    origin_slot *s = &r->origins[i];
-    if (memcmp(s->id, id, WS_REDIS_ORIGIN_LEN) == 0) {
-      if (seq > s->last) {
-        r->st.lost += seq - s->last - 1;
-        s->last = seq;
-      } else {
-        r->st.out_of_order++;
-      }
-      return;
-    }
-  }
-  if (r->ocount >= r->cfg.max_origins) { /* forget them all: bounded, and rare */
-    memset(r->origins, 0, r->ocap * sizeof *r->origins);
-    r->ocount = 0;
-    i = home;
-  }
-  memcpy(r->origins[i].id, id, WS_REDIS_ORIGIN_LEN);
-  r->origins[i].last = seq;
-  r->origins[i].used = 1;
-  r->ocount++;
-}
-
 static void handle_message(ws_redis *r, const redisReply *chan, const redisReply *data) {
   if (chan->type != REDIS_REPLY_STRING || data->type != REDIS_REPLY_STRING) return;
   if (chan->len <= r->prefix_len || memcmp(chan->str, r->prefix, r->prefix_len) != 0) return;
@@ -377,7 +351,12 @@ static void handle_message(ws_redis *r, const redisReply *chan, const redisReply
   size_t tlen = chan->len - r->prefix_len;
   if (!ws_topics_is_subscribed(r->wanted_reg, &r->wanted, topic, tlen)) return;
   ws_redis_envelope env;
-  if (ws_redis_envelope_decode(data->str, data->len, &env) != WS_REDIS_ENV_OK) {
+  int erc = ws_redis_envelope_decode(data->str, data->len, &env);
+  if (erc == WS_REDIS_ENV_BAD_VERSION) { /* another wsuv release: never misread it */
+    r->st.bad_version++;
+    return;
+  }
+  if (erc != WS_REDIS_ENV_OK) {
     r->st.malformed++;
     return;
   }
@@ -385,7 +364,10 @@ static void handle_message(ws_redis *r, const redisReply *chan, const redisReply
     r->st.dropped_own++;
     return;
   }
-  origin_track(r, env.origin, env.seq);
+  uint64_t lost = 0;
+  int t = ws_rseq_track(r->seqs, topic, tlen, env.origin, env.epoch, env.seq, &lost);
+  if (t == WS_RSEQ_STALE) r->st.out_of_order++;
+  r->st.lost += lost;
   r->st.delivered++;
   if (r->cb.on_message) r->cb.on_message(r, topic, tlen, env.opcode, env.payload, env.len);
 }
@@ -401,8 +383,16 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv) {
   if (strcasecmp(kind, "message") == 0) {
     c->progress = c->last_io = now_ms(c->r);
     handle_message(c->r, rep->element[1], rep->element[2]);
-  } else if (strcasecmp(kind, "subscribe") == 0 || strcasecmp(kind, "unsubscribe") == 0) {
+  } else if (strcasecmp(kind, "subscribe") == 0) {
     note_reply(c);
+  } else if (strcasecmp(kind, "unsubscribe") == 0) {
+    note_reply(c);
+    /* Redis ended the subscription: what follows belongs to a new one */
+    const redisReply *ch = rep->element[1];
+    ws_redis *r = c->r;
+    if (ch->type == REDIS_REPLY_STRING && ch->len > r->prefix_len &&
+        memcmp(ch->str, r->prefix, r->prefix_len) == 0)
+      ws_rseq_forget(r->seqs, ch->str + r->prefix_len, ch->len - r->prefix_len);
   }
 }
 
@@ -636,6 +626,7 @@ void ws_redis_config_default(ws_redis_config *cfg) {
   cfg->max_pending_bytes = 16u << 20; /* measured: see redisbridge.h */
   cfg->max_topic_len = 256;
   cfg->max_origins = 1024;
+  cfg->max_pub_topics = 65536;
 }
 
 void ws_redis_config_from_url(ws_redis_config *cfg, const ws_redis_url *url) {
@@ -658,6 +649,8 @@ static int bad_config(const ws_redis_config *cfg, const char **why) {
     *why = "bad Redis backoff (want 0 < backoff_min_ms <= backoff_max_ms)";
   else if (cfg->max_topic_len < 1 || cfg->max_topic_len > 65535) *why = "bad max_topic_len";
   else if (cfg->max_origins < 1 || cfg->max_origins > (1u << 20)) *why = "bad max_origins";
+  else if (cfg->max_pub_topics < 1 || cfg->max_pub_topics > (1u << 24))
+    *why = "bad max_pub_topics";
   else if (cfg->max_pending_bytes == 0) *why = "max_pending_bytes must be > 0";
   else return 0;
   return 1;
@@ -699,8 +692,6 @@ ws_redis *ws_redis_new(uv_loop_t *loop, const ws_redis_config *cfg,
   r->prefix = malloc(r->prefix_len + 1);
   r->hb_len = 8 + nl + 1 + 2 * WS_REDIS_ORIGIN_LEN;
   r->hb = malloc(r->hb_len + 1);
-  for (r->ocap = 2; r->ocap < 2 * (size_t)cfg->max_origins;) r->ocap *= 2;
-  r->origins = calloc(r->ocap, sizeof *r->origins);
   ws_topics_config tc;
   ws_topics_config_default(&tc);
   tc.max_topic_len = cfg->max_topic_len;
@@ -709,7 +700,8 @@ ws_redis *ws_redis_new(uv_loop_t *loop, const ws_redis_config *cfg,
     goto fail_quiet;
   }
   r->wanted_reg = ws_topics_new(&tc);
-  if (!r->prefix || !r->hb || !r->origins || !r->wanted_reg) goto fail;
+  r->seqs = ws_rseq_new(tc.hash_key, cfg->max_pub_topics, cfg->max_origins);
+  if (!r->prefix || !r->hb || !r->seqs || !r->wanted_reg) goto fail;
   ws_topics_sub_init(&r->wanted, r);
   snprintf(r->prefix, r->prefix_len + 1, "wsuv:%s:", r->ns);
   int off = snprintf(r->hb, r->hb_len + 1, "wsuv-hb:%s:", r->ns);
@@ -736,7 +728,7 @@ fail:
 fail_quiet:
   if (r) {
     ws_topics_free(r->wanted_reg);
-    free(r->origins);
+    ws_rseq_free(r->seqs);
     free(r->prefix);
     free(r->hb);
     free(r->host);
@@ -816,7 +808,12 @@ int ws_redis_publish(ws_redis *r, const char *topic, size_t len, unsigned opcode
   if (!topic_ok(r, len) || (opcode != 1 && opcode != 2) || (plen && !payload))
     return WS_REDIS_EINVAL;
   if (r->closing) return WS_REDIS_EDOWN;
-  uint64_t seq = ++r->seq;
+  uint32_t epoch;
+  uint64_t seq;
+  if (ws_rseq_next(r->seqs, topic, len, &epoch, &seq) != WS_RSEQ_NEXT) {
+    r->st.dropped_full++; /* no memory for the topic's counter: nothing was numbered */
+    return WS_REDIS_ENOMEM;
+  }
   rconn *c = &r->conn[ROLE_PUB];
   if (c->state != ST_READY || !c->ac) {
     r->st.dropped_down++;
@@ -846,7 +843,7 @@ int ws_redis_publish(ws_redis *r, const char *topic, size_t len, unsigned opcode
   *p++ = '\r';
   *p++ = '\n';
   p = bulk_len(p, vlen);
-  ws_redis_envelope_header((uint8_t *)p, r->origin, seq, opcode);
+  ws_redis_envelope_header((uint8_t *)p, r->origin, epoch, seq, opcode);
   p += WS_REDIS_ENVELOPE_HEADER;
   if (plen) memcpy(p, payload, plen);
   p += plen;
@@ -873,6 +870,12 @@ int ws_redis_is_up(const ws_redis *r) { return r->up; }
 void ws_redis_get_stats(const ws_redis *r, ws_redis_stats *out) {
   *out = r->st;
   out->channels = ws_topics_sub_count(&r->wanted);
+  ws_rseq_stats q;
+  ws_rseq_get_stats(r->seqs, &q);
+  out->seq_topics = q.pub_topics;
+  out->seq_resets = q.resets;
+  out->seq_streams = q.streams;
+  out->seq_memory = q.memory;
 }
 
 const uint8_t *ws_redis_origin(const ws_redis *r) { return r->origin; }

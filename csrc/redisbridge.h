@@ -5,9 +5,11 @@
  * carries the channels of the topics this node has local subscribers for,
  * and a connection for PUBLISH. Topic t is channel "wsuv:<namespace>:<t>".
  * Every PUBLISH carries an envelope (redisproto.h): the bridge's random
- * origin id, a per-origin sequence number and the opcode. on_message sees
- * messages of OTHER origins only (the node delivered its own locally), and a
- * jump in a remote origin's sequence is counted as loss.
+ * origin id, a sequence number per origin and channel (redisseq.h: exact
+ * loss counting, whichever topics each node subscribes to) and the opcode.
+ * on_message sees messages of OTHER origins only (the node delivered its
+ * own locally), and a jump in a remote origin's sequence on a channel is
+ * counted as loss.
  *
  * Threads: every function must be called on the loop's thread; callbacks
  * run there. Nothing here blocks: connects, commands and timeouts are all
@@ -72,9 +74,11 @@ typedef struct ws_redis_config {
   uint32_t backoff_max_ms;       /* retry delay cap: 5000 */
   size_t max_pending_bytes;      /* PUBLISH bytes sent but not answered: 16 MiB */
   uint32_t max_topic_len;        /* bytes: 256 */
-  uint32_t max_origins;          /* remote origins whose sequence is tracked; when
-                                    full the table is forgotten (no gap counted
+  uint32_t max_origins;          /* remote origins tracked per wanted topic; when
+                                    full that topic's are forgotten (no gap counted
                                     for each origin's next message): 1024 */
+  uint32_t max_pub_topics;       /* topics with a publish counter; when full all
+                                    restart under a new epoch (redisseq.h): 65536 */
 } ws_redis_config;
 
 void ws_redis_config_default(ws_redis_config *cfg);
@@ -97,17 +101,22 @@ typedef struct ws_redis_stats {
   uint64_t published;     /* PUBLISHes Redis confirmed */
   uint64_t delivered;     /* remote messages handed to on_message */
   uint64_t dropped_own;   /* our own messages coming back (dropped) */
-  uint64_t lost;          /* missing sequence numbers of remote origins */
+  uint64_t lost;          /* missing sequence numbers per remote origin and channel */
   uint64_t out_of_order;  /* remote messages with a sequence not above the last */
   uint64_t dropped_down;  /* publishes while the publish connection was not ready */
   uint64_t dropped_full;  /* publishes while max_pending_bytes were unanswered */
   uint64_t unconfirmed;   /* sent, but the connection died before the reply */
   uint64_t malformed;     /* messages on our channels that are no envelope */
+  uint64_t bad_version;   /* envelopes of a version we do not know (dropped) */
   uint64_t reconnects;    /* times the bridge came back up after being up */
   uint64_t timeouts;      /* connect and command timeouts */
   uint64_t connects;      /* connection attempts started (both connections) */
   uint64_t pending_bytes; /* PUBLISH bytes unanswered now */
   uint64_t channels;      /* topics wanted now */
+  uint64_t seq_topics;    /* topics with a publish sequence counter now */
+  uint64_t seq_resets;    /* times that table was full and restarted (epoch) */
+  uint64_t seq_streams;   /* (topic, remote origin) sequences tracked now */
+  uint64_t seq_memory;    /* bytes of both sequence tables */
 } ws_redis_stats;
 
 enum ws_redis_error {
@@ -131,8 +140,8 @@ void ws_redis_close(ws_redis *r);
 int ws_redis_subscribe(ws_redis *r, const char *topic, size_t len);
 /* 1 if it was wanted (UNSUBSCRIBE goes out if connected), 0 if not. */
 int ws_redis_unsubscribe(ws_redis *r, const char *topic, size_t len);
-/* PUBLISHes an envelope with the next sequence number (taken even when the
- * message is dropped, so receivers see the drop as a gap). Returns
+/* PUBLISHes an envelope with topic's next sequence number (taken even when
+ * the message is dropped, so receivers see the drop as a gap). Returns
  * WS_REDIS_OK (sent to hiredis), WS_REDIS_EDOWN / EFULL (dropped, counted)
  * or WS_REDIS_EINVAL. payload is copied. */
 int ws_redis_publish(ws_redis *r, const char *topic, size_t len, unsigned opcode,

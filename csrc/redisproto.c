@@ -4,15 +4,16 @@
 #include <string.h>
 
 int ws_redis_envelope_header(uint8_t out[WS_REDIS_ENVELOPE_HEADER],
-                             const uint8_t origin[WS_REDIS_ORIGIN_LEN], uint64_t seq,
-                             unsigned opcode) {
+                             const uint8_t origin[WS_REDIS_ORIGIN_LEN], uint32_t epoch,
+                             uint64_t seq, unsigned opcode) {
   if (opcode != 1 && opcode != 2) return WS_REDIS_ENV_BAD_OPCODE;
   out[0] = 'w';
   out[1] = 'U';
   out[2] = WS_REDIS_ENVELOPE_VERSION;
   out[3] = (uint8_t)opcode;
   memcpy(out + 4, origin, WS_REDIS_ORIGIN_LEN);
-  for (int i = 0; i < 8; i++) out[20 + i] = (uint8_t)(seq >> (56 - 8 * i));
+  for (int i = 0; i < 4; i++) out[20 + i] = (uint8_t)(epoch >> (24 - 8 * i));
+  for (int i = 0; i < 8; i++) out[24 + i] = (uint8_t)(seq >> (56 - 8 * i));
   return WS_REDIS_ENVELOPE_HEADER;
 }
 
@@ -24,8 +25,11 @@ int ws_redis_envelope_decode(const char *data, size_t len, ws_redis_envelope *en
   if (p[3] != 1 && p[3] != 2) return WS_REDIS_ENV_BAD_OPCODE;
   env->opcode = p[3];
   memcpy(env->origin, p + 4, WS_REDIS_ORIGIN_LEN);
+  uint32_t epoch = 0;
+  for (int i = 0; i < 4; i++) epoch = (epoch << 8) | p[20 + i];
+  env->epoch = epoch;
   uint64_t seq = 0;
-  for (int i = 0; i < 8; i++) seq = (seq << 8) | p[20 + i];
+  for (int i = 0; i < 8; i++) seq = (seq << 8) | p[24 + i];
   env->seq = seq;
   env->len = len - WS_REDIS_ENVELOPE_HEADER;
   env->payload = env->len ? data + WS_REDIS_ENVELOPE_HEADER : NULL;
@@ -35,7 +39,7 @@ int ws_redis_envelope_decode(const char *data, size_t len, ws_redis_envelope *en
 const char *ws_redis_envelope_strerror(int err) {
   switch (err) {
   case WS_REDIS_ENV_OK: return "ok";
-  case WS_REDIS_ENV_SHORT: return "envelope shorter than its 28-byte header";
+  case WS_REDIS_ENV_SHORT: return "envelope shorter than its 32-byte header";
   case WS_REDIS_ENV_BAD_MAGIC: return "not a wsuv envelope (bad magic)";
   case WS_REDIS_ENV_BAD_VERSION: return "unknown envelope version";
   case WS_REDIS_ENV_BAD_OPCODE: return "envelope opcode is neither text (1) nor binary (2)";

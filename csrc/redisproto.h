@@ -6,16 +6,19 @@
  *
  *   offset  size  field
  *   0       2     magic "wU"
- *   2       1     version (1)
+ *   2       1     version (2)
  *   3       1     opcode: 1 text, 2 binary (the WebSocket opcodes)
  *   4       16    origin id (random per bridge)
- *   20      8     sequence number, per origin, from 1, +1 per publish
- *   28      n     payload
+ *   20      4     epoch of the sequence (redisseq.h), from 1
+ *   24      8     sequence number, per origin and channel, from 1, +1 per publish
+ *   32      n     payload
  *
  * A receiver drops envelopes carrying its own origin (each subscriber then
  * gets exactly one copy: the local one) and counts a jump in a remote
- * origin's sequence as loss. The channel name carries the topic, so the
- * envelope does not.
+ * origin's sequence on that channel as loss (redisseq.h). The channel name
+ * carries the topic, so the envelope does not. Version 1 (a 28-byte header
+ * whose sequence ran across all of an origin's channels) is refused as an
+ * unknown version, like any other: a node counts it and never misreads it.
  */
 #ifndef WS_REDISPROTO_H
 #define WS_REDISPROTO_H
@@ -24,8 +27,8 @@
 #include <stdint.h>
 
 #define WS_REDIS_ORIGIN_LEN 16
-#define WS_REDIS_ENVELOPE_HEADER 28
-#define WS_REDIS_ENVELOPE_VERSION 1
+#define WS_REDIS_ENVELOPE_HEADER 32
+#define WS_REDIS_ENVELOPE_VERSION 2
 
 enum ws_redis_envelope_error {
   WS_REDIS_ENV_OK = 0,
@@ -37,17 +40,18 @@ enum ws_redis_envelope_error {
 
 typedef struct ws_redis_envelope {
   uint8_t origin[WS_REDIS_ORIGIN_LEN];
+  uint32_t epoch;
   uint64_t seq;
   unsigned opcode;      /* 1 or 2 */
   const char *payload;  /* points into the decoded buffer; NULL when len is 0 */
   size_t len;
 } ws_redis_envelope;
 
-/* Writes the 28-byte header into out; the payload follows it on the wire.
+/* Writes the 32-byte header into out; the payload follows it on the wire.
  * Returns WS_REDIS_ENVELOPE_HEADER, or WS_REDIS_ENV_BAD_OPCODE. */
 int ws_redis_envelope_header(uint8_t out[WS_REDIS_ENVELOPE_HEADER],
-                             const uint8_t origin[WS_REDIS_ORIGIN_LEN], uint64_t seq,
-                             unsigned opcode);
+                             const uint8_t origin[WS_REDIS_ORIGIN_LEN], uint32_t epoch,
+                             uint64_t seq, unsigned opcode);
 
 /* Decodes data[0..len) (reads nothing outside it). On success fills *env
  * (payload points into data) and returns WS_REDIS_ENV_OK; otherwise returns

@@ -232,6 +232,9 @@ int ws_server_conn_http_response(ws_server_conn *c, int status, const char *head
 /* Messages and control. Each returns 0, or -1 when the connection cannot send
  * (closing/closed). */
 int ws_server_conn_send(ws_server_conn *c, unsigned opcode, const char *data, size_t len);
+/* ws_server_conn_send, and then 1 if the bytes not yet taken by the kernel
+ * are at or above write_high_water (0 below it; -1 as send). */
+int ws_server_conn_send_hw(ws_server_conn *c, unsigned opcode, const char *data, size_t len);
 int ws_server_conn_ping(ws_server_conn *c, const char *data, size_t len);
 int ws_server_conn_close(ws_server_conn *c, unsigned code, const char *reason, size_t len);
 /* Bytes written by the application but not yet taken by the kernel. */
@@ -240,6 +243,16 @@ size_t ws_server_conn_buffered(const ws_server_conn *c);
 int ws_server_conn_can_send(const ws_server_conn *c);
 void ws_server_conn_pause_reading(ws_server_conn *c);
 void ws_server_conn_resume_reading(ws_server_conn *c);
+/* A bound on the messages handed to the application and not yet consumed
+ * (wsuv.aio's max_queue): each message delivered counts one; when the count
+ * reaches high, reading from that connection stops at once (what the current
+ * read holds is still delivered: the bound is high + one read's messages),
+ * and it resumes once consumed() brings the count down to low. high = 0
+ * (the default) counts nothing. */
+void ws_server_conn_set_queue(ws_server_conn *c, uint32_t high, uint32_t low);
+/* The application consumed n messages (n may be 0); returns 1 while reading
+ * stays paused by the queue bound, else 0. */
+int ws_server_conn_consumed(ws_server_conn *c, uint32_t n);
 
 /* sizeof(struct ws_server_conn): the C memory one open connection costs. */
 size_t ws_server_conn_size(void);

@@ -98,12 +98,15 @@ struct ws_server_conn {
   uint64_t wwindow_bytes;     /* bytes written in that window */
   struct write_req *held, *held_tail; /* writes waiting for the write_rate budget */
   size_t queued;              /* bytes in uv_write requests in flight */
+  uint32_t q_len;             /* messages delivered, not yet consumed (with q_high) */
+  uint32_t q_high, q_low;     /* ws_server_conn_set_queue; q_high 0 = not counted */
   uint8_t phase;
   uint8_t decision;           /* enum decision */
   uint8_t opened;             /* on_open was called (so on_close is owed) */
   uint8_t subscribed;         /* sub is initialised (pubsub.c) */
   uint8_t full;               /* above write_high_water, drain owed */
   uint8_t app_paused;         /* the application paused reading */
+  uint8_t q_full;             /* reading paused: q_len reached q_high */
   uint8_t throttled;          /* reading paused by the read rate limit */
   uint8_t reading;            /* uv_read_start is in effect */
   uint8_t handles_open;       /* stream + timer not yet closed */
@@ -171,6 +174,7 @@ struct ws_loop {
   uint8_t in_run;             /* inside uv_run */
   uint8_t dirty;              /* embedded: epoll changes wait for the next uv_run */
   uint8_t ext_corked;         /* embedded: writes between turns hold a cork level */
+  uint8_t flush_soon;         /* embedded: the driver calls ws_loop_flush soon */
   uint8_t batch_mixed;        /* the batch holds messages of more than one server */
   uv_async_t async;           /* wakeups, stop requests, embedded nudges */
   uv_signal_t sigint, sigterm;

@@ -113,6 +113,11 @@ int ws_server_conn_send(ws_server_conn *c, unsigned opcode, const char *data, si
   return r;
 }
 
+int ws_server_conn_send_hw(ws_server_conn *c, unsigned opcode, const char *data, size_t len) {
+  if (ws_server_conn_send(c, opcode, data, len) != 0) return -1;
+  return c->queued >= c->server->cfg.write_high_water;
+}
+
 int ws_server_conn_ping(ws_server_conn *c, const char *data, size_t len) {
   if (!ws_srv_conn_can_send(c)) return -1;
   return ws_conn_ping(&c->ws, (const uint8_t *)data, len);
@@ -312,6 +317,24 @@ void ws_server_conn_pause_reading(ws_server_conn *c) {
 void ws_server_conn_resume_reading(ws_server_conn *c) {
   c->app_paused = 0;
   ws_srv_conn_resume_if_allowed(c);
+}
+
+void ws_server_conn_set_queue(ws_server_conn *c, uint32_t high, uint32_t low) {
+  c->q_high = high;
+  c->q_low = low < high ? low : (high ? high - 1 : 0);
+  if (c->q_full && (!high || c->q_len <= c->q_low)) {
+    c->q_full = 0;
+    ws_srv_conn_resume_if_allowed(c);
+  }
+}
+
+int ws_server_conn_consumed(ws_server_conn *c, uint32_t n) {
+  c->q_len = n < c->q_len ? c->q_len - n : 0;
+  if (c->q_full && c->q_len <= c->q_low) {
+    c->q_full = 0;
+    ws_srv_conn_resume_if_allowed(c);
+  }
+  return c->q_full;
 }
 
 size_t ws_server_conn_size(void) { return sizeof(ws_server_conn); }

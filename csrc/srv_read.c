@@ -29,6 +29,14 @@ static void eng_message(ws_conn *e, unsigned opcode, const uint8_t *data, size_t
     return;
   }
   if (!c->opened) return;
+  /* max_queue: the read path stops here, before libuv's next read. */
+  if (c->q_high && ++c->q_len >= c->q_high && !c->q_full) {
+    c->q_full = 1;
+    if (c->reading) {
+      uv_read_stop(&c->h.stream);
+      c->reading = 0;
+    }
+  }
   ws_loop *l = s->loop;
   if (s->batching && len <= BATCH_MAX_MESSAGE) {
     if (l->batch_n == BATCH_MAX_ENTRIES || l->arena_len + len > BATCH_ARENA) ws_srv_batch_flush(l);
@@ -167,7 +175,7 @@ void ws_srv_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 
 void ws_srv_conn_resume_if_allowed(ws_server_conn *c) {
-  if (c->phase != PH_OPEN || c->reading || c->app_paused || c->throttled) return;
+  if (c->phase != PH_OPEN || c->reading || c->app_paused || c->throttled || c->q_full) return;
   if (c->full && c->server->cfg.echo) return;
   if (uv_read_start(&c->h.stream, ws_srv_on_alloc, ws_srv_on_read) == 0) {
     c->reading = 1;

@@ -293,7 +293,7 @@ static void conn_write(ws_server_conn *c, const uv_buf_t *bufs, unsigned n) {
      * wake-up asks for at once. */
     l->ext_corked = 1;
     ws_srv_cork_begin(l);
-    uv_async_send(&l->async);
+    if (!l->flush_soon) uv_async_send(&l->async);
   }
   if (l->corking && !l->flushing) {
     size_t total = 0;

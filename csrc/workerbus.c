@@ -413,9 +413,12 @@ int ws_bus_unsubscribe(ws_bus *b, const char *topic, size_t len) {
 
 int ws_bus_publish(ws_bus *b, const char *topic, size_t len, unsigned opcode,
                    const char *payload, size_t plen) {
-  if (len == 0 || len > b->cfg.max_topic_len || (opcode != 1 && opcode != 2) ||
-      plen > b->cfg.max_payload)
+  if (len == 0 || len > b->cfg.max_topic_len || (opcode != 1 && opcode != 2))
     return WS_BUS_INVALID;
+  if (plen > b->cfg.max_payload) { /* delivered in this worker only */
+    b->st.dropped_oversize++;
+    return WS_BUS_INVALID;
+  }
   blink *l = b->link;
   if (!l || !l->up) {
     b->st.dropped_down++;

@@ -65,6 +65,7 @@ typedef struct ws_bus_stats {
   uint64_t lost;          /* gaps in the hub's sequence: what it dropped for us */
   uint64_t dropped_down;  /* publishes while the link was down */
   uint64_t dropped_full;  /* publishes while max_pending_bytes were queued */
+  uint64_t dropped_oversize; /* publishes over max_payload: not sent to the other workers */
   uint64_t malformed;     /* links dropped for a bad frame from the hub */
   uint64_t connects;      /* connection attempts */
   uint64_t reconnects;    /* times the link came back after being up */

@@ -5,9 +5,10 @@
  *     exactly-sized heap copy (ASan catches any read past it); a success
  *     must satisfy the header rules checked here independently, and the
  *     payload must lie inside the data; re-encoding the header gives the same
- *     28 bytes. A failure must be one of the documented errors, and must
+ *     32 bytes. A failure must be one of the documented errors, and must
  *     match what the independent check says is wrong.
- *   mode odd: the data is origin (16) + seq (8) + opcode (1) + payload; the
+ *   mode odd: the data is origin (16) + epoch (4) + seq (8) + opcode (1) +
+ *     payload; the
  *     envelope encoded from them decodes back to the same fields.
  * Then the data, as a string, goes through ws_redis_url_parse: on success
  * the fields are NUL-terminated within their arrays and in range; on failure
@@ -22,9 +23,9 @@
 #include "redisproto.h"
 
 static int expected(const uint8_t *p, size_t n) {
-  if (n < 28) return WS_REDIS_ENV_SHORT;
+  if (n < 32) return WS_REDIS_ENV_SHORT;
   if (p[0] != 'w' || p[1] != 'U') return WS_REDIS_ENV_BAD_MAGIC;
-  if (p[2] != 1) return WS_REDIS_ENV_BAD_VERSION;
+  if (p[2] != 2) return WS_REDIS_ENV_BAD_VERSION;
   if (p[3] != 1 && p[3] != 2) return WS_REDIS_ENV_BAD_OPCODE;
   return WS_REDIS_ENV_OK;
 }
@@ -59,33 +60,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int rc = ws_redis_envelope_decode((const char *)copy, n, &env);
     CHECK(rc == expected(in, n), "decode %d, expected %d", rc, expected(in, n));
     if (rc == WS_REDIS_ENV_OK) {
-      CHECK(env.len == n - 28, "payload length %zu of %zu", env.len, n);
-      CHECK(env.len == 0 ? env.payload == NULL : env.payload == (const char *)copy + 28,
+      CHECK(env.len == n - 32, "payload length %zu of %zu", env.len, n);
+      CHECK(env.len == 0 ? env.payload == NULL : env.payload == (const char *)copy + 32,
             "payload pointer");
-      uint8_t hdr[28];
-      CHECK(ws_redis_envelope_header(hdr, env.origin, env.seq, env.opcode) == 28, "encode");
-      CHECK(memcmp(hdr, in, 28) == 0, "re-encoded header differs");
+      uint8_t hdr[32];
+      CHECK(ws_redis_envelope_header(hdr, env.origin, env.epoch, env.seq, env.opcode) == 32,
+            "encode");
+      CHECK(memcmp(hdr, in, 32) == 0, "re-encoded header differs");
     } else {
       CHECK(strlen(ws_redis_envelope_strerror(rc)) > 0, "no message");
     }
     free(copy);
-  } else if (n >= 25) {
+  } else if (n >= 29) {
+    uint32_t epoch = 0;
+    for (int i = 0; i < 4; i++) epoch = (epoch << 8) | in[16 + i];
     uint64_t seq = 0;
-    for (int i = 0; i < 8; i++) seq = (seq << 8) | in[16 + i];
-    unsigned opcode = in[24] & 3;
-    size_t pl = n - 25;
-    uint8_t *buf = malloc(28 + pl);
+    for (int i = 0; i < 8; i++) seq = (seq << 8) | in[20 + i];
+    unsigned opcode = in[28] & 3;
+    size_t pl = n - 29;
+    uint8_t *buf = malloc(32 + pl);
     if (!buf) abort();
-    int rc = ws_redis_envelope_header(buf, in, seq, opcode);
+    int rc = ws_redis_envelope_header(buf, in, epoch, seq, opcode);
     if (opcode != 1 && opcode != 2) {
       CHECK(rc == WS_REDIS_ENV_BAD_OPCODE, "opcode %u accepted", opcode);
     } else {
-      CHECK(rc == 28, "encode %d", rc);
-      if (pl) memcpy(buf + 28, in + 25, pl);
+      CHECK(rc == 32, "encode %d", rc);
+      if (pl) memcpy(buf + 32, in + 29, pl);
       ws_redis_envelope env;
-      CHECK(ws_redis_envelope_decode((const char *)buf, 28 + pl, &env) == 0, "round trip");
-      CHECK(memcmp(env.origin, in, 16) == 0 && env.seq == seq && env.opcode == opcode &&
-                env.len == pl && (pl == 0 || memcmp(env.payload, in + 25, pl) == 0),
+      CHECK(ws_redis_envelope_decode((const char *)buf, 32 + pl, &env) == 0, "round trip");
+      CHECK(memcmp(env.origin, in, 16) == 0 && env.epoch == epoch && env.seq == seq &&
+                env.opcode == opcode && env.len == pl &&
+                (pl == 0 || memcmp(env.payload, in + 29, pl) == 0),
             "round trip fields");
     }
     free(buf);

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-60}
 shift || true
-harnesses=${*:-"fuzz_frame_parser fuzz_utf8 fuzz_handshake fuzz_clienths fuzz_wsconn fuzz_pmdeflate fuzz_topics fuzz_envelope fuzz_tls fuzz_busproto fuzz_python"}
+harnesses=${*:-"fuzz_frame_parser fuzz_utf8 fuzz_handshake fuzz_clienths fuzz_wsconn fuzz_pmdeflate fuzz_topics fuzz_envelope fuzz_redisseq fuzz_tls fuzz_busproto fuzz_python"}
 py=${FUZZ_PYTHON:-.venv/bin/python}
 jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 out=build/fuzz

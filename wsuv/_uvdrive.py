@@ -40,7 +40,13 @@ class LoopHost:
         self._timer_at = 0.0  # loop.time() the timer fires at
         self._timeout = ffi.new("int *")
         self._soon = False
+        self._flushing = False  # a ws_loop_flush is scheduled
         self._in_turn = False
+        # Servers not yet done at the last look: the members' done-checks run
+        # only when it changes (or a member joined); members with a follow-up
+        # of their own (clients) run it every turn.
+        self._alive = -1
+        self._every: list[UvDriver] = []
         self._fd = int(lib.ws_loop_backend_fd(self.ptr))
         loop.add_reader(self._fd, self.turn)
 
@@ -51,15 +57,23 @@ class LoopHost:
             return
         self._in_turn = True
         try:
-            lib.ws_loop_run_nowait(self.ptr, ffi.NULL)
+            alive = int(lib.ws_loop_run_nowait(self.ptr, self._timeout))
         finally:
             self._in_turn = False
-        for m in list(self._members):
-            m._after_turn()
+        timeout = int(self._timeout[0])
+        followed = alive != self._alive or self._every
+        if alive != self._alive:
+            self._alive = alive
+            for m in list(self._members):
+                m._after_turn()
+        elif self._every:
+            for m in list(self._every):
+                m._after_turn()
         if self.ptr == ffi.NULL:
             return
-        # Asked after the follow-ups: a server freed by one has handles to close.
-        timeout = int(lib.ws_loop_backend_timeout(self.ptr))
+        if followed:
+            # Asked after the follow-ups: a server freed by one has handles to close.
+            timeout = int(lib.ws_loop_backend_timeout(self.ptr))
         if timeout == 0:
             self.soon()
             return
@@ -92,12 +106,30 @@ class LoopHost:
             self._soon = True
             self.loop.call_soon(self.turn)
 
+    def flush_soon(self) -> None:
+        """Sends from tasks are about to be made: they leave together at the
+        next loop iteration (ws_loop_flush), with no wake-up of the backend fd."""
+        if not self._flushing and self.ptr != ffi.NULL:
+            self._flushing = True
+            lib.ws_loop_flush_soon(self.ptr)
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flushing = False
+        if self.ptr != ffi.NULL:
+            lib.ws_loop_flush(self.ptr)
+
     def join(self, member: UvDriver) -> None:
         self._members.append(member)
+        if member._after is not None:
+            self._every.append(member)
+        self._alive = -1  # the next turn looks at every member
 
     def leave(self, member: UvDriver) -> None:
         if member in self._members:
             self._members.remove(member)
+        if member in self._every:
+            self._every.remove(member)
         self.maybe_close()
 
     def maybe_close(self) -> None:

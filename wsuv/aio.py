@@ -37,9 +37,13 @@ __all__ = ["AioClientConnection", "AioServer", "Connection", "broadcast", "clien
 
 log = logging.getLogger("wsuv")
 _buffered = lib.ws_server_conn_buffered
+_consumed = lib.ws_server_conn_consumed
+_send_hw = lib.ws_server_conn_send_hw
+_get_ident = threading.get_ident
 
-#: Messages waiting for an async handler, per connection: above the first,
-#: reading from that peer pauses; at or below the second it resumes.
+#: Messages waiting for an async handler, per connection: at the first,
+#: reading from that peer pauses (in C, at once); at or below the second it
+#: resumes.
 DEFAULT_MAX_QUEUE = 16
 
 
@@ -286,15 +290,20 @@ class _Adapter(Handler):
     def on_open(self, ws: WebSocket) -> None:
         conn = Connection(ws, self.aio)
         self.conns[ws] = conn
+        high = self.aio._high
+        if high is not None and ws._c is not None:
+            # C counts what it hands over and stops reading at `high`.
+            lib.ws_server_conn_set_queue(ws._c, high, self.aio._low)
         self.start(conn)
 
     def start(self, conn: Connection) -> None:
         raise NotImplementedError
 
     def on_message(self, ws: WebSocket, message: str | bytes) -> None:
-        conn = self.conns.get(ws)
-        if conn is not None:
-            conn._deliver(message)
+        try:
+            self.conns[ws]._deliver(message)
+        except KeyError:
+            pass
 
     def on_drain(self, ws: WebSocket) -> None:
         conn = self.conns.get(ws)
@@ -400,9 +409,19 @@ class Connection:
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] = self._loop.create_future()
-        self._paused = False
+        # max_queue is kept by C (ws_server_conn_set_queue): it counts each
+        # message it hands over and stops reading at the high mark. Messages
+        # taken are told to it every `_every` (and whenever it may be paused
+        # and the inbox is down to low), so it pauses at most that many early.
+        self._high = aio._high
+        self._low = aio._low
+        self._every = max(1, self._high // 4) if self._high is not None else 0
+        self._taken = 0  # taken since C was last told
+        self._full = False  # C may have paused reading for the queue
         self._task: asyncio.Task[None] | None = None
         self._high_water = aio.server.options["write_high_water"]
+        self._thread = aio.server._thread_id
+        self._flush_soon = aio._driver.host.flush_soon
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -440,18 +459,19 @@ class Connection:
     # -- receiving -------------------------------------------------------------------
     async def recv(self) -> str | bytes:
         """The next message; :class:`ConnectionClosed` once closed and drained."""
-        while not self._inbox:
+        inbox = self._inbox
+        while not inbox:
             if self._done.done():
                 raise ConnectionClosed(self.close_code, self.close_reason)
-            self._waiter = self._loop.create_future()
+            self._waiter = waiter = self._loop.create_future()
             try:
-                await self._waiter
+                await waiter
             finally:
                 self._waiter = None
-        message = self._inbox.popleft()
-        if self._paused and len(self._inbox) <= self._aio._low:
-            self._paused = False
-            self.ws.resume_reading()
+        message = inbox.popleft()
+        if self._every:
+            self._taken += 1
+            self._took()
         return message
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
@@ -459,21 +479,54 @@ class Connection:
 
     async def __anext__(self) -> str | bytes:
         """``async for``: the next message, until the connection is closed."""
+        # recv() inlined: one coroutine per message, not two.
         inbox = self._inbox
-        if inbox and not self._paused:  # the common case: no await, no future
-            return inbox.popleft()
-        try:
-            return await self.recv()
-        except ConnectionClosed:
-            raise StopAsyncIteration from None
+        while not inbox:
+            if self._done.done():
+                raise StopAsyncIteration
+            self._waiter = waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        message = inbox.popleft()
+        if self._every:
+            taken = self._taken = self._taken + 1
+            if taken >= self._every or self._full:
+                self._took()
+        return message
+
+    def _took(self) -> None:
+        """Messages taken: tell C every few, or at the low mark when paused."""
+        if self._taken >= self._every or len(self._inbox) <= self._low:
+            c = self.ws._c
+            taken, self._taken = self._taken, 0
+            if c is not None:
+                self._full = bool(_consumed(c, taken))
 
     # -- sending ---------------------------------------------------------------------
     async def send(self, message: Message) -> None:
         """Send a message; waits while the write buffer is above write_high_water."""
         ws = self.ws
-        ws.send(message)
+        # What the tasks of this loop iteration send leaves together at the
+        # next one (one writev per connection), with no wake-up of the C loop.
+        self._flush_soon()
         c = ws._c
-        if c is not None and _buffered(c) >= self._high_water:
+        # One C call sends and tells whether write_high_water is passed.
+        kind = type(message)
+        if (kind is bytes or kind is str) and c is not None and _get_ident() == self._thread:
+            if kind is bytes:
+                full = _send_hw(c, 2, message, len(message))
+            else:
+                data = message.encode()  # type: ignore[union-attr]
+                full = _send_hw(c, 1, data, len(data))
+            if full < 0:
+                raise ConnectionClosed(ws.close_code, ws.close_reason or "closing")
+        else:
+            ws.send(message)
+            c = ws._c
+            full = c is not None and _buffered(c) >= self._high_water
+        if full:
             self._drain = self._loop.create_future()
             try:
                 await asyncio.wait([self._drain, self._done],
@@ -500,13 +553,15 @@ class Connection:
 
     # -- from the C callbacks (on the loop) ---------------------------------------------
     def _deliver(self, message: str | bytes) -> None:
-        self._inbox.append(message)
-        high = self._aio._high
-        if high is not None and not self._paused and len(self._inbox) >= high:
-            self._paused = True
-            self.ws.pause_reading()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        inbox = self._inbox
+        inbox.append(message)
+        # C stopped reading when its count (what is here plus what was taken
+        # and not told yet) reached high.
+        if self._every and not self._full and len(inbox) + self._taken >= self._high:  # type: ignore[operator]
+            self._full = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _drained(self) -> None:
         if self._drain is not None and not self._drain.done():

@@ -438,10 +438,20 @@ def _run_hub(fd: int) -> int:
     cfg = ffi.new("ws_bushub_config *")
     lib.ws_bushub_config_default(cfg)
     err = ffi.new("char[256]")
-    if lib.ws_bushub_run(fd, cfg, ffi.NULL, err, len(err)) != 0:
+    st = ffi.new("ws_bushub_stats *")
+    rc = lib.ws_bushub_run(fd, cfg, st, err, len(err))
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stopping already: a repeat must not kill
+        signal.signal(sig, signal.SIG_IGN)
+    if rc != 0:
         log.error("%s", ffi.string(err).decode())
         return 1
+    log.info("worker bus hub stopped: %s",
+             " ".join(f"{k}={int(getattr(st, k))}" for k in _HUB_COUNTERS))
     return 0
+
+
+# the hub's final counters, logged when it stops (csrc/bushub.h)
+_HUB_COUNTERS = ("accepted", "received", "forwarded", "dropped_full", "malformed")
 
 
 def _supervise(app: Any, opts: dict[str, Any], workers: int, start: _Start) -> int:

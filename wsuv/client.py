@@ -20,18 +20,20 @@ import signal
 import threading
 from typing import Any
 
+from wsuv import client_tls
 from wsuv._core import ffi, lib
 from wsuv.handler import resolve_handler
 from wsuv.request import Headers, Request
 from wsuv.server import DIALING, Server, _addr, log
-from wsuv.sync import _os_error, _parse_url, _read_response, client_options, failure
+from wsuv.sync import _os_error, _read_response, _split_url, client_options, failure
 from wsuv.sync import opened as _response_of
 from wsuv.websocket import WebSocket
 
 __all__ = ["Client", "connect"]
 
 #: Options of one connection (the rest are the host's: timeouts, limits).
-CONNECTION_OPTIONS = ("subprotocols", "origin", "additional_headers", "compression")
+CONNECTION_OPTIONS = ("subprotocols", "origin", "additional_headers", "compression",
+                      *client_tls.CLIENT_OPTIONS)
 #: Server options that make no sense on a host that never listens.
 _LISTENING = ("host", "port", "unix_path", "fd", "backlog", "reuseport", "max_connections",
               "max_url", "max_headers", "max_header_bytes", "static_dir", "handle_signals",
@@ -57,8 +59,12 @@ def _client_handler(handler: Any, where: str) -> Any:
 
 def dial(srv: Server, url: str, handler: Any = None, *,
          subprotocols: Any = None, origin: str | None = None,
-         additional_headers: Any = None, compression: Any = "server") -> WebSocket:
-    """Server.connect: a client connection on srv's loop, its WebSocket at once."""
+         additional_headers: Any = None, compression: Any = "server",
+         ssl_ca_certs: Any = None, ssl_certfile: Any = None, ssl_keyfile: Any = None,
+         ssl_keyfile_password: str | None = None,
+         ssl_insecure_skip_verify: bool = False) -> WebSocket:
+    """Server.connect: a client connection on srv's loop, its WebSocket at once
+    (wss:// with the ssl_* options of wsuv.client_tls)."""
     if handler is None:
         if srv.handler is None or srv._c_app is not None:
             kind = "the built-in C echo" if srv.handler is None else "a C application"
@@ -79,12 +85,22 @@ def dial(srv: Server, url: str, handler: Any = None, *,
         raise TypeError("subprotocols is a list of str, e.g. ['chat']")
     if origin is not None and not isinstance(origin, str):
         raise TypeError(f"origin is a str, not {type(origin).__name__}")
-    host, port, unix_path, target = _parse_url(url)
+    host, port, unix_path, target, secure = _split_url(url)
     where = unix_path or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    given = {"ssl_ca_certs": ssl_ca_certs, "ssl_certfile": ssl_certfile,
+             "ssl_keyfile": ssl_keyfile, "ssl_keyfile_password": ssl_keyfile_password,
+             "ssl_insecure_skip_verify": ssl_insecure_skip_verify}
+    tls_opts: dict[str, Any] | None = None
+    if secure:
+        client_tls.check(given)  # misuse raises here, on the caller's thread
+        tls_opts = given
+    elif client_tls.given(given):
+        raise ValueError(f"{client_tls.given(given)[0]} is a TLS option: it needs a wss:// "
+                         f"URL, not {url}")
     fields = list(additional_headers.items() if isinstance(additional_headers, dict)
                   else additional_headers or ())
     args = (srv, handler, host, port, unix_path, target, subprotocols, origin, fields,
-            compression == "deflate", where)
+            compression == "deflate", where, tls_opts)
     if threading.get_ident() != srv._thread_id:
         ws: WebSocket | None = None
 
@@ -102,17 +118,23 @@ def dial(srv: Server, url: str, handler: Any = None, *,
 
 def _start(srv: Server, handler: Any, host: str, port: int, unix_path: str | None,
            target: str, subprotocols: Any, origin: str | None, fields: list[tuple[str, str]],
-           deflate: bool, where: str) -> WebSocket:
+           deflate: bool, where: str, tls_opts: dict[str, Any] | None) -> WebSocket:
     if srv._s == ffi.NULL:
         raise RuntimeError("the server is closed: it dials no more connections")
     o, keep = client_options(host, port, unix_path, target, subprotocols, origin, fields,
                              deflate)
+    ctx = None
+    if tls_opts is not None:
+        # Made on the loop's thread (a context serves one thread's connections);
+        # the connection takes its own reference in ws_client_connect.
+        ctx = client_tls.client_context(tls_opts, where)
+        o.tls = ctx.ptr
     o.want_control = int(callable(getattr(handler, "on_ping", None))
                          or callable(getattr(handler, "on_pong", None)))
     out = ffi.new("ws_server_conn **")
     req_err = ffi.new("long *")
     r = lib.ws_client_connect(srv._s, o, out, req_err)
-    del keep  # borrowed by o until here
+    del keep, ctx  # borrowed by o until here
     if r == lib.WS_CLIENT_E_REQUEST:
         why = ffi.string(lib.ws_client_hs_strerror(req_err[0])).decode()
         raise ValueError(f"cannot build the upgrade request: {why}")
@@ -144,10 +166,14 @@ def opened(ws: WebSocket, c: Any) -> None:
     ws.response, ws.subprotocol, ws.extensions = _response_of(c)
 
 
-def failed(ws: WebSocket, err: int, hs: Any) -> None:
+def failed(ws: WebSocket, c: Any, err: int, hs: Any) -> None:
     """From wsuv_on_connect_failed: the dialled connection never opened."""
     ws._dialing = None
-    exc = failure(err, hs, ws.request.remote_address)
+    where = ws.request.remote_address
+    # The URL's host, for a certificate that does not name it: where is
+    # "host:port" or "[v6]:port" (a TLS connection is never a unix socket).
+    host = where.rsplit(":", 1)[0].removeprefix("[").removesuffix("]")
+    exc = failure(err, hs, where, c, host)
     if err == lib.WS_CLIENT_REFUSED:
         ws.response = _read_response(hs)  # the refusal: status, headers, body
     ws.close_reason = str(exc)

@@ -98,7 +98,7 @@ def _file_id(value: Any) -> Any:
 def client_context(opts: dict[str, Any], where: str) -> Context:
     """The client context for these ssl_* options (shared with other
     connections of this thread that use the same options)."""
-    _check(opts)
+    check(opts)
     if opts["ssl_insecure_skip_verify"]:
         log.warning("ssl_insecure_skip_verify=True: the certificate of %s is NOT verified "
                     "(anyone on the path can read and change this connection)", where)
@@ -118,8 +118,9 @@ def client_context(opts: dict[str, Any], where: str) -> Context:
     return ctx
 
 
-def _check(opts: dict[str, Any]) -> None:
-    """The option combinations refused before any file is read."""
+def check(opts: dict[str, Any]) -> None:
+    """Refuses bad option types and combinations (one sentence) before any
+    file is read."""
     for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
         if opts[name] is not None:
             _path(name, opts[name])

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     _F = TypeVar("_F", bound=Callable[..., None])
 
 log = logging.getLogger("wsuv")
+# the worker bus's message limit (csrc/workerbus.c max_payload): bigger stay local
+_BUS_MAX_PAYLOAD = 64 << 20
 
 _SERVERS: dict[Any, Server] = {}
 # Open connections by the address of their C object: batches name them by
@@ -86,6 +88,7 @@ class Server:
         self.options = opts = resolve(options)
         self.handler = handler = resolve_handler(handler)
         self._thread_id = threading.get_ident()
+        self._oversize_warned = False
         self._pending: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = (
             collections.deque())
         self._timers: dict[int, tuple[Any, Callable[..., Any], tuple[Any, ...]]] = {}
@@ -267,7 +270,8 @@ class Server:
         :class:`WebSocket` at once; ``handler`` (default: the server's) gets
         ``on_open`` when it opens, or ``on_connect_failed(ws, error)``.
         Options: ``subprotocols``, ``origin``, ``additional_headers``,
-        ``compression``; timeouts and limits are the server's
+        ``compression`` and, for ``wss://``, the ``ssl_*`` options of
+        :func:`wsuv.sync.connect`; timeouts and limits are the server's
         (``handshake_timeout`` is the open timeout). From another thread it is
         handed to the loop and waits for it."""
         from wsuv.client import dial
@@ -471,7 +475,20 @@ class Server:
         if self._s == ffi.NULL:
             return 0
         skip = exclude._c if exclude is not None and exclude._c is not None else ffi.NULL
-        return int(lib.ws_server_publish(self._s, raw, len(raw), op, data, len(data), skip))
+        n = int(lib.ws_server_publish(self._s, raw, len(raw), op, data, len(data), skip))
+        if len(data) > _BUS_MAX_PAYLOAD and not self._oversize_warned:
+            self._warn_oversize()
+        return n
+
+    def _warn_oversize(self) -> None:
+        """Logs, once, that a publish was too big for the worker bus."""
+        st: Any = ffi.new("ws_bus_stats *")
+        up = ffi.new("int *")
+        if lib.ws_server_bus_stats(self._s, st, up) and st.dropped_oversize:
+            self._oversize_warned = True
+            log.warning("a publish of over %d MiB reached only this worker's subscribers "
+                        "(the worker bus carries up to that; counted in pubsub_stats()"
+                        "['dropped_oversize'])", _BUS_MAX_PAYLOAD >> 20)
 
     def pubsub_stats(self) -> dict[str, int] | None:
         """The counters of what carries publishes out of this process: the Redis
@@ -805,7 +822,7 @@ def wsuv_on_connect_failed(s: Any, c: Any, err: int, hs: Any) -> None:
     if ws is not None:
         from wsuv.client import failed
 
-        failed(ws, err, hs)
+        failed(ws, c, err, hs)
 
 
 @_extern

@@ -142,41 +142,170 @@ def test_timer_started_from_a_task_fires_on_time(run: Any) -> None:
     assert 0.19 <= took < 0.35, took
 
 
-def test_max_queue_pauses_reading_for_a_slow_handler(run: Any) -> None:
-    # 10 MB of messages: more than one wake-up's reads can bring (libuv reads up
-    # to 32 times per readable event, 256 KiB each, before the batch reaches
-    # Python and the pause takes effect), so the pause shows.
+# One read (csrc/server_int.h READ_BUF_SIZE): reading stops before the next
+# one, so the queue may exceed max_queue by what that read held, no more.
+READ_BYTES = 256 * 1024
+
+
+def test_max_queue_is_a_tight_bound_kept_in_c(run: Any) -> None:
+    # 10 MB of 1 KB messages against max_queue=(4, 1): reading stops in C at
+    # the 4th queued message, before libuv's next read, so at most one read's
+    # messages are queued past the mark, at every moment of the drain too.
     N = 10000
+    size = 1005
+    bound = 4 + READ_BYTES // 1000 + 1
     got: list[str] = []
-    release = asyncio.Event
+    peaks: list[int] = []
 
     async def main() -> None:
-        gate = release()
+        gate = asyncio.Event()
 
         async def handler(ws: wsuv.aio.Connection) -> None:
             await gate.wait()
             async for message in ws:
                 got.append(message)  # type: ignore[arg-type]
+                peaks.append(len(ws._inbox))
                 await ws.send(message)
 
         async with wsuv.aio.serve(handler, port=0, max_queue=(4, 1)) as server:
-            async with connect(url(server)) as client:
-                for i in range(N):
-                    await client.send("x" * 1000 + str(i))
-                await asyncio.sleep(0.3)
+            # Uncompressed: one read is then at most 256 KiB of messages.
+            async with connect(url(server), compression=None) as client:
+                async def flood() -> None:
+                    for i in range(N):
+                        await client.send("x" * (size - 5) + f"{i:05}")
+                # The peer's sends block (backpressure) until the handler reads.
+                sender = asyncio.create_task(flood())
+                await asyncio.sleep(0.5)
                 conn = next(iter(server.server.handler.conns.values()))
-                # Reading paused at 4 queued messages; what that wake-up's reads
-                # brought (at most 32 x 256 KiB) is queued too, the rest waits in
-                # the kernel.
                 queued = sum(len(m) for m in conn._inbox)
-                assert len(conn._inbox) >= 4 and queued <= 4 * 1005 + 32 * 256 * 1024, queued
-                assert len(conn._inbox) < N
-                assert conn._paused
+                assert 4 <= len(conn._inbox) <= bound, len(conn._inbox)
+                assert queued <= 4 * size + READ_BYTES, queued
+                assert conn.ws._c is not None
+                assert wsuv._core.lib.ws_server_conn_consumed(conn.ws._c, 0) == 1  # paused
+                assert not sender.done()
                 gate.set()
                 for _ in range(N):
                     await asyncio.wait_for(client.recv(), T)
+                await asyncio.wait_for(sender, T)
     run(main())
-    assert got == ["x" * 1000 + str(i) for i in range(N)]
+    assert got == ["x" * (size - 5) + f"{i:05}" for i in range(N)]
+    assert max(peaks) < bound, max(peaks)
+
+
+def test_max_queue_none_counts_nothing(run: Any) -> None:
+    # Unbounded: everything the peer sent is queued while the handler waits.
+    N = 3000
+
+    async def main() -> int:
+        gate = asyncio.Event()
+        seen: list[int] = []
+
+        async def handler(ws: wsuv.aio.Connection) -> None:
+            await gate.wait()
+            seen.append(len(ws._inbox))
+            async for message in ws:
+                await ws.send(message)
+
+        async with wsuv.aio.serve(handler, port=0, max_queue=None) as server:
+            async with connect(url(server)) as client:
+                for i in range(N):
+                    await client.send(f"m{i}")
+                deadline = time.monotonic() + T
+                conn = None
+                while time.monotonic() < deadline:
+                    conn = next(iter(server.server.handler.conns.values()), None)
+                    if conn is not None and len(conn._inbox) == N:
+                        break
+                    await asyncio.sleep(0.02)
+                gate.set()
+                for i in range(N):
+                    assert await asyncio.wait_for(client.recv(), T) == f"m{i}"
+        return seen[0]
+    assert run(main()) == N
+
+
+def _flood_frames(payload: int, count: int) -> bytes:
+    """`count` masked binary frames (mask key 0: the payload as is)."""
+    assert payload < 65536
+    head = bytes([0x82, 0x80 | 126]) + payload.to_bytes(2, "big") + b"\0\0\0\0"
+    return (head + b"y" * payload) * count
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_slow_consumer_blocks_the_peer_instead_of_growing_memory(run: Any) -> None:
+    # A raw peer floods 50 MB (800 messages of 64,000 B) at a handler that
+    # does not read yet: the server stops reading at max_queue, the kernel's
+    # buffers fill, and the peer's writes block; the server's Python memory
+    # (tracemalloc) and RSS stay far below the flood. Then all of it arrives.
+    import tracemalloc
+
+    payload, count = 64000, 800
+    frames = _flood_frames(payload, count)
+    view = memoryview(frames)
+    result: dict[str, int] = {}
+
+    async def main() -> None:
+        gate = asyncio.Event()
+        done = asyncio.Event()
+        taken = [0]
+
+        async def handler(ws: wsuv.aio.Connection) -> None:
+            await gate.wait()
+            async for message in ws:
+                assert len(message) == payload
+                taken[0] += 1
+                if taken[0] == count:
+                    done.set()
+
+        async with wsuv.aio.serve(handler, port=0, max_queue=(16, 4)) as server:
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=T)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += await asyncio.to_thread(sock.recv, 4096)
+            assert head.startswith(b"HTTP/1.1 101")
+            sock.setblocking(False)
+            rss0 = _rss()
+            tracemalloc.start()
+            try:
+                sent = 0
+                stalled_since = None
+                deadline = time.monotonic() + 3 * T
+                while sent < len(frames) and time.monotonic() < deadline:
+                    try:
+                        sent += sock.send(view[sent:sent + (1 << 20)])
+                        stalled_since = None
+                    except BlockingIOError:
+                        now = time.monotonic()
+                        stalled_since = stalled_since or now
+                        if now - stalled_since > 0.5:
+                            break  # blocked for half a second: backpressure
+                    await asyncio.sleep(0.001)
+                result["stalled_at"] = sent
+                result["traced_peak"] = tracemalloc.get_traced_memory()[1]
+                result["rss_growth"] = _rss() - rss0
+                conn = next(iter(server.server.handler.conns.values()))
+                result["queued"] = len(conn._inbox)
+                gate.set()
+                sock.setblocking(True)
+                await asyncio.to_thread(sock.sendall, view[sent:])
+                await asyncio.wait_for(done.wait(), 3 * T)
+            finally:
+                tracemalloc.stop()
+                sock.close()
+    run(main())
+    print(result)  # the numbers, for -s
+    flood = 800 * 64008
+    assert result["stalled_at"] < flood // 2, result  # the peer's writes blocked
+    assert result["queued"] <= 16 + READ_BYTES // payload + 1, result
+    assert result["traced_peak"] < 8 << 20, result  # not the 50 MB
+    assert result["rss_growth"] < 24 << 20, result
 
 
 def test_handler_exception_closes_only_its_connection_with_1011(run: Any) -> None:

@@ -262,7 +262,8 @@ static int run(tb *t, char *line) {
     reply("stats published=%llu delivered=%llu dropped_own=%llu lost=%llu out_of_order=%llu "
           "dropped_down=%llu dropped_full=%llu unconfirmed=%llu malformed=%llu "
           "reconnects=%llu timeouts=%llu connects=%llu pending_bytes=%llu channels=%llu "
-          "up=%d rss_kb=%ld",
+          "bad_version=%llu seq_topics=%llu seq_resets=%llu seq_streams=%llu "
+          "seq_memory=%llu up=%d rss_kb=%ld",
           (unsigned long long)s.published, (unsigned long long)s.delivered,
           (unsigned long long)s.dropped_own, (unsigned long long)s.lost,
           (unsigned long long)s.out_of_order, (unsigned long long)s.dropped_down,
@@ -270,7 +271,10 @@ static int run(tb *t, char *line) {
           (unsigned long long)s.malformed, (unsigned long long)s.reconnects,
           (unsigned long long)s.timeouts, (unsigned long long)s.connects,
           (unsigned long long)s.pending_bytes,
-          (unsigned long long)s.channels, ws_redis_is_up(r), rss * 4);
+          (unsigned long long)s.channels, (unsigned long long)s.bad_version,
+          (unsigned long long)s.seq_topics, (unsigned long long)s.seq_resets,
+          (unsigned long long)s.seq_streams, (unsigned long long)s.seq_memory,
+          ws_redis_is_up(r), rss * 4);
   } else if (!strcmp(c, "states")) {
     reply("states %.*s", (int)b->nstates, b->states);
   } else if (!strcmp(c, "err")) {

@@ -13,9 +13,9 @@ from wsuv._core import ffi, lib
 ORIGIN = bytes(range(16))
 
 
-def header(origin: bytes, seq: int, opcode: int) -> bytes:
-    out = ffi.new("uint8_t[28]")
-    assert lib.ws_redis_envelope_header(out, origin, seq, opcode) == 28
+def header(origin: bytes, seq: int, opcode: int, epoch: int = 1) -> bytes:
+    out = ffi.new("uint8_t[32]")
+    assert lib.ws_redis_envelope_header(out, origin, epoch, seq, opcode) == 32
     return bytes(out)
 
 
@@ -27,29 +27,49 @@ def decode(data: bytes) -> tuple[int, Any]:
         return rc, None
     payload = bytes(ffi.buffer(env.payload, env.len)) if env.len else b""
     assert (env.payload == ffi.NULL) == (env.len == 0)
-    return rc, (bytes(env.origin), env.seq, env.opcode, payload)
+    return rc, (bytes(env.origin), env.epoch, env.seq, env.opcode, payload)
 
 
 def test_header_layout() -> None:
-    h = header(ORIGIN, 0x0102030405060708, 2)
-    assert h == b"wU\x01\x02" + ORIGIN + bytes([1, 2, 3, 4, 5, 6, 7, 8])
-    out = ffi.new("uint8_t[28]")
-    assert lib.ws_redis_envelope_header(out, ORIGIN, 1, 9) == lib.WS_REDIS_ENV_BAD_OPCODE
+    h = header(ORIGIN, 0x0102030405060708, 2, epoch=0x0A0B0C0D)
+    assert h == b"wU\x02\x02" + ORIGIN + bytes([10, 11, 12, 13, 1, 2, 3, 4, 5, 6, 7, 8])
+    out = ffi.new("uint8_t[32]")
+    assert lib.ws_redis_envelope_header(out, ORIGIN, 1, 1, 9) == lib.WS_REDIS_ENV_BAD_OPCODE
 
 
-@given(st.binary(min_size=16, max_size=16), st.integers(0, 2**64 - 1), st.sampled_from([1, 2]),
-       st.binary(max_size=300))
-def test_round_trip(origin: bytes, seq: int, opcode: int, payload: bytes) -> None:
-    assert decode(header(origin, seq, opcode) + payload) == (0, (origin, seq, opcode, payload))
+@given(st.binary(min_size=16, max_size=16), st.integers(0, 2**32 - 1),
+       st.integers(0, 2**64 - 1), st.sampled_from([1, 2]), st.binary(max_size=300))
+def test_round_trip(origin: bytes, epoch: int, seq: int, opcode: int, payload: bytes) -> None:
+    got = decode(header(origin, seq, opcode, epoch) + payload)
+    assert got == (0, (origin, epoch, seq, opcode, payload))
+
+
+@given(st.binary(max_size=64))
+def test_decode_never_misreads(data: bytes) -> None:
+    """Any bytes: either the documented error for the first bad field, or a
+    version-2 envelope whose fields are the bytes at their offsets."""
+    rc, env = decode(data)
+    if len(data) < 32:
+        assert rc == lib.WS_REDIS_ENV_SHORT
+    elif data[:2] != b"wU":
+        assert rc == lib.WS_REDIS_ENV_BAD_MAGIC
+    elif data[2] != 2:
+        assert rc == lib.WS_REDIS_ENV_BAD_VERSION  # version 1 too: never misread
+    elif data[3] not in (1, 2):
+        assert rc == lib.WS_REDIS_ENV_BAD_OPCODE
+    else:
+        assert rc == 0 and env == (data[4:20], int.from_bytes(data[20:24], "big"),
+                                   int.from_bytes(data[24:32], "big"), data[3], data[32:])
 
 
 @pytest.mark.parametrize("data,err", [
     (b"", lib.WS_REDIS_ENV_SHORT),
-    (b"wU\x01\x01" + ORIGIN + b"\x00" * 7, lib.WS_REDIS_ENV_SHORT),
+    (b"wU\x02\x01" + ORIGIN + b"\x00" * 11, lib.WS_REDIS_ENV_SHORT),
     (b"hello world, not an envelope at all", lib.WS_REDIS_ENV_BAD_MAGIC),
-    (b"wU\x02\x01" + ORIGIN + b"\x00" * 8, lib.WS_REDIS_ENV_BAD_VERSION),
-    (b"wU\x01\x00" + ORIGIN + b"\x00" * 8, lib.WS_REDIS_ENV_BAD_OPCODE),
-    (b"wU\x01\x08" + ORIGIN + b"\x00" * 8, lib.WS_REDIS_ENV_BAD_OPCODE),
+    (b"wU\x01\x01" + ORIGIN + b"\x00" * 12, lib.WS_REDIS_ENV_BAD_VERSION),  # version 1
+    (b"wU\x03\x01" + ORIGIN + b"\x00" * 12, lib.WS_REDIS_ENV_BAD_VERSION),
+    (b"wU\x02\x00" + ORIGIN + b"\x00" * 12, lib.WS_REDIS_ENV_BAD_OPCODE),
+    (b"wU\x02\x08" + ORIGIN + b"\x00" * 12, lib.WS_REDIS_ENV_BAD_OPCODE),
 ])
 def test_malformed_envelopes(data: bytes, err: int) -> None:
     assert decode(data) == (err, None)

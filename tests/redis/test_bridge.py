@@ -438,8 +438,12 @@ def test_password(tmp_path: Path, drv: Driver) -> None:
         r.stop()
 
 
-def envelope(origin: bytes, seq: int, payload: bytes, opcode: int = 1) -> bytes:
-    return b"wU\x01" + bytes([opcode]) + origin + seq.to_bytes(8, "big") + payload
+def envelope(origin: bytes, seq: int, payload: bytes, opcode: int = 1, epoch: int = 1,
+             version: int = 2) -> bytes:
+    if version == 1:  # the old format: one sequence across all channels, no epoch
+        return b"wU\x01" + bytes([opcode]) + origin + seq.to_bytes(8, "big") + payload
+    return (b"wU" + bytes([version, opcode]) + origin + epoch.to_bytes(4, "big")
+            + seq.to_bytes(8, "big") + payload)
 
 
 def test_sequence_gap_is_counted_as_loss(redis: Redis, drv: Driver) -> None:
@@ -454,14 +458,115 @@ def test_sequence_gap_is_counted_as_loss(redis: Redis, drv: Driver) -> None:
     resp(redis.port, "PUBLISH", ch, envelope(x, 7, b"again"))  # not above the last
     resp(redis.port, "PUBLISH", ch, b"not an envelope")
     resp(redis.port, "PUBLISH", ch, envelope(x, 8, b"bad opcode", opcode=9))
+    resp(redis.port, "PUBLISH", ch, envelope(x, 8, b"version 1", version=1))
+    resp(redis.port, "PUBLISH", ch, envelope(x, 8, b"version 3", version=3))
     origin = bytes.fromhex(drv.cmd("origin a").split()[1])
     resp(redis.port, "PUBLISH", ch, envelope(origin, 99, b"mine"))
-    assert drv.ok("waitmsgs a 5 3000") == "ok 5"
+    # the publisher's counter table was full: epoch 2 restarts at 1; 2 of it were missed
+    resp(redis.port, "PUBLISH", ch, envelope(x, 3, b"e2", epoch=2))
+    resp(redis.port, "PUBLISH", ch, envelope(x, 50, b"e1 late", epoch=1))  # older epoch
+    assert drv.ok("waitmsgs a 7 3000") == "ok 7"
     drv.ok("sleep 200")
-    assert texts(drv.msgs("a")) == ["m1", "m2", "m6", "m7", "again"]
+    assert texts(drv.msgs("a")) == ["m1", "m2", "m6", "m7", "again", "e2", "e1 late"]
     s = drv.stats("a")
-    assert s["lost"] == 3 and s["out_of_order"] == 1
-    assert s["malformed"] == 2 and s["dropped_own"] == 1 and s["delivered"] == 5
+    assert s["lost"] == 3 + 2 and s["out_of_order"] == 2
+    assert s["malformed"] == 2 and s["bad_version"] == 2
+    assert s["dropped_own"] == 1 and s["delivered"] == 7
+    assert s["seq_streams"] == 1
+
+
+def test_other_topics_publishes_are_no_loss(redis: Redis, drv: Driver) -> None:
+    """Publish X, Y, X with only X subscribed: nothing was lost (the old
+    per-origin sequence counted Y as a gap)."""
+    for name in ("a", "b"):
+        drv.ok(f"new {name} {url(redis)} {FAST}")
+        drv.ok(f"wait {name} up 5000")
+    drv.ok("sub a x")
+    drv.ok("sleep 200")
+    for topic in ("x", "y", "x"):
+        assert drv.ok(f"pub b {topic} 1 {topic}") == "ok 0"
+    assert drv.ok("waitmsgs a 2 3000") == "ok 2"
+    drv.ok("sleep 200")
+    assert texts(drv.msgs("a")) == ["x", "x"]
+    s = drv.stats("a")
+    assert s["lost"] == 0 and s["out_of_order"] == 0 and s["delivered"] == 2
+    assert drv.stats("b")["seq_topics"] == 2
+
+
+def test_disjoint_and_overlapping_topic_sets_lose_nothing(redis: Redis, drv: Driver) -> None:
+    subs = {"a": ["x", "y"], "b": ["y", "z"], "c": ["z"], "d": ["w"]}
+    for name, topics in subs.items():
+        drv.ok(f"new {name} {url(redis)} {FAST}")
+        drv.ok(f"wait {name} up 5000")
+        for t in topics:
+            drv.ok(f"sub {name} {t}")
+    drv.ok("sleep 300")
+    rounds = 50
+    for i in range(rounds):  # every node publishes on every topic, interleaved
+        for name in subs:
+            for t in ("x", "y", "z", "w"):
+                drv.ok(f"pub {name} {t} 1 {name}{t}{i}")
+    expect = {name: sum(rounds * (len(subs) - 1) for _ in topics)
+              for name, topics in subs.items()}
+    for name, n in expect.items():
+        assert drv.ok(f"waitmsgs {name} {n} 10000") == f"ok {n}"
+    drv.ok("sleep 300")
+    for name, topics in subs.items():
+        got = drv.msgs(name)
+        st = drv.stats(name)
+        assert len(got) == expect[name] and {m[0] for m in got} == set(topics)
+        assert st["lost"] == 0 and st["out_of_order"] == 0, (name, st)
+        assert st["delivered"] == expect[name] and st["dropped_own"] == rounds * len(topics)
+        assert st["seq_streams"] == len(topics) * (len(subs) - 1)
+        assert st["seq_topics"] == 4 and st["seq_resets"] == 0
+
+
+def test_unsubscribed_time_is_no_loss(redis: Redis, drv: Driver) -> None:
+    for name in ("a", "b"):
+        drv.ok(f"new {name} {url(redis)} {FAST}")
+        drv.ok(f"wait {name} up 5000")
+    for rnd in range(3):
+        drv.ok("sub a t")
+        drv.ok("sleep 150")
+        drv.ok("pubn b t 5")
+        assert drv.ok(f"waitmsgs a {5 * (rnd + 1)} 3000") == f"ok {5 * (rnd + 1)}"
+        drv.ok("unsub a t")
+        drv.ok("sleep 150")
+        drv.ok("pubn b t 7")  # nobody wants these
+    drv.ok("sleep 200")
+    s = drv.stats("a")
+    assert s["delivered"] == 15 and s["lost"] == 0 and s["out_of_order"] == 0
+    assert s["seq_streams"] == 0
+
+
+def test_killed_subscriber_connection_loss_is_counted(redis: Redis, drv: Driver) -> None:
+    """CLIENT KILL TYPE pubsub mid-stream: what b published while a's
+    subscribe connection was away is counted as lost, exactly."""
+    for name in ("a", "b"):
+        drv.ok(f"new {name} {url(redis)} bmin=300 bmax=400 cto=500 cmd=500 hb=200")
+        drv.ok(f"wait {name} up 5000")
+    drv.ok("sub a t")
+    drv.ok("sub a other")
+    drv.ok("sleep 200")
+    assert drv.ok("pubn b t 100") == "ok sent=100 dropped=0"
+    assert drv.ok("pubn b other 1") == "ok sent=1 dropped=0"  # a knows b's "other" stream
+    assert drv.ok("waitmsgs a 101 3000") == "ok 101"
+    assert resp(redis.port, "CLIENT", "KILL", "TYPE", "pubsub") == 2
+    drv.ok("wait a down 1000")
+    assert drv.ok("pubn b t 100") == "ok sent=100 dropped=0"  # a is away (>= 150 ms)
+    assert drv.ok("pubn b other 10") == "ok sent=10 dropped=0"
+    drv.ok("wait a up 5000")
+    drv.ok("wait b up 5000")
+    drv.ok("sleep 200")
+    assert drv.ok("pubn b t 100") == "ok sent=100 dropped=0"
+    # a gap shows at the stream's next message: one more on "other" reveals its 10
+    assert drv.ok("pubn b other 1") == "ok sent=1 dropped=0"
+    drv.ok("sleep 300")
+    got = [m for m in drv.msgs("a") if m[0] == "t"]
+    s, sb = drv.stats("a"), drv.stats("b")
+    assert sb["published"] == 312
+    assert len(got) < 300 and s["lost"] == 312 - s["delivered"], s
+    assert s["lost"] >= 110 and s["out_of_order"] == 0
 
 
 def test_unix_socket(tmp_path: Path, drv: Driver) -> None:

@@ -44,6 +44,8 @@ class Room(wsuv.Handler):
             ws.send(f"burst took {time.monotonic() - t0:.3f}")
         elif message == "stats":
             ws.send("stats " + json.dumps(ws.server.pubsub_stats()))
+        elif message == "big":  # over the bus's 64 MiB: stays in this worker
+            ws.send(f"big {ws.server.publish('big', bytes((64 << 20) + 1))}")
         elif message.startswith("thread "):  # published from another thread
             server, text = ws.server, message[7:]
             threading.Thread(target=server.publish, args=("room", text)).start()
@@ -369,3 +371,28 @@ def test_a_frozen_hub_blocks_no_worker(tmp_path: Path) -> None:
         seen = [int(m.split()[0]) for m in recv_n(b, sent, timeout=10)]
         assert seen == list(range(sent))  # the first ones, in order: the queue drops the newest
         assert_silent([b])
+
+
+def test_an_oversized_publish_is_counted_and_logged_once(tmp_path: Path) -> None:
+    """Over 64 MiB a publish reaches this worker's subscribers only: counted in
+    pubsub_stats()["dropped_oversize"], one warning; the hub logs its counters
+    when it stops."""
+    with cluster(tmp_path, 2) as c:
+        c.spread(2)
+        c.settle()
+        ws = c.clients[0][0]
+        before = stats_of(ws)
+        for _ in range(2):
+            ws.send("big")
+            assert str(ws.recv(timeout=TIMEOUT)) == "big 0"
+        after = stats_of(ws)
+        assert before["dropped_oversize"] == 0 and after["dropped_oversize"] == 2
+        assert after["published"] == before["published"] and after["up"] == 1
+    log = (tmp_path / "serve.log").read_text()
+    assert log.count("reached only this worker's subscribers") == 1, log
+    hub = [line for line in log.splitlines() if "worker bus hub stopped:" in line]
+    assert len(hub) == 1, log
+    fields = dict(kv.split("=") for kv in hub[0].split("stopped: ")[1].split())
+    assert set(fields) == {"accepted", "received", "forwarded", "dropped_full", "malformed"}
+    assert int(fields["accepted"]) >= 2 and int(fields["forwarded"]) >= 1
+    assert int(fields["malformed"]) == 0
