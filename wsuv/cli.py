@@ -470,10 +470,16 @@ def _supervise(app: Any, opts: dict[str, Any], workers: int, start: _Start) -> i
     hub: list[int] = []  # the hub's pid while it runs
     stopping = 0
 
+    # A graceful stop is bounded: a worker still running this long after the
+    # signal (a handler stuck in a call, a loop that cannot turn) is killed.
+    grace = opts["shutdown_timeout"] + opts["close_timeout"] + 5.0
+    killed: list[int] = []
+
     def child(run: Callable[[], None]) -> int:
         pid = os.fork()
         if pid == 0:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
                 signal.signal(sig, signal.SIG_DFL)
             try:
                 run()
@@ -496,14 +502,27 @@ def _supervise(app: Any, opts: dict[str, Any], workers: int, start: _Start) -> i
     def forward(signum: int, _frame: Any) -> None:
         nonlocal stopping
         stopping += 1
+        if stopping == 1:
+            signal.setitimer(signal.ITIMER_REAL, grace)
         for pid in [*children, *hub]:
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
 
+    def overdue(_signum: int, _frame: Any) -> None:
+        for pid in [*children, *hub]:
+            log.warning("worker %d still running %.0f s after the signal; killing it",
+                        pid, grace)
+            killed.append(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGALRM, overdue)
     start.ready()
     start.release()
     log.info("wsuv listening on %s with %d workers (supervisor pid %d)", where, workers,
@@ -549,7 +568,8 @@ def _supervise(app: Any, opts: dict[str, Any], workers: int, start: _Start) -> i
 
         bus.close()
         shutil.rmtree(os.path.dirname(bus_path), ignore_errors=True)
-    return 0
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    return 1 if killed else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,8 @@ def serve(*args: str, **popen: object) -> Iterator[subprocess.Popen[bytes]]:
         yield proc
     finally:
         if proc.poll() is None:
+            for kid in _children(proc.pid):  # a failed test leaves no worker behind
+                os.kill(kid, signal.SIGKILL)
             proc.kill()
         proc.wait(10)
         if proc.stdout:
@@ -147,6 +149,51 @@ def test_workers_share_one_socket_and_restart() -> None:
         assert _echo(port) == "hi"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
+
+
+STUCK_APP = '''\
+import time
+import wsuv
+
+
+class Stuck(wsuv.Handler):
+    """A handler that never returns from a call: its worker's loop cannot turn."""
+
+    def on_message(self, ws, message):
+        time.sleep(600)
+'''
+
+
+def test_a_stuck_worker_is_killed_after_the_graceful_bound(tmp_path: Path) -> None:
+    """SIGTERM drains gracefully, but a worker whose handler never returns is
+    killed once shutdown_timeout + close_timeout + 5 s have passed: the
+    supervisor exits (status 1, said in the log) instead of waiting forever."""
+    (tmp_path / "stuckapp.py").write_text(STUCK_APP)
+    port = free_port()
+    with serve("stuckapp:Stuck", "--port", str(port), "--workers", "2",
+               "--shutdown-timeout", "1", "--close-timeout", "1", cwd=tmp_path) as proc:
+        wait_port(port)
+        kids = _children(proc.pid)
+        with connect(f"ws://127.0.0.1:{port}/", open_timeout=5) as ws:
+            ws.send("block")  # its worker is now asleep inside on_message
+            time.sleep(0.3)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(25) == 1
+            took = time.monotonic() - started
+        assert 6.0 <= took < 20.0, took
+        assert proc.stdout is not None
+        log = proc.stdout.read().decode()
+        assert "still running 7 s after the signal; killing it" in log
+        assert not [k for k in kids if _alive(k)]  # nothing left behind
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _children(pid: int) -> list[int]:
