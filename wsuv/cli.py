@@ -475,19 +475,36 @@ def _supervise(app: Any, opts: dict[str, Any], workers: int, start: _Start) -> i
     grace = opts["shutdown_timeout"] + opts["close_timeout"] + 5.0
     killed: list[int] = []
 
-    def child(run: Callable[[], None]) -> int:
-        pid = os.fork()
-        if pid == 0:
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+
+    def child(run: Callable[[], None], register: Callable[[int], None]) -> None:
+        # Blocked across the fork: a signal that arrives meanwhile must not run
+        # the supervisor's handler inside the child (it would be swallowed
+        # there); the child gets it once its own disposition is in place, and
+        # the parent's handler runs only once the new pid is registered.
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+            raise
+        if pid != 0:
+            register(pid)
+            if stopping:  # forked just as a stop began: it missed the forward
+                os.kill(pid, signal.SIGTERM)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+            return
+        else:
             signal.setitimer(signal.ITIMER_REAL, 0)
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
                 signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
             try:
                 run()
             except BaseException:
                 log.exception("worker failed")
                 os._exit(1)
             os._exit(0)
-        return pid
 
     def work() -> None:
         if bus is not None:
@@ -528,10 +545,13 @@ def _supervise(app: Any, opts: dict[str, Any], workers: int, start: _Start) -> i
     log.info("wsuv listening on %s with %d workers (supervisor pid %d)", where, workers,
              os.getpid())
     hub_started = time.monotonic()
+    def add_worker(pid: int) -> None:
+        children[pid] = time.monotonic()
+
     if bus is not None:
-        hub.append(child(relay))
+        child(relay, hub.append)
     for _ in range(workers):
-        children[child(work)] = time.monotonic()
+        child(work, add_worker)
     while children or hub:
         try:
             pid, status = os.wait()
@@ -546,7 +566,7 @@ def _supervise(app: Any, opts: dict[str, Any], workers: int, start: _Start) -> i
                 time.sleep(1.0)  # a hub that dies at once: don't spin
             hub_started = time.monotonic()
             if not stopping:
-                hub.append(child(relay))
+                child(relay, hub.append)
             continue
         started = children.pop(pid, time.monotonic())
         if stopping:
@@ -561,7 +581,7 @@ def _supervise(app: Any, opts: dict[str, Any], workers: int, start: _Start) -> i
         if time.monotonic() - started < 1.0:
             time.sleep(1.0)  # a worker that dies at once: don't spin
         if not stopping:
-            children[child(work)] = time.monotonic()
+            child(work, add_worker)
     sock.close()
     if bus is not None and bus_path is not None:
         import shutil
