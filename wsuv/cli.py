@@ -490,8 +490,8 @@ def _supervise(app: Any, opts: dict[str, Any], workers: int, start: _Start) -> i
             raise
         if pid != 0:
             register(pid)
-            if stopping:  # forked just as a stop began: it missed the forward
-                os.kill(pid, signal.SIGTERM)
+            if stopping and register is add_worker:  # forked as a stop began
+                os.kill(pid, signal.SIGTERM)  # it missed the forward
             signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
             return
         else:
@@ -517,11 +517,14 @@ def _supervise(app: Any, opts: dict[str, Any], workers: int, start: _Start) -> i
             os._exit(_run_hub(bus.fileno()))
 
     def forward(signum: int, _frame: Any) -> None:
+        # To the workers only: the hub serves them while they drain, and gets
+        # its one SIGTERM once they are gone (a second would kill it before
+        # its final counters).
         nonlocal stopping
         stopping += 1
         if stopping == 1:
             signal.setitimer(signal.ITIMER_REAL, grace)
-        for pid in [*children, *hub]:
+        for pid in list(children) or list(hub):  # no worker left: the hub at once
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
