@@ -42,24 +42,30 @@ class LoopHost:
         self._soon = False
         self._flushing = False  # a ws_loop_flush is scheduled
         self._in_turn = False
+        # True while a turn that the event loop itself started (reader, timer,
+        # call_soon: no task running) is in uv_run: a connection's task woken
+        # then steps in place (wsuv/_aiowait.py).
+        self.in_place = False
         # Servers not yet done at the last look: the members' done-checks run
         # only when it changes (or a member joined); members with a follow-up
         # of their own (clients) run it every turn.
         self._alive = -1
         self._every: list[UvDriver] = []
         self._fd = int(lib.ws_loop_backend_fd(self.ptr))
-        loop.add_reader(self._fd, self.turn)
+        loop.add_reader(self._fd, self.turn, True)
 
-    def turn(self) -> None:
-        """One non-blocking libuv turn, the members' follow-ups, the next deadline."""
+    def turn(self, from_loop: bool = False) -> None:
+        """One non-blocking libuv turn, the members' follow-ups, the next deadline.
+        ``from_loop``: the event loop called it (no task is running)."""
         self._soon = False
         if self.ptr == ffi.NULL or self._in_turn:  # never re-enter uv_run
             return
         self._in_turn = True
+        self.in_place = from_loop
         try:
             alive = int(lib.ws_loop_run_nowait(self.ptr, self._timeout))
         finally:
-            self._in_turn = False
+            self._in_turn = self.in_place = False
         timeout = int(self._timeout[0])
         followed = alive != self._alive or self._every
         if alive != self._alive:
@@ -98,18 +104,20 @@ class LoopHost:
         # The handle has fired: it must not count as armed (a loop may fire a
         # timer a little early, and the turn may then ask for the same time).
         self._timer = None
-        self.turn()
+        self.turn(True)
 
     def soon(self) -> None:
         """A turn at the next loop iteration (a call made between turns)."""
         if not self._soon and self.ptr != ffi.NULL:
             self._soon = True
-            self.loop.call_soon(self.turn)
+            self.loop.call_soon(self.turn, True)
 
     def flush_soon(self) -> None:
         """Sends from tasks are about to be made: they leave together at the
-        next loop iteration (ws_loop_flush), with no wake-up of the backend fd."""
-        if not self._flushing and self.ptr != ffi.NULL:
+        next loop iteration (ws_loop_flush), with no wake-up of the backend fd.
+        Sends made inside a turn (a task stepped in place) need none: the C
+        loop writes them as a plain handler's."""
+        if not self._flushing and not self._in_turn and self.ptr != ffi.NULL:
             self._flushing = True
             lib.ws_loop_flush_soon(self.ptr)
             self.loop.call_soon(self._flush)

@@ -22,6 +22,7 @@ import collections
 import inspect
 import logging
 import threading
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from typing import Any
 
@@ -174,6 +175,9 @@ class AioServer:
         self.addresses = server.addresses
         self.port = server.port
         self._closed: asyncio.Future[None] = self._loop.create_future()
+        # A finished future: what a connection's task is woken with in place.
+        self._ready: asyncio.Future[None] = self._loop.create_future()
+        self._ready.set_result(None)
         with server._waiters_lock:
             server._running = True
         self._driver = UvDriver(self._loop, lambda: server._s, on_dead=self._finish)
@@ -290,6 +294,7 @@ class _Adapter(Handler):
     def on_open(self, ws: WebSocket) -> None:
         conn = Connection(ws, self.aio)
         self.conns[ws] = conn
+        ws._on_message = conn._deliver  # the batch hands messages straight to it
         high = self.aio._high
         if high is not None and ws._c is not None:
             # C counts what it hands over and stops reading at `high`.
@@ -300,10 +305,9 @@ class _Adapter(Handler):
         raise NotImplementedError
 
     def on_message(self, ws: WebSocket, message: str | bytes) -> None:
-        try:
-            self.conns[ws]._deliver(message)
-        except KeyError:
-            pass
+        conn = self.conns.get(ws)
+        if conn is not None:
+            conn._deliver(ws, message)
 
     def on_drain(self, ws: WebSocket) -> None:
         conn = self.conns.get(ws)
@@ -406,7 +410,10 @@ class Connection:
         self._aio = aio
         self._loop = aio._loop
         self._inbox: collections.deque[str | bytes] = collections.deque()
+        # The future the task waits on for a message (None: not waiting). A
+        # wake in place leaves it pending, so the next wait reuses it.
         self._waiter: asyncio.Future[None] | None = None
+        self._wait_fut: asyncio.Future[None] = aio._ready
         self._drain: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] = self._loop.create_future()
         # max_queue is kept by C (ws_server_conn_set_queue): it counts each
@@ -421,7 +428,8 @@ class Connection:
         self._task: asyncio.Task[None] | None = None
         self._high_water = aio.server.options["write_high_water"]
         self._thread = aio.server._thread_id
-        self._flush_soon = aio._driver.host.flush_soon
+        self._host = aio._driver.host
+        self._flush_soon = self._host.flush_soon
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -463,9 +471,12 @@ class Connection:
         while not inbox:
             if self._done.done():
                 raise ConnectionClosed(self.close_code, self.close_reason)
-            self._waiter = waiter = self._loop.create_future()
+            waiter = self._wait_fut
+            if waiter.done():
+                waiter = self._wait_fut = self._loop.create_future()
+            self._waiter = waiter
             try:
-                await waiter
+                await _wait(waiter)
             finally:
                 self._waiter = None
         message = inbox.popleft()
@@ -484,9 +495,12 @@ class Connection:
         while not inbox:
             if self._done.done():
                 raise StopAsyncIteration
-            self._waiter = waiter = self._loop.create_future()
+            waiter = self._wait_fut
+            if waiter.done():
+                waiter = self._wait_fut = self._loop.create_future()
+            self._waiter = waiter
             try:
-                await waiter
+                await _wait(waiter)
             finally:
                 self._waiter = None
         message = inbox.popleft()
@@ -552,15 +566,43 @@ class Connection:
         return f"<wsuv.aio.Connection {self.ws!r}>"
 
     # -- from the C callbacks (on the loop) ---------------------------------------------
-    def _deliver(self, message: str | bytes) -> None:
+    def _deliver(self, ws: WebSocket, message: str | bytes) -> None:
         inbox = self._inbox
         inbox.append(message)
         # C stopped reading when its count (what is here plus what was taken
         # and not told yet) reached high.
         if self._every and not self._full and len(inbox) + self._taken >= self._high:  # type: ignore[operator]
             self._full = True
+        if self._waiter is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake the task waiting for a message. In a turn that the event loop
+        started (no task running), its step runs here and now, inside the C
+        callback: no call_soon, no Handle, no loop iteration, and what it
+        sends joins the poll phase's cork as a plain handler's replies do.
+        Otherwise (or if the future has other callbacks) as a Future would."""
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        if waiter is None:
+            return
+        self._waiter = None
+        host = self._host
+        if host.in_place:
+            callbacks = waiter._callbacks  # type: ignore[attr-defined]
+            if callbacks is not None and len(callbacks) == 1:
+                # The task's own wake-up, run with a finished future (all it
+                # reads is the result): the waiter stays pending, for reuse.
+                wakeup, context = callbacks[0]
+                waiter.remove_done_callback(wakeup)
+                host.in_place = False  # nothing nests in place inside this step
+                try:
+                    context.run(wakeup, self._aio._ready)
+                except BaseException as exc:  # noqa: BLE001 -- SystemExit & co: the loop's to raise
+                    self._loop.call_soon(_reraise, exc)
+                finally:
+                    host.in_place = True
+                return
+        if not waiter.done():  # (a cancelled wait is done already)
             waiter.set_result(None)
 
     def _drained(self) -> None:
@@ -572,8 +614,7 @@ class Connection:
         self.close_reason = reason
         if not self._done.done():
             self._done.set_result(None)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._wake()
 
     def _close_now(self, code: int, reason: str) -> None:
         if self.ws._c is not None and not self._done.done():
@@ -581,6 +622,19 @@ class Connection:
                 self.ws.close(code, reason)
             except ValueError:
                 self.ws.close(1011, "")
+
+
+@types.coroutine
+def _wait(fut: asyncio.Future[None]) -> Generator[Any, None, None]:
+    """``await fut`` that returns when the task is woken, whatever fut's
+    state then: a wake in place (Connection._wake) leaves fut pending for
+    the next wait. A cancellation still arrives (the task is woken with it)."""
+    fut._asyncio_future_blocking = True
+    yield fut
+
+
+def _reraise(exc: BaseException) -> None:
+    raise exc
 
 
 def broadcast(connections: Iterable[Connection | WebSocket], message: str | bytes) -> int:
