@@ -7,6 +7,7 @@
 # usage: benchmarks/ir_per_message.sh TREE c|py|aio CONNS INFLIGHT
 #   TREE: a wsuv tree with its extension built in place (this one, or another
 #   commit exported with git archive), for before/after comparisons.
+#   EMBED=asyncio: the aio server on the asyncio loop (default uvloop).
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TREE=$(cd "$1" && pwd); KIND=$2; CONNS=$3; K=$4
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
@@ -14,7 +15,7 @@ OUT=/tmp/cgd.$$.out
 if [ "$KIND" = c ]; then
   CMD=(-c "import sys; sys.path.insert(0, '$TREE'); sys.argv=['wsuv-serve','--port','$PORT','--log-level','warning','--no-compression']; from wsuv.cli import main; sys.exit(main())")
 else
-  EXTRA=""; [ "$KIND" = aio ] && EXTRA=",'--embed','uvloop','--style','conn'"
+  EXTRA=""; [ "$KIND" = aio ] && EXTRA=",'--embed','${EMBED:-uvloop}','--style','conn'"
   CMD=(-c "import sys, runpy; sys.path.insert(0, '$TREE'); sys.argv=['$ROOT/benchmarks/peers/wsuv_echo.py','--port','$PORT','--mode','echo'$EXTRA]; runpy.run_path(sys.argv[0], run_name='__main__')")
 fi
 valgrind --tool=callgrind --callgrind-out-file=$OUT.%p $ROOT/.venv/bin/python "${CMD[@]}" 2>/dev/null &

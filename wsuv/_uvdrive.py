@@ -16,6 +16,7 @@ from typing import Any
 from wsuv._core import ffi, lib
 from wsuv.loop import Loop
 
+_run_nowait = lib.ws_loop_run_nowait
 _HOSTS: dict[asyncio.AbstractEventLoop, LoopHost] = {}
 
 
@@ -51,6 +52,7 @@ class LoopHost:
         # of their own (clients) run it every turn.
         self._alive = -1
         self._every: list[UvDriver] = []
+        self._time = loop.time
         self._fd = int(lib.ws_loop_backend_fd(self.ptr))
         loop.add_reader(self._fd, self.turn, True)
 
@@ -63,10 +65,21 @@ class LoopHost:
         self._in_turn = True
         self.in_place = from_loop
         try:
-            alive = int(lib.ws_loop_run_nowait(self.ptr, self._timeout))
+            alive = _run_nowait(self.ptr, self._timeout)
         finally:
             self._in_turn = self.in_place = False
-        timeout = int(self._timeout[0])
+        timeout = self._timeout[0]
+        # The common turn (nothing to follow up, the armed timer still right)
+        # in few bytecodes: at one connection it runs once per message.
+        timer = self._timer
+        if timer is not None and timeout > 0 and alive == self._alive and not self._every:
+            at = self._time() + timeout / 1000
+            if at - 0.001 <= self._timer_at <= at:
+                return
+        self._follow(alive, timeout)
+
+    def _follow(self, alive: int, timeout: int) -> None:
+        """After a turn: the members' follow-ups, then the asyncio timer."""
         followed = alive != self._alive or self._every
         if alive != self._alive:
             self._alive = alive

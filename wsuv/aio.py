@@ -413,6 +413,7 @@ class Connection:
         # The future the task waits on for a message (None: not waiting). A
         # wake in place leaves it pending, so the next wait reuses it.
         self._waiter: asyncio.Future[None] | None = None
+        self._ready = aio._ready
         self._wait_fut: asyncio.Future[None] = aio._ready
         self._drain: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] = self._loop.create_future()
@@ -429,7 +430,6 @@ class Connection:
         self._high_water = aio.server.options["write_high_water"]
         self._thread = aio.server._thread_id
         self._host = aio._driver.host
-        self._flush_soon = self._host.flush_soon
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -501,8 +501,9 @@ class Connection:
             self._waiter = waiter
             try:
                 await _wait(waiter)
-            finally:
+            except BaseException:  # cancelled: _wake did not clear it
                 self._waiter = None
+                raise
         message = inbox.popleft()
         if self._every:
             taken = self._taken = self._taken + 1
@@ -523,17 +524,21 @@ class Connection:
         """Send a message; waits while the write buffer is above write_high_water."""
         ws = self.ws
         # What the tasks of this loop iteration send leaves together at the
-        # next one (one writev per connection), with no wake-up of the C loop.
-        self._flush_soon()
+        # next one (one writev per connection), with no wake-up of the C loop;
+        # a task stepped in place (inside a turn) needs no flush at all.
+        host = self._host
+        if not host._in_turn and not host._flushing:
+            host.flush_soon()
         c = ws._c
         # One C call sends and tells whether write_high_water is passed.
         kind = type(message)
-        if (kind is bytes or kind is str) and c is not None and _get_ident() == self._thread:
-            if kind is bytes:
-                full = _send_hw(c, 2, message, len(message))
-            else:
-                data = message.encode()  # type: ignore[union-attr]
-                full = _send_hw(c, 1, data, len(data))
+        if kind is bytes and c is not None and _get_ident() == self._thread:
+            full = _send_hw(c, 2, message, len(message))
+            if full < 0:
+                raise ConnectionClosed(ws.close_code, ws.close_reason or "closing")
+        elif kind is str and c is not None and _get_ident() == self._thread:
+            data = message.encode()  # type: ignore[union-attr]
+            full = _send_hw(c, 1, data, len(data))
             if full < 0:
                 raise ConnectionClosed(ws.close_code, ws.close_reason or "closing")
         else:
@@ -588,7 +593,7 @@ class Connection:
         self._waiter = None
         host = self._host
         if host.in_place:
-            callbacks = waiter._callbacks  # type: ignore[attr-defined]
+            callbacks = waiter._callbacks
             if callbacks is not None and len(callbacks) == 1:
                 # The task's own wake-up, run with a finished future (all it
                 # reads is the result): the waiter stays pending, for reuse.
@@ -596,11 +601,10 @@ class Connection:
                 waiter.remove_done_callback(wakeup)
                 host.in_place = False  # nothing nests in place inside this step
                 try:
-                    context.run(wakeup, self._aio._ready)
+                    context.run(wakeup, self._ready)
                 except BaseException as exc:  # noqa: BLE001 -- SystemExit & co: the loop's to raise
                     self._loop.call_soon(_reraise, exc)
-                finally:
-                    host.in_place = True
+                host.in_place = True
                 return
         if not waiter.done():  # (a cancelled wait is done already)
             waiter.set_result(None)

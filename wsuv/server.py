@@ -46,6 +46,7 @@ _PENDING: dict[int, tuple[Server, Request]] = {}
 # Client connections not open yet (Server.connect): C pointer -> WebSocket.
 DIALING: dict[int, WebSocket] = {}
 _uintptr = ffi.typeof("uintptr_t")
+_unpack = ffi.unpack
 
 
 def _addr(c: Any) -> int:
@@ -841,13 +842,13 @@ def wsuv_on_message(s: Any, c: Any, opcode: int, data: Any, length: int) -> None
 @_extern
 def wsuv_on_batch(s: Any, entries: Any, n: int, arena: Any) -> None:
     """Small messages of one poll phase, in order: one C->Python crossing for all."""
-    words = ffi.unpack(entries, 4 * n)
+    words = _unpack(entries, 4 * n)
     # Request/response: a batch of one skips the loop below, whose zip/iter set-up
     # and slice cost ~5,000 instructions per call (callgrind, 1 conn, K=1).
     if n == 1:
         ws = _CONNS.get(words[0])
         if ws is not None:
-            data = ffi.unpack(arena, words[3])
+            data = _unpack(arena, words[3])
             try:
                 ws._on_message(ws, data.decode() if words[1] == 1 else data)
             except Exception:
@@ -855,7 +856,7 @@ def wsuv_on_batch(s: Any, entries: Any, n: int, arena: Any) -> None:
         return
     # One copy of the arena, then a slice per message: cheaper than a
     # memoryview slice per message for the small messages batched here.
-    snap = ffi.unpack(arena, words[-2] + words[-1])
+    snap = _unpack(arena, words[-2] + words[-1])
     get = _CONNS.get
     it = iter(words)
     for key, opcode, off, length in zip(it, it, it, it, strict=True):
