@@ -414,6 +414,9 @@ class Connection:
         # wake in place leaves it pending, so the next wait reuses it.
         self._waiter: asyncio.Future[None] | None = None
         self._ready = aio._ready
+        self._after = aio.server._after_batch
+        self._wake_later = self._wake
+        self._wake_queued = False
         self._wait_fut: asyncio.Future[None] = aio._ready
         self._drain: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] = self._loop.create_future()
@@ -578,8 +581,11 @@ class Connection:
         # and not told yet) reached high.
         if self._every and not self._full and len(inbox) + self._taken >= self._high:  # type: ignore[operator]
             self._full = True
-        if self._waiter is not None:
-            self._wake()
+        # The task is woken once the callback has delivered every message of
+        # this read: it then takes them all in one step.
+        if self._waiter is not None and not self._wake_queued:
+            self._wake_queued = True
+            self._after.append(self._wake_later)
 
     def _wake(self) -> None:
         """Wake the task waiting for a message. In a turn that the event loop
@@ -587,6 +593,7 @@ class Connection:
         callback: no call_soon, no Handle, no loop iteration, and what it
         sends joins the poll phase's cork as a plain handler's replies do.
         Otherwise (or if the future has other callbacks) as a Future would."""
+        self._wake_queued = False
         waiter = self._waiter
         if waiter is None:
             return

@@ -97,6 +97,9 @@ class Server:
         self._listening = False
         self._running = False
         self._waiters_lock = threading.Lock()
+        # Run once a callback's messages are all delivered (wsuv.aio wakes the
+        # tasks of the connections that got some there: one step per read).
+        self._after_batch: list[Callable[[], None]] = []
         self._waiters: set[Any] = set()
         # Set by wsuv.aio for an awaited on_connect: called with (c, request) after
         # the decision was deferred in C; it answers later through _carry_out.
@@ -837,6 +840,8 @@ def wsuv_on_message(s: Any, c: Any, opcode: int, data: Any, length: int) -> None
             ws._on_message(ws, ffi.unpack(data, length))
     except Exception:
         _failed(ws, "on_message")
+    if ws._server._after_batch:
+        _run_after(ws._server._after_batch)
 
 
 @_extern
@@ -853,6 +858,8 @@ def wsuv_on_batch(s: Any, entries: Any, n: int, arena: Any) -> None:
                 ws._on_message(ws, data.decode() if words[1] == 1 else data)
             except Exception:
                 _failed(ws, "on_message")
+            if ws._server._after_batch:
+                _run_after(ws._server._after_batch)
         return
     # One copy of the arena, then a slice per message: cheaper than a
     # memoryview slice per message for the small messages batched here.
@@ -868,6 +875,20 @@ def wsuv_on_batch(s: Any, entries: Any, n: int, arena: Any) -> None:
             ws._on_message(ws, data.decode() if opcode == 1 else data)
         except Exception:
             _failed(ws, "on_message")
+    srv = _SERVERS.get(s)
+    if srv is not None and srv._after_batch:
+        _run_after(srv._after_batch)
+
+
+def _run_after(after: list[Callable[[], None]]) -> None:
+    while after:
+        calls = after[:]
+        after.clear()
+        for fn in calls:
+            try:
+                fn()
+            except Exception:
+                log.exception("callback %r raised", fn)
 
 
 @_extern
