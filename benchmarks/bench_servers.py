@@ -175,8 +175,9 @@ SERVERS: list[ServerSpec] = [
                PEER_PY, _peer("socketify_echo.py"), ("echo", "broadcast"), "import socketify"),
 ]
 # WSUV_BENCH_BEFORE=<a tree of another commit, its extension built in place> adds
-# wsuv-c@before, wsuv-py@before and wsuv-aio-uvloop@before: the same servers from
-# that tree, measured in the same run (a before/after comparison of a change).
+# wsuv-c@before, wsuv-py@before, wsuv-aio-uvloop@before and wsuv-aio-asyncio@before:
+# the same servers from that tree, measured in the same run (a before/after
+# comparison of a change).
 _BEFORE = os.environ.get("WSUV_BENCH_BEFORE")
 
 
@@ -205,6 +206,10 @@ if _BEFORE:
                    _from_tree(_BEFORE, _peer("wsuv_echo.py", "--embed", "uvloop", "--style",
                                              "conn"), True),
                    ("echo",), "import wsuv, uvloop", wsuv=True),
+        ServerSpec("wsuv-aio-asyncio@before", f"wsuv-aio-asyncio from {_BEFORE}", MAIN_PY,
+                   _from_tree(_BEFORE, _peer("wsuv_echo.py", "--embed", "asyncio", "--style",
+                                             "conn"), True),
+                   ("echo",), "import wsuv", wsuv=True),
     ]
 BY_NAME = {s.name: s for s in SERVERS}
 # Servers measured with permessage-deflate on (the peers' own implementations).
@@ -236,6 +241,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("c1", "1 conn, K=1, 64 B", "echo", 1, 1, 64),
     Scenario("c100", "100 conns, K=1, 64 B", "echo", 100, 1, 64),
     Scenario("k16", "100 conns, K=16, 64 B", "echo", 100, 16, 64),
+    Scenario("c1000", "1,000 conns, K=1, 64 B", "echo", 1000, 1, 64),
     Scenario("64k", "10 conns, K=1, 64 KiB", "echo", 10, 1, 65536),
     Scenario("bcast", "broadcast 1 -> 1,000, K=8, 64 B", "broadcast", 1000, 8, 64),
     Scenario("mem", "idle connections", "idle", 10000, 1, 64),
@@ -1035,9 +1041,11 @@ def evaluate_targets(names: list[str], scen: list[str],
         ("wsuv-aio-asyncio", "k16", cpu), ("picows-asyncio", "k16", cpu), 1.5)
     cmp("k16: wsuv-aio-uvloop >= 1.5x picows-uvloop msgs per server CPU-s",
         ("wsuv-aio-uvloop", "k16", cpu), (P, "k16", cpu), 1.5)
-    for sc in ("c1", "c100"):
+    for sc in ("c1", "c100", "c1000"):
         cmp(f"{sc}: wsuv-aio-uvloop >= picows-uvloop msgs per server CPU-s",
             ("wsuv-aio-uvloop", sc, cpu), (P, sc, cpu), 1.0)
+        cmp(f"{sc}: wsuv-aio-asyncio >= picows-asyncio msgs per server CPU-s",
+            ("wsuv-aio-asyncio", sc, cpu), ("picows-asyncio", sc, cpu), 1.0)
     for sc in ("c100", "k16"):
         cmp(f"{sc}: wsuv-py-uvloop (embedded) within 10% of wsuv-py msgs per server CPU-s",
             ("wsuv-py-uvloop", sc, cpu), ("wsuv-py", sc, cpu), 0.9)
