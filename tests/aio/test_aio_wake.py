@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
+import wsuv
 import wsuv.aio
 from tests.conftest import LOOP_KINDS
 
@@ -88,9 +89,9 @@ def test_recv_under_a_timeout_then_the_next_message(run: Any) -> None:
             except TimeoutError:
                 timeouts += 1
                 continue
-            except wsuv.aio.ConnectionClosed:
+            except wsuv.ConnectionClosed:
                 return
-            await ws.send(f"{message} after {min(timeouts, 1)} timeout(s)")
+            await ws.send(f"{message!s} after {min(timeouts, 1)} timeout(s)")
             timeouts = 0
 
     async def main() -> None:
