@@ -25,7 +25,7 @@
 #define ZCHUNK ((size_t)1 << 30)
 
 void ws_pmd_config_default(ws_pmd_config *cfg) {
-  cfg->window_bits = 15;
+  cfg->window_bits = 12;
   cfg->mem_level = 5;
   cfg->level = 6;
   cfg->filtered = 1;

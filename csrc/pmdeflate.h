@@ -60,7 +60,7 @@ typedef struct ws_pmd_params {
 
 /* Our side's choices. Defaults (ws_pmd_config_default) in brackets. */
 typedef struct ws_pmd_config {
-  uint8_t window_bits;     /* our compressor's window, 9..15 [15]; never above what
+  uint8_t window_bits;     /* our compressor's window, 9..15 [12]; never above what
                               the peer allows */
   uint8_t mem_level;       /* zlib memLevel of our compressor, 1..9 [5]: its hash
                               table is 2^(mem_level + 8) bytes, its pending buffer

@@ -101,25 +101,25 @@ OPTIONS: tuple[Option, ...] = (
     Option("compression", str, "deflate", "negotiate permessage-deflate (RFC 7692) with clients "
            "that offer it (every browser does): JSON-like text shrinks to about a fifth on "
            "the wire; None (--no-compression) declines it", choices=("deflate",)),
-    Option("compression_window_bits", int, 15, "window of our compressor, in bits (9-15): 1 KiB "
-           "JSON messages compress to 0.210 of their size at 15 bits against 0.224 at 12 "
-           "(level 6, filtered), the fewer bytes on the wire the feature is for; the "
-           "compressor costs 151 KiB at 15 bits and memLevel 5 instead of 39 KiB at 12 "
-           "(2^(bits+2) + 2^(mem_level+9) bytes, only while it is in use: an idle "
-           "connection gives it back)", 15, 9),
+    Option("compression_window_bits", int, 12, "window of our compressor, in bits (9-15): 1 KiB "
+           "JSON messages compress to 0.224 of their size at 12 bits against 0.210 at 15 "
+           "(level 6, filtered), but a 15-bit compressor walks 8 times more history: "
+           "end to end it halved a K=1 compressed echo's messages per server CPU-second "
+           "(docs/PERFORMANCE.md); it costs 39 KiB at 12 bits and memLevel 5, 151 KiB at "
+           "15 (2^(bits+2) + 2^(mem_level+9) bytes, only while it is in use)", 15, 9),
     Option("compression_mem_level", int, 5, "zlib memLevel of our compressor (1-9): 5 compresses "
-           "1 KiB JSON as well as 8 (0.210 against 0.210 at 15 bits) with 112 KiB less per "
+           "1 KiB JSON as well as 8 (0.232 against 0.231 at 12 bits) with 112 KiB less per "
            "active compressor", 9, 1),
     Option("compression_level", int, 6, "zlib level of our compressor (1-9): 6 compresses 1 KiB "
-           "JSON to 0.210 of its size at 15 bits, 1 to 0.283 in about half the time "
-           "(benchmarks/pmd_sweep.c); end to end, 1 gave a compressed echo about a quarter "
-           "more messages per server CPU-second for a tenth more bytes on the wire "
+           "JSON to 0.224 of its size at 12 bits (filtered), 1 to 0.281 in about 30% less "
+           "time (benchmarks/pmd_sweep.c); end to end, 1 gave a compressed echo about a "
+           "quarter more messages per server CPU-second for a tenth more bytes on the wire "
            "(docs/PERFORMANCE.md)", 9, 1),
     Option("compression_filtered", bool, True, "compress with zlib's Z_FILTERED strategy "
            "(matches shorter than 6 bytes go as literals): JSON records full of numbers "
-           "shrink 5% more than with the default strategy (0.210 against 0.222 for 1 KiB), "
-           "in the same time; prose, source code and text-heavy JSON shrink 3-5% less: "
-           "--no-compression-filtered for those"),
+           "shrink 4% more than with the default strategy (0.224 against 0.232 of 1 KiB at "
+           "12 bits), in the same time; prose, source code and text-heavy JSON shrink 3-5% "
+           "less: --no-compression-filtered for those"),
     Option("compression_client_window_bits", int, 14, "window (bits, 8-15) we ask a client to "
            "compress within when its offer lets us (client_max_window_bits, as Chrome's): "
            "our inflater is then 16 KiB instead of 32, and what it keeps while idle (that "

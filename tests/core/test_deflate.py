@@ -55,8 +55,8 @@ SERVER_ROWS: list[tuple[str, str, str | None]] = [
      "permessage-deflate; client_max_window_bits=8"),
     # A client that did not offer 8 is never asked for 8: see
     # test_a_client_window_of_8_is_asked_only_of_clients_that_offered_it.
-    ("server-window-ours", "permessage-deflate; server_max_window_bits=15",
-     "permessage-deflate; server_max_window_bits=15"),
+    ("server-window-above-ours", "permessage-deflate; server_max_window_bits=15",
+     "permessage-deflate; server_max_window_bits=12"),
     ("client-window-above-ours", "permessage-deflate; client_max_window_bits=15",
      "permessage-deflate; client_max_window_bits=14"),
     ("client-window-below-ours", "permessage-deflate; client_max_window_bits=10",
