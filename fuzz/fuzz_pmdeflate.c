@@ -505,6 +505,7 @@ static void fuzz_engine(const uint8_t *cfgb, const uint8_t *data, size_t len, in
   cfg.threshold = (uint32_t)(cfgb[0] >> 4) * 16;
   cfg.window_bits = (uint8_t)(9 + fz_below(&rng, 7));
   cfg.mem_level = (uint8_t)(1 + fz_below(&rng, 9));
+  cfg.filtered = (uint8_t)fz_below(&rng, 2);
   ws_pmd_ctx ctx;
   ws_pmd_ctx_init(&ctx, &cfg);
   ws_pmd_params p;
