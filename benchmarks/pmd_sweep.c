@@ -1,7 +1,7 @@
 /* pmd_sweep.c - what csrc/pmdeflate.c costs per 1 KiB JSON message for each
  * compression level, window and memLevel: the measurement behind the
  * compression_level / compression_window_bits / compression_mem_level /
- * compression_strategy
+ * compression_filtered
  * defaults (docs/PERFORMANCE.md).
  *
  *   make build/pmd_sweep && build/pmd_sweep [messages (20000)] [repetitions (3)]
