@@ -600,7 +600,8 @@ class Connection:
         self._waiter = None
         host = self._host
         if host.in_place:
-            callbacks = waiter._callbacks
+            # (a private attribute of asyncio futures: without it, the plain way)
+            callbacks = getattr(waiter, "_callbacks", None)
             if callbacks is not None and len(callbacks) == 1:
                 # The task's own wake-up, run with a finished future (all it
                 # reads is the result): the waiter stays pending, for reuse.
