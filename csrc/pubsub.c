@@ -163,6 +163,10 @@ int ws_server_bus_stats(const ws_server *s, ws_bus_stats *out, int *up) {
   return 1;
 }
 
+int ws_server_bus_hub_stats(const ws_server *s, ws_bushub_stats *out, uint64_t *age_ms) {
+  return s->bus ? ws_bus_get_hub_stats(s->bus, out, age_ms) : 0;
+}
+
 int ws_server_pubsub_connect(ws_server *s, const char *url, size_t url_len, const char *ns,
                              const char **err) {
   if (s->bus) {

@@ -510,6 +510,25 @@ class Server:
         out["up"] = int(up[0])
         return out
 
+    def hub_stats(self) -> dict[str, int] | None:
+        """The worker bus hub's counters, for a worker of ``wsuv-serve --workers
+        N``, as of the hub's latest report (it sends one to every worker once a
+        second, and when a worker connects): links, accepted, received,
+        forwarded, dropped_full, malformed, topics, and age_ms (how old that
+        report is). None when not on a bus, or before the first report. Loop
+        thread only."""
+        if threading.get_ident() != self._thread_id:
+            raise RuntimeError("Server.hub_stats must be called on the loop thread")
+        if self._s == ffi.NULL:
+            return None
+        st: Any = ffi.new("ws_bushub_stats *")
+        age = ffi.new("uint64_t *")
+        if not lib.ws_server_bus_hub_stats(self._s, st, age):
+            return None
+        out = {name: int(getattr(st, name)) for name in dir(st)}
+        out["age_ms"] = int(age[0])
+        return out
+
     def _join_bus(self, path: str) -> None:
         """Become a worker on the bus hub at ``path`` (wsuv-serve --workers does
         this): publishes reach the other workers' subscribers. Before run()."""

@@ -139,3 +139,9 @@ def on_loop_raising(server: wsuv.Server, fn: Any) -> Any:
     if not ok:
         raise value
     return value
+
+
+def test_hub_stats_is_none_off_the_worker_bus() -> None:
+    """A server that is no worker of `wsuv-serve --workers N` has no hub."""
+    with running_server(wsuv.Handler()) as server:
+        assert on_loop(server, server.hub_stats) is None
