@@ -25,7 +25,7 @@ from wsuv.options import resolve
 from wsuv.page import ECHO_PAGE
 from wsuv.request import Request, Response
 from wsuv.tls import server_context, wants_tls
-from wsuv.websocket import WebSocket, _extensions
+from wsuv.websocket import WebSocket, _extensions, _topic
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs wsuv-serve RSS
 if TYPE_CHECKING:
@@ -463,12 +463,15 @@ class Server:
         (``ws.subscribe``): encoded once, fanned out in C. Returns how many
         connections it was written to. From another thread it is handed to
         the loop and waits until it was sent."""
-        from wsuv.websocket import _topic
-
+        # Called per publish, often many times per message: no function-level
+        # import here (each costs an import-system lookup with two AttributeErrors
+        # raised and cleared inside CPython) and no detour through _on_loop.
         raw = _topic(topic)
         data, op = _payload(message)
         if exclude is not None and not isinstance(exclude, WebSocket):
             raise TypeError(f"exclude must be a WebSocket or None, not {type(exclude).__name__}")
+        if threading.get_ident() == self._thread_id:
+            return self._publish(raw, op, data, exclude)
         return self._on_loop(self._publish, raw, op, data, exclude)
 
     def _publish(self, raw: bytes, op: int, data: bytes, exclude: WebSocket | None) -> int:
@@ -538,8 +541,6 @@ class Server:
 
     def subscribers(self, topic: str) -> int:
         """How many connections of this process are subscribed to ``topic``."""
-        from wsuv.websocket import _topic
-
         raw = _topic(topic)
         return self._on_loop(lambda: int(lib.ws_server_subscribers(self._s, raw, len(raw)))
                              if self._s != ffi.NULL else 0)
@@ -614,6 +615,8 @@ def _payload(message: Any) -> tuple[bytes, int]:
     """(bytes, opcode) of a message: text for str, binary for bytes-like."""
     if isinstance(message, str):
         return message.encode(), 1
+    if type(message) is bytes:
+        return message, 2  # immutable already: no copy
     try:
         return bytes(memoryview(message)), 2
     except TypeError:
