@@ -327,17 +327,15 @@ def main(argv: list[str] | None = None) -> int:
              f"{args.duration:g} s window; servers on CPU 0, loadgen on CPU 1. Deliveries and "
              "the server's CPU time (every process of it) over loadgen's same window.", "",
              "| rep | scenario | server | deliveries/s | server CPU % (all processes) | "
-             "deliveries per server CPU-second | server writes per delivery | loadgen CPU % | "
-             "p50 / p99 ms |",
-             "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+             "deliveries per server CPU-second | loadgen CPU % | p50 / p99 ms |",
+             "|---:|---|---|---:|---:|---:|---:|---:|"]
     for rep, sc, server, r in rows:
         if "error" in r:
-            lines.append(f"| {rep} | {sc} | {server} | error: {r['error']} | | | | | |")
+            lines.append(f"| {rep} | {sc} | {server} | error: {r['error']} | | | | |")
             continue
         lines.append(f"| {rep} | {sc} | {server} ({r['processes']} proc) | "
                      f"{r['msgs_per_s']:,.0f} | {r['tree_cpu_pct']:.0f} | "
                      f"{r['deliveries_per_cpu_s']:,.0f} | "
-                     f"{r.get('server_writes_per_msg', float('nan')):.3f} | "
                      f"{r['client_cpu_pct']:.0f} | {r['lat_p50_us'] / 1e3:.2f} / "
                      f"{r['lat_p99_us'] / 1e3:.2f} |")
     lines += ratios(rows, servers)
