@@ -256,6 +256,7 @@ void ws_srv_cork_flush(ws_loop *l) {
   }
   size_t nconns = l->cork_nconns;
   l->cork_n = l->cork_len = l->cork_nconns = 0;
+  l->cork_frame_len = 0;
   l->flushing = 0;
   /* Now the application may hear of connections whose writes failed. The
    * list is walked from a copy: destroying one may write to others. */
@@ -320,6 +321,27 @@ int ws_srv_cork_add(ws_loop *l, ws_server_conn *c, uint32_t off, size_t len) {
 
 uint32_t ws_srv_cork_put(ws_loop *l, const uv_buf_t *bufs, unsigned n, size_t total) {
   return cork_put(l, bufs, n, total);
+}
+
+/* Byte-equal to the n pieces of bufs (total bytes)? */
+static int cork_equal(const char *p, const uv_buf_t *bufs, unsigned n) {
+  for (unsigned i = 0; i < n; i++) {
+    if (bufs[i].len && memcmp(p, bufs[i].base, bufs[i].len) != 0) return 0;
+    p += bufs[i].len;
+  }
+  return 1;
+}
+
+uint32_t ws_srv_cork_put_frame(ws_loop *l, const uv_buf_t *bufs, unsigned n, size_t total) {
+  if (l->cork_frame_len == total &&
+      cork_equal(l->corkbuf + l->cork_frame_off, bufs, n))
+    return l->cork_frame_off;
+  uint32_t off = cork_put(l, bufs, n, total);
+  if (off != UINT32_MAX) {
+    l->cork_frame_off = off;
+    l->cork_frame_len = (uint32_t)total;
+  }
+  return off;
 }
 
 /* Writes bufs in order: into the cork while corking (small pieces), else at
