@@ -2,7 +2,7 @@
 memory per subscription.
 
     .venv/bin/python benchmarks/bench_pubsub.py [--quick] [--servers wsuv,wsuv-w2]
-        [--scenarios pub1,pub100,redis,mem]
+        [--scenarios pub1,pub100,redis,mem] [--reps N]
 
 Scenarios (build/loadgen in broadcast mode: 1 sender and 1,000 receivers, K
 messages of 64 B in flight; a message completes when every receiver has it):
@@ -29,7 +29,10 @@ pub/sub of their own: a Python loop of sends to every connection, pub1 only).
 
 Every server process (workers and hub included) is pinned to CPU 0 and loadgen
 to CPU 1; the servers' CPU time is the sum over the server's process tree
-(/proc/PID/stat), sampled over a window inside loadgen's measured window.
+(/proc/PID/stat), read by loadgen at the start and end of its own measured
+window (--server-pid and --also-pid), so deliveries and CPU time cover the
+same seconds. --reps N runs every server once per repetition, interleaved,
+and lists wsuv's ratio to each other server per repetition.
 Writes benchmarks/RESULTS-pubsub.md (and prints it).
 """
 
@@ -141,26 +144,24 @@ class Server:
 def fanout(server: str, topics: int, args: argparse.Namespace) -> dict[str, Any]:
     srv = Server(server, topics, args.peer_python, {})
     try:
+        # Every process of the server (workers and hub are up by now) is counted
+        # by loadgen itself over its measured window: the same window as the
+        # deliveries, for every server alike.
+        pids = tree(srv.proc.pid)
+        also = [a for p in pids[1:] for a in ("--also-pid", str(p))]
         cmd = ["taskset", "-c", "1", str(LOADGEN), "--port", str(srv.port), "--mode",
                "broadcast", "--conns", "1000", "--inflight", str(args.inflight), "--size", "64",
                "--settle", "0.5", "--warmup", str(args.warmup), "--duration",
-               str(args.duration), "--server-pid", str(srv.proc.pid), "--timeout", "120"]
-        lg = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        # Our CPU window: inside loadgen's (connect + settle + warm-up before it).
-        lead = args.connect_allowance + 0.5 + args.warmup
-        time.sleep(lead)
-        pids = tree(srv.proc.pid)
-        c0, t0 = cpu_seconds(pids), time.monotonic()
-        time.sleep(args.duration * 0.6)
-        c1, t1 = cpu_seconds(pids), time.monotonic()
-        out, err = lg.communicate(timeout=180)
+               str(args.duration), "--server-pid", str(srv.proc.pid), *also, "--timeout", "120"]
+        lg = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
         if lg.returncode != 0:
-            return {"error": (err.strip() or out.strip()).splitlines()[-1]}
-        res: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+            return {"error": (lg.stderr.strip() or lg.stdout.strip()).splitlines()[-1]}
+        res: dict[str, Any] = json.loads(lg.stdout.strip().splitlines()[-1])
+        if "msgs_per_server_cpu_s" not in res:
+            return {"error": "loadgen could not read the server's CPU time"}
         res["processes"] = len(pids)
-        res["tree_cpu_pct"] = 100 * (c1 - c0) / (t1 - t0)
-        res["deliveries_per_cpu_s"] = res["msgs_per_s"] / max((c1 - c0) / (t1 - t0), 1e-9)
-        res["window_ok"] = res["connect_s"] < args.connect_allowance
+        res["tree_cpu_pct"] = res["server_cpu_pct"]
+        res["deliveries_per_cpu_s"] = res["msgs_per_server_cpu_s"]
         return res
     finally:
         srv.stop()
@@ -256,6 +257,27 @@ def memory(args: argparse.Namespace) -> dict[str, Any]:
             "bytes_per_subscription": (rss[100] - rss[0]) * 1024 / 100000}
 
 
+def ratios(rows: list[tuple[int, str, str, dict[str, Any]]], servers: list[str]) -> list[str]:
+    """wsuv's deliveries per server CPU-second over each other server's, per
+    repetition (the two measured back to back)."""
+    per = {(rep, sc, srv): r["deliveries_per_cpu_s"] for rep, sc, srv, r in rows
+           if "error" not in r}
+    out: list[str] = []
+    for other in servers:
+        if other == "wsuv" or not other or other.startswith("wsuv-"):
+            continue
+        for sc in ("pub1", "pub100"):
+            got = [per[(rep, sc, "wsuv")] / per[(rep, sc, other)] for rep, s2, srv, _ in rows
+                   if s2 == sc and srv == other and (rep, sc, "wsuv") in per
+                   and (rep, sc, other) in per]
+            if got:
+                out.append(f"- {sc}: wsuv / {other} = "
+                           + ", ".join(f"{g:.2f}x" for g in got)
+                           + f" (min {min(got):.2f}x)")
+    return ["", "Ratios of deliveries per server CPU-second, per repetition:", "", *out] \
+        if out else []
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -264,11 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="0.5 s warm-up, 2 s windows")
     p.add_argument("--inflight", type=int, default=8)
     p.add_argument("--warmup", type=float, default=1.0)
-    p.add_argument("--duration", type=float, default=4.0)
+    p.add_argument("--duration", type=float, default=6.0)
     p.add_argument("--latency-rate", type=float, default=20.0,
                    help="publishes per second in the redis scenario's latency phase")
-    p.add_argument("--connect-allowance", type=float, default=1.5,
-                   help="seconds allowed for loadgen's 1,001 connects before the CPU window")
+    p.add_argument("--reps", type=int, default=1,
+                   help="repetitions, interleaved (every server once per repetition, so "
+                        "a change in the machine's load hits all of them alike)")
     p.add_argument("--peer-python", default=str(BENCH / ".venv" / "bin" / "python"),
                    help="python with socketify, websockets and aiohttp (make bench-servers "
                         "makes benchmarks/.venv)")
@@ -281,38 +304,41 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     servers = args.servers.split(",")
     scen = args.scenarios.split(",")
-    rows: list[tuple[str, str, dict[str, Any]]] = []
-    for sc, topics in (("pub1", 1), ("pub100", 100)):
-        if sc not in scen:
-            continue
-        for server in servers:
-            if topics > 1 and server in ("websockets", "aiohttp", "picows"):
-                continue  # no topics: the Python loop is the same as pub1
-            if server in ("socketify", "websockets", "aiohttp", "picows") and not Path(
-                    args.peer_python).exists():
-                rows.append((sc, server, {"error": f"no {args.peer_python}"}))
+    rows: list[tuple[int, str, str, dict[str, Any]]] = []
+    for rep in range(1, args.reps + 1):
+        for sc, topics in (("pub1", 1), ("pub100", 100)):
+            if sc not in scen:
                 continue
-            print(f"{sc} {server} ...", file=sys.stderr, flush=True)
-            try:
-                rows.append((sc, server, fanout(server, topics, args)))
-            except (RuntimeError, OSError, ValueError) as exc:
-                rows.append((sc, server, {"error": str(exc)}))
+            for server in servers:
+                if topics > 1 and server in ("websockets", "aiohttp", "picows"):
+                    continue  # no topics: the Python loop is the same as pub1
+                if server in ("socketify", "websockets", "aiohttp", "picows") and not Path(
+                        args.peer_python).exists():
+                    rows.append((rep, sc, server, {"error": f"no {args.peer_python}"}))
+                    continue
+                print(f"rep {rep} {sc} {server} ...", file=sys.stderr, flush=True)
+                try:
+                    rows.append((rep, sc, server, fanout(server, topics, args)))
+                except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+                    rows.append((rep, sc, server, {"error": str(exc)}))
     lines = ["# Publish fan-out (benchmarks/bench_pubsub.py)", "",
              f"`{' '.join(['bench_pubsub.py', *(argv or sys.argv[1:])])}`; 1,000 receivers + 1 "
-             f"sender, {args.inflight} messages of 64 B in flight; servers on CPU 0, loadgen on "
-             "CPU 1.", "",
-             "| scenario | server | deliveries/s | server CPU % (all processes) | "
+             f"sender, {args.inflight} messages of 64 B in flight, {args.warmup:g} s warm-up, "
+             f"{args.duration:g} s window; servers on CPU 0, loadgen on CPU 1. Deliveries and "
+             "the server's CPU time (every process of it) over loadgen's same window.", "",
+             "| rep | scenario | server | deliveries/s | server CPU % (all processes) | "
              "deliveries per server CPU-second | loadgen CPU % | p50 / p99 ms |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for sc, server, r in rows:
+             "|---:|---|---|---:|---:|---:|---:|---:|"]
+    for rep, sc, server, r in rows:
         if "error" in r:
-            lines.append(f"| {sc} | {server} | error: {r['error']} | | | | |")
+            lines.append(f"| {rep} | {sc} | {server} | error: {r['error']} | | | | |")
             continue
-        flag = "" if r["window_ok"] else " (connects overran the CPU window)"
-        lines.append(f"| {sc} | {server} ({r['processes']} proc) | {r['msgs_per_s']:,.0f} | "
-                     f"{r['tree_cpu_pct']:.0f} | {r['deliveries_per_cpu_s']:,.0f}{flag} | "
+        lines.append(f"| {rep} | {sc} | {server} ({r['processes']} proc) | "
+                     f"{r['msgs_per_s']:,.0f} | {r['tree_cpu_pct']:.0f} | "
+                     f"{r['deliveries_per_cpu_s']:,.0f} | "
                      f"{r['client_cpu_pct']:.0f} | {r['lat_p50_us'] / 1e3:.2f} / "
                      f"{r['lat_p99_us'] / 1e3:.2f} |")
+    lines += ratios(rows, servers)
     if "redis" in scen:
         print("redis wsuv x2 ...", file=sys.stderr, flush=True)
         try:

@@ -699,6 +699,8 @@ def render(args: argparse.Namespace, servers: list[ServerSpec], scenarios: list[
         wr = med(server, scen, "server_writes_per_msg")
         if r is None or wr is None or (r < 0.005 and wr < 0.005):
             return "-"  # sendto/recvfrom are not counted in /proc/PID/io
+        if wr < 0.005:
+            return f"{r:.2f} / -"  # reads counted, writes by sendmsg (wsuv) are not
         return f"{r:.2f} / {wr:.2f}"
 
     def client_bound(server: str, scen: str) -> bool:
@@ -872,7 +874,8 @@ def render(args: argparse.Namespace, servers: list[ServerSpec], scenarios: list[
       "on the machine. Syscalls per message: the server's read-like and write-like system "
       "calls (/proc/PID/io syscr, syscw) over the window divided by the messages (for "
       "broadcast, by the deliveries); the kernel counts read/readv/write/writev there but "
-      "not recvfrom/sendto, which uvloop, aiofastnet and uWS use, hence `-`.\n")
+      "not recvfrom/sendto/sendmsg, which uvloop, aiofastnet and uWS use (and wsuv's "
+      "socket writes, one sendmsg each), hence `-`.\n")
     for sc in timed:
         w(f"### {sc.title}\n")
         w("| server | msgs/s | MB/s | p50 us | p99 us | server CPU (user + sys) "

@@ -18,7 +18,8 @@
  * After a warm-up W, counters reset and a window of D seconds is measured:
  * messages/s, MB/s (payload bytes received), latency percentiles (send to
  * receipt), the client's own CPU time (getrusage) and, with --server-pid, the
- * server's CPU time over the same window (/proc/PID/stat utime+stime).
+ * server's CPU time over the same window (/proc/PID/stat utime+stime; each
+ * --also-pid, e.g. a worker or a hub, is added in).
  * The result is one JSON object on stdout; any protocol or verification error
  * is fatal (exit 1, message on stderr). Every run is bounded by --timeout.
  *
@@ -133,12 +134,33 @@ static void proc_io(int pid, cpu_sample *s) {
 
 static double proc_cpu_split(int pid, double *user, double *sys);
 
+/* --also-pid: more processes of the server (workers, a hub) whose CPU time
+ * and syscalls count with --server-pid's, over the same window. */
+#define MAX_ALSO 16
+static int also_pids[MAX_ALSO];
+static int n_also;
+
+/* The server's CPU time and syscalls: --server-pid's plus every --also-pid's
+ * (one that is gone or unreadable counts nothing). */
 static void proc_sample(int pid, cpu_sample *s) {
   s->user = s->sys = -1;
   s->syscr = s->syscw = -1;
   if (pid <= 0) return;
   proc_cpu_split(pid, &s->user, &s->sys);
   proc_io(pid, s);
+  for (int i = 0; i < n_also; i++) {
+    double u, y;
+    cpu_sample io;
+    if (proc_cpu_split(also_pids[i], &u, &y) >= 0 && s->user >= 0) {
+      s->user += u;
+      s->sys += y;
+    }
+    proc_io(also_pids[i], &io);
+    if (io.syscr >= 0 && s->syscr >= 0) {
+      s->syscr += io.syscr;
+      s->syscw += io.syscw;
+    }
+  }
 }
 
 /* utime+stime of a process (all its threads), seconds; -1 if unreadable. */
@@ -999,7 +1021,7 @@ static void usage(void) {
           "usage: loadgen --port P [--host H] [--path /] [--mode echo|broadcast|idle]\n"
           "  [--conns N] [--inflight K] [--size S] [--warmup W] [--duration D]\n"
           "  [--text] [--concurrency C] [--settle SEC] [--server-pid PID] [--timeout SEC]\n"
-          "  [--deflate] [--json] [--tls]\n"
+          "  [--also-pid PID ...] [--deflate] [--json] [--tls]\n"
           "  echo: N connections with K messages of S bytes in flight each\n"
           "  broadcast: 1 sender + N receivers, K messages in flight\n"
           "  idle: open N connections, report upgrades/s and the server's RSS\n");
@@ -1028,6 +1050,10 @@ int main(int argc, char **argv) {
     else if (ARG("--settle")) opt.settle = atof(v);
     else if (ARG("--concurrency")) opt.concurrency = atoi(v);
     else if (ARG("--server-pid")) opt.server_pid = atoi(v);
+    else if (ARG("--also-pid")) {
+      if (n_also == MAX_ALSO) die("at most %d --also-pid", MAX_ALSO);
+      also_pids[n_also++] = atoi(v);
+    }
     else if (!strcmp(a, "--text")) opt.text = 1;
     else if (!strcmp(a, "--deflate")) opt.deflate = 1;
     else if (!strcmp(a, "--tls")) opt.tls = 1;

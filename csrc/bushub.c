@@ -31,6 +31,7 @@ struct hub {
   uv_loop_t loop;
   uv_pipe_t listener;
   uv_signal_t sigint, sigterm;
+  uv_timer_t stats_timer;
   ws_bushub_config cfg;
   ws_topics *reg;
   hlink *links;
@@ -46,6 +47,7 @@ void ws_bushub_config_default(ws_bushub_config *cfg) {
   cfg->max_payload = 64u * 1024 * 1024;
   cfg->max_pending_bytes = 8u * 1024 * 1024;
   cfg->max_links = 1024;
+  cfg->stats_interval_ms = 1000;
 }
 
 static void on_link_closed(uv_handle_t *h) {
@@ -119,13 +121,45 @@ static void forward(hub *h, hlink *from, const ws_bus_frame *f) {
   }
 }
 
+/* Queues the hub's counters to l (skipped while l is over its bound: the
+ * next report brings them). */
+static void send_stats(hub *h, hlink *l) {
+  if (l->dead || ws_bus_outq_pending(&l->q) + WS_BUS_HEADER + WS_BUS_STATS_LEN >
+                     h->cfg.max_pending_bytes)
+    return;
+  h->st.topics = ws_topics_topic_count(h->reg);
+  const uint64_t v[WS_BUS_STATS_COUNT] = {h->st.links,        h->st.accepted, h->st.received,
+                                          h->st.forwarded,    h->st.dropped_full,
+                                          h->st.malformed,    h->st.topics};
+  uint8_t payload[WS_BUS_STATS_LEN], hdr[WS_BUS_HEADER];
+  ws_bus_stats_encode(payload, v);
+  ws_bus_frame f = {WS_BUS_STATS, 0, 0, 0, NULL, 0, (const char *)payload, WS_BUS_STATS_LEN};
+  ws_bus_header_encode(hdr, &f);
+  if (ws_bus_outq_append(&l->q, hdr, NULL, 0, (const char *)payload, WS_BUS_STATS_LEN) != 0)
+    link_drop(l);
+}
+
+static void on_stats_timer(uv_timer_t *t) {
+  hub *h = t->data;
+  for (hlink *l = h->links, *next; l; l = next) {
+    next = l->next; /* a failed append drops l */
+    send_stats(h, l);
+    start_write(l);
+  }
+}
+
 static int on_frame(void *arg, const ws_bus_frame *f) {
   hlink *l = arg;
   hub *h = l->h;
   switch (f->type) {
     case WS_BUS_HELLO:
       l->origin = f->origin;
+      send_stats(h, l); /* written with what this read produced */
       break;
+    case WS_BUS_STATS: /* the hub's own frame: no worker sends one */
+      h->st.malformed++;
+      link_drop(l);
+      return 1;
     case WS_BUS_SUB:
       if (ws_topics_subscribe(h->reg, &l->sub, f->topic, f->topic_len) < 0) {
         link_drop(l); /* out of memory: the worker reconnects and resends its set */
@@ -201,6 +235,7 @@ static void on_signal(uv_signal_t *sig, int signum) {
    * longer keep the loop running; closed after it. */
   uv_unref((uv_handle_t *)&h->sigint);
   uv_unref((uv_handle_t *)&h->sigterm);
+  uv_close((uv_handle_t *)&h->stats_timer, NULL);
   while (h->links) link_drop(h->links);
 }
 
@@ -231,6 +266,11 @@ int ws_bushub_run(int listen_fd, const ws_bushub_config *cfg, ws_bushub_stats *s
   h->sigint.data = h->sigterm.data = h;
   uv_signal_start(&h->sigint, on_signal, SIGINT);
   uv_signal_start(&h->sigterm, on_signal, SIGTERM);
+  uv_timer_init(&h->loop, &h->stats_timer);
+  h->stats_timer.data = h;
+  if (cfg->stats_interval_ms)
+    uv_timer_start(&h->stats_timer, on_stats_timer, cfg->stats_interval_ms,
+                   cfg->stats_interval_ms);
   uv_run(&h->loop, UV_RUN_DEFAULT); /* until a signal closed every other handle */
   uv_close((uv_handle_t *)&h->sigint, NULL);
   uv_close((uv_handle_t *)&h->sigterm, NULL);

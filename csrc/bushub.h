@@ -16,6 +16,11 @@
  * not slowed; it sees the drop as a gap in its sequence when it reads
  * again. A malformed frame or EOF ends a link (its subscriptions go).
  *
+ * Counters. The hub sends its ws_bushub_stats to every link as a STATS
+ * frame (busproto.h) when the link says HELLO and every stats_interval_ms,
+ * so a worker can read them while the hub runs (workerbus.h,
+ * ws_bus_get_hub_stats). A STATS from a worker is a malformed frame.
+ *
  * Threads: one loop, one thread. ws_bushub_run is the whole hub process:
  * its own loop, SIGINT/SIGTERM stop it.
  */
@@ -30,6 +35,7 @@ typedef struct ws_bushub_config {
   uint32_t max_payload;      /* bytes: 64 MiB */
   size_t max_pending_bytes;  /* per destination link: 8 MiB */
   uint32_t max_links;        /* links at once; more are closed at accept: 1024 */
+  uint32_t stats_interval_ms; /* the counters to every link this often: 1000; 0 = never */
 } ws_bushub_config;
 
 void ws_bushub_config_default(ws_bushub_config *cfg);

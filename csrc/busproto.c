@@ -36,6 +36,14 @@ void ws_bus_header_encode(uint8_t out[WS_BUS_HEADER], const ws_bus_frame *f) {
   put64(out + 20, f->seq);
 }
 
+void ws_bus_stats_encode(uint8_t out[WS_BUS_STATS_LEN], const uint64_t v[WS_BUS_STATS_COUNT]) {
+  for (int i = 0; i < WS_BUS_STATS_COUNT; i++) put64(out + 8 * i, v[i]);
+}
+
+void ws_bus_stats_decode(const uint8_t in[WS_BUS_STATS_LEN], uint64_t v[WS_BUS_STATS_COUNT]) {
+  for (int i = 0; i < WS_BUS_STATS_COUNT; i++) v[i] = get64(in + 8 * i);
+}
+
 void ws_bus_header_set_seq(uint8_t hdr[WS_BUS_HEADER], uint64_t seq) { put64(hdr + 20, seq); }
 
 int ws_bus_header_decode(const uint8_t in[WS_BUS_HEADER], const ws_bus_limits *lim,
@@ -43,13 +51,17 @@ int ws_bus_header_decode(const uint8_t in[WS_BUS_HEADER], const ws_bus_limits *l
   if (in[0] != 'w' || in[1] != 'B') return WS_BUS_E_MAGIC;
   if (in[2] != WS_BUS_VERSION) return WS_BUS_E_VERSION;
   unsigned type = in[3], opcode = in[4];
-  if (type < WS_BUS_HELLO || type > WS_BUS_PUB) return WS_BUS_E_TYPE;
+  if (type < WS_BUS_HELLO || type > WS_BUS_STATS) return WS_BUS_E_TYPE;
   if (type == WS_BUS_PUB ? (opcode != 1 && opcode != 2) : opcode != 0) return WS_BUS_E_OPCODE;
   if (in[5] != 0) return WS_BUS_E_RESERVED;
   size_t tl = ((size_t)in[6] << 8) | in[7];
   size_t pl = ((size_t)in[8] << 24) | ((size_t)in[9] << 16) | ((size_t)in[10] << 8) | in[11];
-  if (type == WS_BUS_HELLO ? tl != 0 : (tl == 0 || tl > lim->max_topic)) return WS_BUS_E_TOPIC;
-  if (type == WS_BUS_PUB ? pl > lim->max_payload : pl != 0) return WS_BUS_E_PAYLOAD;
+  int no_topic = type == WS_BUS_HELLO || type == WS_BUS_STATS;
+  if (no_topic ? tl != 0 : (tl == 0 || tl > lim->max_topic)) return WS_BUS_E_TOPIC;
+  if (type == WS_BUS_PUB     ? pl > lim->max_payload
+      : type == WS_BUS_STATS ? pl != WS_BUS_STATS_LEN
+                             : pl != 0)
+    return WS_BUS_E_PAYLOAD;
   f->type = type;
   f->opcode = opcode;
   f->topic_len = tl;

@@ -10,11 +10,11 @@
  *   offset  size  field
  *   0       2     magic "wB"
  *   2       1     version (1)
- *   3       1     type: 1 HELLO, 2 SUB, 3 UNSUB, 4 PUB
+ *   3       1     type: 1 HELLO, 2 SUB, 3 UNSUB, 4 PUB, 5 STATS
  *   4       1     opcode: PUB 1 (text) or 2 (binary); 0 otherwise
  *   5       1     reserved, 0
- *   6       2     topic length: HELLO 0; SUB, UNSUB, PUB 1..max_topic
- *   8       4     payload length: PUB 0..max_payload; 0 otherwise
+ *   6       2     topic length: HELLO, STATS 0; SUB, UNSUB, PUB 1..max_topic
+ *   8       4     payload length: PUB 0..max_payload; STATS 56; 0 otherwise
  *   12      8     origin: the publishing worker's random id (HELLO: the
  *                 sender's own)
  *   20      8     sequence: worker -> hub, the worker's count of its frames;
@@ -23,6 +23,11 @@
  *                 dropped for it (the worker counts it as lost)
  *   28      t     topic bytes
  *   28+t    p     payload bytes
+ *
+ * STATS goes from the hub to each worker (once a second, and when a link
+ * says HELLO): its payload is the hub's counters, WS_BUS_STATS_COUNT
+ * big-endian u64 in bushub.h's ws_bushub_stats order; origin and sequence
+ * are 0 (a STATS takes no number of the link's PUB sequence).
  *
  * The hub rewrites the sequence because it forwards each worker only the
  * topics it subscribed to: the publisher's own sequence would show a gap
@@ -37,17 +42,22 @@
 #define WS_BUS_HEADER 28
 #define WS_BUS_VERSION 1
 
-enum ws_bus_type { WS_BUS_HELLO = 1, WS_BUS_SUB = 2, WS_BUS_UNSUB = 3, WS_BUS_PUB = 4 };
+enum ws_bus_type {
+  WS_BUS_HELLO = 1, WS_BUS_SUB = 2, WS_BUS_UNSUB = 3, WS_BUS_PUB = 4, WS_BUS_STATS = 5
+};
+#define WS_BUS_STATS_COUNT 7
+#define WS_BUS_STATS_LEN (8 * WS_BUS_STATS_COUNT)
 
 enum ws_bus_error {
   WS_BUS_OK = 0,
   WS_BUS_E_MAGIC = -1,     /* not "wB" */
   WS_BUS_E_VERSION = -2,   /* a version we do not know */
-  WS_BUS_E_TYPE = -3,      /* type not 1..4 */
+  WS_BUS_E_TYPE = -3,      /* type not 1..5 */
   WS_BUS_E_OPCODE = -4,    /* PUB without 1/2, or another type with one */
   WS_BUS_E_RESERVED = -5,  /* byte 5 not 0 */
   WS_BUS_E_TOPIC = -6,     /* topic length against the type's rule or max_topic */
-  WS_BUS_E_PAYLOAD = -7,   /* payload over max_payload, or on a type that has none */
+  WS_BUS_E_PAYLOAD = -7,   /* payload over max_payload, on a type that has none, or a
+                              STATS not WS_BUS_STATS_LEN */
   WS_BUS_E_NOMEM = -8,
 };
 
@@ -71,6 +81,9 @@ void ws_bus_header_encode(uint8_t out[WS_BUS_HEADER], const ws_bus_frame *f);
  * Returns WS_BUS_OK or a negative ws_bus_error. */
 int ws_bus_header_decode(const uint8_t in[WS_BUS_HEADER], const ws_bus_limits *lim,
                          ws_bus_frame *f);
+/* A STATS payload: v[0..WS_BUS_STATS_COUNT) to and from big-endian bytes. */
+void ws_bus_stats_encode(uint8_t out[WS_BUS_STATS_LEN], const uint64_t v[WS_BUS_STATS_COUNT]);
+void ws_bus_stats_decode(const uint8_t in[WS_BUS_STATS_LEN], uint64_t v[WS_BUS_STATS_COUNT]);
 /* Overwrites the sequence field of an encoded header. */
 void ws_bus_header_set_seq(uint8_t hdr[WS_BUS_HEADER], uint64_t seq);
 const char *ws_bus_strerror(int err);
@@ -81,7 +94,8 @@ const char *ws_bus_strerror(int err);
  * handed to fn, its topic and payload pointing either into the fed bytes
  * (a frame that lies whole in them: no copy) or into the decoder's buffer
  * (a frame split across feeds), valid during the call only. The buffer holds
- * at most one frame: WS_BUS_HEADER + max_topic + max_payload bytes. The first
+ * at most one frame: WS_BUS_HEADER + max_topic + max_payload bytes (or a
+ * STATS frame's WS_BUS_HEADER + WS_BUS_STATS_LEN). The first
  * error is sticky: feed returns it from then on and calls fn no more. */
 typedef int (*ws_bus_frame_fn)(void *arg, const ws_bus_frame *f);
 

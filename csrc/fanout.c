@@ -28,10 +28,10 @@ static size_t fan_out(ws_server *s, ws_server_conn *c, const uv_buf_t *b, uint32
   size_t total = b[0].len + b[1].len;
   ws_loop *l = s->loop;
   if (l->corking && !l->flushing && total <= CORK_MAX_PIECE) {
-    if (*off == UINT32_MAX) *off = ws_srv_cork_put(l, b, 2, total);
+    if (*off == UINT32_MAX) *off = ws_srv_cork_put_frame(l, b, 2, total);
     if (*off != UINT32_MAX && ws_srv_cork_add(l, c, *off, total) == 0) return 1;
     ws_srv_cork_flush(s->loop); /* full: start a fresh cork with this frame */
-    *off = ws_srv_cork_put(l, b, 2, total);
+    *off = ws_srv_cork_put_frame(l, b, 2, total);
     if (*off != UINT32_MAX && ws_srv_cork_add(l, c, *off, total) == 0) return 1;
   }
   ws_srv_conn_write(c, b, b[1].len ? 2 : 1);

@@ -86,12 +86,17 @@ static size_t publish_local(ws_server *s, const char *topic, size_t len, unsigne
                             const char *data, size_t data_len, const ws_server_conn *except) {
   if (!s->topics || len == 0 || len > WS_PUBSUB_MAX_TOPIC) return 0;
   void *stack[64];
-  size_t n = ws_topics_count(s->topics, topic, len);
+  void **owners = stack;
+  /* One lookup when the topic has up to 64 subscribers; a bigger one is
+   * collected again into an array of its size. */
+  size_t n = ws_topics_collect(s->topics, topic, len, stack, 64);
   if (n == 0) return 0;
-  void **owners = n <= 64 ? stack : malloc(n * sizeof *owners);
-  if (!owners) return 0;
-  size_t got = ws_topics_collect(s->topics, topic, len, owners, n);
-  if (got > n) got = n;
+  if (n > 64) {
+    owners = malloc(n * sizeof *owners);
+    if (!owners) return 0;
+    n = ws_topics_collect(s->topics, topic, len, owners, n);
+  }
+  size_t got = n;
   size_t k = 0;
   for (size_t i = 0; i < got; i++)
     if (owners[i] != (const void *)except) owners[k++] = owners[i];
@@ -161,6 +166,10 @@ int ws_server_bus_stats(const ws_server *s, ws_bus_stats *out, int *up) {
   ws_bus_get_stats(s->bus, out);
   *up = ws_bus_is_up(s->bus);
   return 1;
+}
+
+int ws_server_bus_hub_stats(const ws_server *s, ws_bushub_stats *out, uint64_t *age_ms) {
+  return s->bus ? ws_bus_get_hub_stats(s->bus, out, age_ms) : 0;
 }
 
 int ws_server_pubsub_connect(ws_server *s, const char *url, size_t url_len, const char *ns,

@@ -64,6 +64,9 @@ int ws_server_pubsub_connect(ws_server *s, const char *url, size_t url_len, cons
 int ws_server_bus_connect(ws_server *s, const char *path, const char **err);
 /* The bus link's counters; 0 if the server is on no bus. */
 int ws_server_bus_stats(const ws_server *s, struct ws_bus_stats *out, int *up);
+/* The worker bus hub's counters as of its latest report and their age in
+ * ms (workerbus.h); 0 if the server is on no bus or none came yet. */
+int ws_server_bus_hub_stats(const ws_server *s, struct ws_bushub_stats *out, uint64_t *age_ms);
 /* The bridge's counters (redisbridge.h); 0 if there is no bridge. */
 int ws_server_pubsub_stats(const ws_server *s, struct ws_redis_stats *out, int *up);
 

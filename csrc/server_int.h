@@ -196,6 +196,7 @@ struct ws_loop {
   void *pool[POOL_SLOTS];     /* idle assembly buffers (owned) */
   size_t pool_cap[POOL_SLOTS];
   size_t cork_len, cork_n;    /* bytes in corkbuf, entries in cork_entries */
+  uint32_t cork_frame_off, cork_frame_len; /* the last fan-out frame copied (len 0: none) */
   ws_server_conn **cork_conns; /* connections with entries, in first-write order (owned) */
   size_t cork_nconns, cork_conns_cap;
   cork_entry cork_entries[CORK_ENTRIES];
@@ -328,6 +329,11 @@ static inline void ws_srv_cork_end(ws_loop *l) {
 }
 /* Copies bufs into the cork; returns the offset, or UINT32_MAX if full. */
 uint32_t ws_srv_cork_put(ws_loop *l, const uv_buf_t *bufs, unsigned n, size_t total);
+/* The same for a fan-out frame, but a frame byte-equal to the last one put
+ * this way since the flush is not copied again: its offset is returned (one
+ * message published to 100 topics is one copy, and each subscriber's frames
+ * of successive messages stay adjacent, one cork entry). */
+uint32_t ws_srv_cork_put_frame(ws_loop *l, const uv_buf_t *bufs, unsigned n, size_t total);
 /* Appends an entry for c; 0, or -1 if the cork has no room (flush first). */
 int ws_srv_cork_add(ws_loop *l, ws_server_conn *c, uint32_t off, size_t len);
 /* Writes bufs in order (into the cork while corking). */

@@ -47,6 +47,8 @@ struct ws_bus {
   ws_topics *wanted_reg;  /* the wanted topics: one subscriber, `wanted` */
   ws_topics_sub wanted;
   ws_bus_stats st;
+  ws_bushub_stats hub;    /* the hub's counters from its last STATS */
+  uint64_t hub_at;        /* uv_now when they came; 0: none yet */
   uint32_t attempt;
   int was_up, closing, handles;
   char rbuf[READ_SIZE];
@@ -139,6 +141,14 @@ ws_bus *ws_bus_new(uv_loop_t *loop, const ws_bus_config *cfg, const ws_bus_callb
 void *ws_bus_user(const ws_bus *b) { return b->user; }
 int ws_bus_is_up(const ws_bus *b) { return b->link && b->link->up; }
 uint64_t ws_bus_origin(const ws_bus *b) { return b->origin; }
+
+int ws_bus_get_hub_stats(const ws_bus *b, ws_bushub_stats *out, uint64_t *age_ms) {
+  if (!b->hub_at) return 0;
+  *out = b->hub;
+  uint64_t now = uv_now(b->loop) + 1;
+  *age_ms = now > b->hub_at ? now - b->hub_at : 0;
+  return 1;
+}
 
 void ws_bus_get_stats(const ws_bus *b, ws_bus_stats *out) {
   *out = b->st;
@@ -299,6 +309,15 @@ static int send_ctrl(blink *l, unsigned type, const char *topic, size_t tl, int 
 static int on_frame(void *arg, const ws_bus_frame *f) {
   blink *l = arg;
   ws_bus *b = l->b;
+  if (f->type == WS_BUS_STATS) {
+    uint64_t v[WS_BUS_STATS_COUNT];
+    ws_bus_stats_decode((const uint8_t *)f->payload, v);
+    b->hub = (ws_bushub_stats){.links = v[0], .accepted = v[1], .received = v[2],
+                               .forwarded = v[3], .dropped_full = v[4], .malformed = v[5],
+                               .topics = v[6]};
+    b->hub_at = uv_now(b->loop) + 1; /* + 1: a report at loop time 0 is still one */
+    return 0;
+  }
   if (f->type != WS_BUS_PUB) {
     b->st.malformed++;
     link_drop(l);

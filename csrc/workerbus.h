@@ -26,6 +26,9 @@
  * backoff_max_ms, each delay drawn from its upper half), and a new link
  * starts with HELLO and a SUB for every wanted topic.
  *
+ * The hub reports its own counters over the link (STATS, busproto.h): the
+ * latest are kept for ws_bus_get_hub_stats.
+ *
  * Threads: loop thread only; callbacks run there. ws_bus_close frees the
  * bus once its handles have closed (the loop must run); it may be called
  * from a callback, and no callback follows it.
@@ -36,6 +39,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+#include "bushub.h"
 
 typedef struct ws_bus ws_bus;
 
@@ -101,5 +106,9 @@ int ws_bus_publish(ws_bus *b, const char *topic, size_t len, unsigned opcode,
 int ws_bus_is_up(const ws_bus *b);
 uint64_t ws_bus_origin(const ws_bus *b);
 void ws_bus_get_stats(const ws_bus *b, ws_bus_stats *out);
+/* The hub's counters from its latest report (bushub.h: it sends them when
+ * the link says HELLO and every second) and their age in loop milliseconds;
+ * 1, or 0 before the first report. */
+int ws_bus_get_hub_stats(const ws_bus *b, ws_bushub_stats *out, uint64_t *age_ms);
 
 #endif

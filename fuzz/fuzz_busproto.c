@@ -41,12 +41,12 @@ static uint64_t be(const uint8_t *p, int n) {
 static int ref_header(const uint8_t *p, uint32_t mt, uint32_t mp) {
   if (p[0] != 'w' || p[1] != 'B') return WS_BUS_E_MAGIC;
   if (p[2] != 1) return WS_BUS_E_VERSION;
-  if (p[3] < 1 || p[3] > 4) return WS_BUS_E_TYPE;
+  if (p[3] < 1 || p[3] > 5) return WS_BUS_E_TYPE;
   if (p[3] == 4 ? !(p[4] == 1 || p[4] == 2) : p[4] != 0) return WS_BUS_E_OPCODE;
   if (p[5]) return WS_BUS_E_RESERVED;
   uint64_t tl = be(p + 6, 2), pl = be(p + 8, 4);
-  if (p[3] == 1 ? tl != 0 : (tl == 0 || tl > mt)) return WS_BUS_E_TOPIC;
-  if (p[3] == 4 ? pl > mp : pl != 0) return WS_BUS_E_PAYLOAD;
+  if (p[3] == 1 || p[3] == 5 ? tl != 0 : (tl == 0 || tl > mt)) return WS_BUS_E_TOPIC;
+  if (p[3] == 4 ? pl > mp : p[3] == 5 ? pl != 56 : pl != 0) return WS_BUS_E_PAYLOAD;
   return 0;
 }
 
@@ -117,8 +117,9 @@ static void run_decoder(const uint8_t *d, size_t n, const ws_bus_limits *lim, co
   CHECK(s.n == nref, "decoder gave %zu frames, reference %zu (split %d)", s.n, nref, split);
   if (rc != 0) /* sticky */
     CHECK(ws_bus_decoder_feed(&dec, "wB", 2, check_frame, &s) == rc, "error not sticky");
-  CHECK(dec.len <= WS_BUS_HEADER + lim->max_topic + (size_t)lim->max_payload,
-        "buffer over one frame");
+  size_t biggest = lim->max_topic + (size_t)lim->max_payload;
+  if (biggest < WS_BUS_STATS_LEN) biggest = WS_BUS_STATS_LEN;
+  CHECK(dec.len <= WS_BUS_HEADER + biggest, "buffer over one frame");
   ws_bus_decoder_free(&dec);
 }
 

@@ -268,14 +268,16 @@ class WebSocket:
         return f"<WebSocket {self.remote_address} {self.path!r} {state}>"
 
 
+_MAX_TOPIC = int(lib.WS_PUBSUB_MAX_TOPIC)
+
+
 def _topic(topic: Any) -> bytes:
     """A topic's bytes: a non-empty str of at most 256 bytes of UTF-8."""
     if not isinstance(topic, str):
         raise TypeError(f"a topic is a str, not {type(topic).__name__}")
     raw = topic.encode()
-    if not 0 < len(raw) <= lib.WS_PUBSUB_MAX_TOPIC:
-        raise ValueError(f"a topic is 1 to {lib.WS_PUBSUB_MAX_TOPIC} bytes of UTF-8, "
-                         f"not {len(raw)}")
+    if not 0 < len(raw) <= _MAX_TOPIC:
+        raise ValueError(f"a topic is 1 to {_MAX_TOPIC} bytes of UTF-8, not {len(raw)}")
     return raw
 
 

@@ -115,6 +115,16 @@ static int wait_route(void) {
 }
 
 static int b_has_200(void) { return tb.got >= 200; }
+
+/* The new hub's report (STATS, once a second) counts m200: it forwarded to b
+ * exactly the probes b got from it and m200 (a's probes before b's SUB
+ * arrived were received and not forwarded). */
+static ws_bushub_stats hub_seen;
+static int hub_counted_m200(void) {
+  uint64_t age;
+  return ws_bus_get_hub_stats(a, &hub_seen, &age) &&
+         hub_seen.forwarded == (uint64_t)tb.probes + 1 && hub_seen.received >= hub_seen.forwarded;
+}
 static int b_has_201(void) { return tb.got >= 201; }
 
 #define FAIL(...) do { fprintf(stderr, "bus_loop: " __VA_ARGS__); fputc('\n', stderr); \
@@ -167,6 +177,14 @@ int main(int argc, char **argv) {
   if (!wait_route()) FAIL("b's subscription was not resent to the new hub");
   if (ws_bus_publish(a, "t", 1, 1, "m200", 4) != WS_BUS_SENT) FAIL("publish after");
   if (!run_until(b_has_201, 3000)) FAIL("resubscription: b got %d", tb.got);
+  if (!run_until(hub_counted_m200, 5000))
+    FAIL("hub report: received %lu forwarded %lu", (unsigned long)hub_seen.received,
+         (unsigned long)hub_seen.forwarded);
+  if (hub_seen.links != 2 || hub_seen.accepted != 2 || hub_seen.topics != 1 ||
+      hub_seen.malformed != 0 || hub_seen.dropped_full != 0)
+    FAIL("hub report: links %lu accepted %lu topics %lu malformed %lu",
+         (unsigned long)hub_seen.links, (unsigned long)hub_seen.accepted,
+         (unsigned long)hub_seen.topics, (unsigned long)hub_seen.malformed);
   ws_bus_stats st;
   ws_bus_get_stats(a, &st);
   if (st.dropped_down != 1 || st.published < 201 || st.reconnects != 1)

@@ -33,15 +33,15 @@ def reference(data: bytes, max_topic: int, max_payload: int) -> tuple[list[Frame
             return out, lib.WS_BUS_E_MAGIC
         if h[2] != 1:
             return out, lib.WS_BUS_E_VERSION
-        if not 1 <= t <= 4:
+        if not 1 <= t <= 5:
             return out, lib.WS_BUS_E_TYPE
         if (op not in (1, 2)) if t == 4 else op != 0:
             return out, lib.WS_BUS_E_OPCODE
         if h[5]:
             return out, lib.WS_BUS_E_RESERVED
-        if (tl != 0) if t == 1 else not 1 <= tl <= max_topic:
+        if (tl != 0) if t in (1, 5) else not 1 <= tl <= max_topic:
             return out, lib.WS_BUS_E_TOPIC
-        if (pl > max_payload) if t == 4 else pl != 0:
+        if (pl > max_payload) if t == 4 else pl != (56 if t == 5 else 0):
             return out, lib.WS_BUS_E_PAYLOAD
         if len(data) - pos < HEADER + tl + pl:
             break
@@ -102,6 +102,8 @@ frames_st = st.lists(st.one_of(
     st.tuples(st.just(4), st.sampled_from([1, 2]), st.integers(0, 2**64 - 1),
               st.integers(0, 2**64 - 1), st.binary(min_size=1, max_size=40),
               st.binary(max_size=300)),
+    st.tuples(st.just(5), st.just(0), st.just(0), st.just(0), st.just(b""),
+              st.binary(min_size=56, max_size=56)),
 ), max_size=12)
 
 

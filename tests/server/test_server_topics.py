@@ -139,3 +139,40 @@ def on_loop_raising(server: wsuv.Server, fn: Any) -> Any:
     if not ok:
         raise value
     return value
+
+
+def test_hub_stats_is_none_off_the_worker_bus() -> None:
+    """A server that is no worker of `wsuv-serve --workers N` has no hub."""
+    with running_server(wsuv.Handler()) as server:
+        assert on_loop(server, server.hub_stats) is None
+
+
+class Repeats(wsuv.Handler):
+    """One handler call publishes one message to several topics, equal-length
+    different ones, and direct sends in between: a frame byte-equal to the last
+    one is shared in the cork, any other is not."""
+
+    def on_open(self, ws: wsuv.WebSocket) -> None:
+        for topic in ("t1", "t2", "t3"):
+            ws.subscribe(topic)
+        ws.send("ready")
+
+    def on_message(self, ws: wsuv.WebSocket, message: str | bytes) -> None:
+        publish = ws.server.publish
+        for topic in ("t1", "t2", "t3"):
+            publish(topic, "same")
+        publish("t1", "diff")  # same length, other bytes
+        ws.send("same")  # a direct send between equal publishes
+        publish("t2", "same")
+        publish("t3", b"same")  # binary: another opcode, so another frame
+
+
+def test_equal_publishes_in_one_turn_arrive_whole_and_in_order() -> None:
+    with running_server(Repeats()) as server:
+        with connect(url(server)) as a:
+            assert a.recv(timeout=TIMEOUT) == "ready"
+            for _ in range(3):
+                a.send("go")
+            got = [a.recv(timeout=TIMEOUT) for _ in range(3 * 7)]
+            assert got == ["same", "same", "same", "diff", "same", "same", b"same"] * 3
+            assert server.subscribers("t2") == 1

@@ -44,6 +44,21 @@ class Room(wsuv.Handler):
             ws.send(f"burst took {time.monotonic() - t0:.3f}")
         elif message == "stats":
             ws.send("stats " + json.dumps(ws.server.pubsub_stats()))
+        elif message == "hubstats":
+            ws.send("hubstats " + json.dumps(ws.server.hub_stats()))
+        elif message == "hubstats from a thread":
+            out = []
+
+            def ask():
+                try:
+                    ws.server.hub_stats()
+                except RuntimeError as exc:
+                    out.append(str(exc))
+
+            t = threading.Thread(target=ask)
+            t.start()
+            t.join()
+            ws.send("refused " + out[0])
         elif message == "big":  # over the bus's 64 MiB: stays in this worker
             ws.send(f"big {ws.server.publish('big', bytes((64 << 20) + 1))}")
         elif message.startswith("thread "):  # published from another thread
@@ -177,6 +192,48 @@ def stats_of(ws: ClientConnection) -> dict[str, Any]:
     assert reply.startswith("stats ")
     out: dict[str, Any] = json.loads(reply[6:])
     return out
+
+
+def hub_stats_of(ws: ClientConnection) -> dict[str, Any]:
+    ws.send("hubstats")
+    reply = str(ws.recv(timeout=TIMEOUT))
+    assert reply.startswith("hubstats ")
+    out: dict[str, Any] = json.loads(reply[9:])
+    return out
+
+
+def test_the_hubs_counters_are_readable_while_it_runs(tmp_path: Path) -> None:
+    """Server.hub_stats() in every worker: the hub's counters as of its latest
+    report (once a second), exact for publishes made since."""
+    with cluster(tmp_path, 2) as c:
+        c.spread(2)
+        c.settle()
+        time.sleep(1.5)  # a report after the probes (one a second)
+        a, b = (wss[0] for wss in c.by_worker().values())
+        before = hub_stats_of(a)
+        assert set(before) == {"links", "accepted", "received", "forwarded", "dropped_full",
+                               "malformed", "topics", "age_ms"}
+        assert before["links"] == 2 and before["accepted"] >= 2 and before["topics"] == 1
+        assert before["malformed"] == 0 and before["dropped_full"] == 0
+        assert 0 <= before["age_ms"] < 3000
+        for i in range(20):
+            a.send(f"n{i}")
+        for ws in (a, b):  # a's own copies too
+            assert recv_n(ws, 20) == [f"n{i}" for i in range(20)]
+        seen: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the next report, in each worker
+            seen = {"a": hub_stats_of(a), "b": hub_stats_of(b)}
+            if all(s["received"] >= before["received"] + 20 for s in seen.values()):
+                break
+            time.sleep(0.2)
+        for s in seen.values():  # one hub's counters, whichever worker asks
+            assert s["received"] - before["received"] == 20
+            assert s["forwarded"] - before["forwarded"] == 20  # to the one other worker
+            assert s["links"] == 2 and s["dropped_full"] == 0 and s["age_ms"] < 3000
+        a.send("hubstats from a thread")
+        assert str(a.recv(timeout=TIMEOUT)) == (
+            "refused Server.hub_stats must be called on the loop thread")
 
 
 @pytest.mark.parametrize("workers", [2, 3])
