@@ -120,6 +120,9 @@ struct ws_server_conn {
   ws_pmd_params pmd_params;   /* what was negotiated, until the engine starts */
   uint64_t pmd_check_ms;      /* start of the current idle period */
   struct ws_client_state *cl; /* client connections only (owned; client.c) */
+  uint8_t direct;             /* marked for the direct path (client_direct.h) */
+  uint8_t fd_blocking;        /* its socket is blocking now (client_direct.c) */
+  int rcvtimeo_ms;            /* SO_RCVTIMEO set on it (0 = none; client_direct.c) */
   ws_tls *tls;                /* TLS connections only (owned; srv_tls.c) */
 };
 
@@ -261,6 +264,7 @@ void ws_srv_pubsub_close(ws_server *s);
  * srv_tls.c   TLS on connections (tls.h): decrypt before reads, encrypt where
  *             bytes leave for the socket, close_notify before the FIN
  * client.c    client connections
+ * client_direct.c the blocking client's own reads and writes (client_direct.h)
  */
 
 /* loop.c: every application callback goes through WS_SRV_APP_CALL: while one

@@ -376,6 +376,10 @@ class ClientConnection:
     def _on_open(self, c: Any) -> None:
         self.response, self.subprotocol, self.extensions = opened(c)
         self._opened = True
+        if self._blocking and self._tls is None:
+            # This thread alone waits for the connection: its waits may read
+            # the socket themselves (client_direct.h), without epoll.
+            lib.ws_client_conn_set_direct(c, 1)
 
     def _on_failed(self, c: Any, err: int, hs: Any) -> None:
         self._error = failure(err, hs, self._where, c, self._url_host)
