@@ -52,9 +52,12 @@ class AioClientConnection(ClientConnection):
 
     async def _wait(self, timeout: float | None = None) -> bool:
         """Until a callback had news (True) or the timeout (False)."""
-        self._news = self._loop.create_future()
+        news = self._news = self._loop.create_future()
         try:
-            await asyncio.wait_for(asyncio.shield(self._news), timeout)
+            if timeout is None:  # no wait_for and shield: two futures fewer a wait
+                await news
+            else:
+                await asyncio.wait_for(asyncio.shield(news), timeout)
             return True
         except TimeoutError:
             return False
@@ -121,9 +124,13 @@ class AioClientConnection(ClientConnection):
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:  # type: ignore[override]
         """Send a message; waits while the kernel has not taken all of it."""
         data, opcode = _encode(message)
+        if self._driver is not None:
+            # What the tasks send in this loop iteration leaves together at the
+            # next one (one writev per connection), with no wake-up of the C
+            # loop and no turn of its own (wsuv.aio's connections do the same).
+            self._driver.host.flush_soon()
         if self._c == ffi.NULL or lib.ws_server_conn_send(self._c, opcode, data, len(data)) != 0:
             raise self._closed_error()
-        self._kick()
         while self._c != ffi.NULL and lib.ws_server_conn_buffered(self._c) > 0:
             await self._wait()
         if self._c == ffi.NULL and self._close is not None and self._close[0] == 1006:

@@ -22,6 +22,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
@@ -45,12 +46,16 @@ __all__ = ["ClientConnection", "HandshakeResponse", "InvalidCertificate", "Inval
 _OP_TEXT = 1
 _OP_BINARY = 2
 _OP_PONG = 10
+_send_hw = lib.ws_server_conn_send_hw
 _UV_EAI_FIRST, _UV_EAI_LAST = -3014, -3000  # libuv's getaddrinfo errors
 _UV_ETIMEDOUT = -errno.ETIMEDOUT
 _MAIN_THREAD = threading.main_thread().ident
 _SIGNAL_SLICE_MS = 200  # longest wait in C on the main thread before signals are seen
 # Characters left as they are in a request target (RFC 3986 pchar, '/', '?').
 _TARGET_SAFE = "/%:@!$&'()*+,;=-._~"
+# The connection of each hosting C server, for the callbacks: a dict lookup
+# costs less than a C call (ws_server_user) and ffi.from_handle per event.
+_BY_SERVER: dict[Any, weakref.ref[ClientConnection]] = {}
 
 
 def _ms(seconds: float | None) -> int:
@@ -184,6 +189,7 @@ class ClientConnection:
             raise MemoryError("ws_server_new failed")
         self._s: Any = s
         self._c: Any = ffi.NULL
+        _BY_SERVER[s] = weakref.ref(self)
         try:
             if secure:
                 self._tls = client_tls.client_context(tls_opts, self._where)
@@ -248,6 +254,7 @@ class ClientConnection:
         if self._s != ffi.NULL:
             s, self._s, self._c = self._s, ffi.NULL, ffi.NULL
             lib.ws_server_free(s)
+            _BY_SERVER.pop(s, None)
         self._tls = None  # after the server: its connection used the context
 
     def _closed_error(self) -> ConnectionClosed:
@@ -262,12 +269,16 @@ class ClientConnection:
         connection is closed, or was dropped meanwhile: when more than
         write_limit bytes of it were left after the kernel took what it could."""
         data, opcode = _encode(message)
-        if self._c == ffi.NULL or lib.ws_server_conn_send(self._c, opcode, data, len(data)) != 0:
+        c = self._c
+        # One C call: the send, and whether the kernel left bytes queued
+        # (write_high_water is 1 byte here).
+        queued = _send_hw(c, opcode, data, len(data)) if c else -1
+        if queued < 0:
             raise self._closed_error()
-        while self._c != ffi.NULL and lib.ws_server_conn_buffered(self._c) > 0:
+        while queued and self._c and lib.ws_server_conn_buffered(self._c) > 0:
             if self._run(None) < 0:
                 break
-        if self._c == ffi.NULL and self._close is not None and self._close[0] == 1006:
+        if not self._c and self._close is not None and self._close[0] == 1006:
             raise self._closed_error()  # dropped while sending (write_limit, a reset)
 
     def recv(self, timeout: float | None = None) -> str | bytes:
@@ -275,13 +286,14 @@ class ClientConnection:
         :class:`ConnectionClosed` once the connection is closed and every message
         received before the close was returned, :class:`TimeoutError` after
         ``timeout`` seconds without one."""
+        messages = self._messages
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._messages:
-            if self._close is not None or self._c == ffi.NULL:
+        while not messages:
+            if self._close is not None or not self._c:
                 raise self._closed_error()
             if self._run(deadline) == 0:
                 raise TimeoutError(f"no message within {timeout} s")
-        return self._messages.popleft()
+        return messages.popleft()
 
     def __iter__(self) -> Iterator[str | bytes]:
         """Messages until the connection closes: a normal close (1000, 1001, or a
@@ -370,6 +382,7 @@ class ClientConnection:
         if s != ffi.NULL:
             self._s = ffi.NULL
             lib.ws_server_free(s)
+            _BY_SERVER.pop(s, None)
         self._tls = None
 
     # -- from the C callbacks ----------------------------------------------------
@@ -576,7 +589,10 @@ def _extern(fn: Callable[..., None]) -> Callable[..., None]:
 
 
 def _conn(s: Any) -> ClientConnection:
-    obj: ClientConnection = ffi.from_handle(lib.ws_server_user(s))
+    ref = _BY_SERVER.get(s)
+    obj = ref() if ref is not None else None
+    if obj is None:  # only while it is being collected: the handle still holds it
+        obj = ffi.from_handle(lib.ws_server_user(s))
     return obj
 
 
