@@ -88,6 +88,7 @@ static int set_bound(ws_server_conn *c, int fd, int want) {
 int ws_client_direct_wait(ws_server *s, int wait_ms) {
   ws_server_conn *c = direct_conn(s);
   ws_loop *l = s->loop;
+  uv_update_time(&l->uv); /* the caller may have spent long since the last wait */
   int due = uv_backend_timeout(&l->uv); /* -1: no timer; 0: libuv has work now */
   if (c && due != 0) {
     int want = due < 0 ? wait_ms : (wait_ms < 0 || due < wait_ms ? due : wait_ms);
