@@ -194,9 +194,9 @@ build/fuzz/fuzz_utf8: fuzz/fuzz_utf8.c $(FUZZ_COMMON) csrc/utf8.c csrc/utf8.h
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_utf8.c csrc/utf8.c
 
-build/fuzz/fuzz_handshake: fuzz/fuzz_handshake.c $(FUZZ_COMMON) csrc/handshake.c csrc/sha1.c csrc/handshake.h csrc/sha1.h
+build/fuzz/fuzz_handshake: fuzz/fuzz_handshake.c $(FUZZ_COMMON) csrc/handshake.c csrc/httpfields.c csrc/sha1.c csrc/handshake.h csrc/httpfields.h csrc/sha1.h
 	@mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_handshake.c csrc/handshake.c csrc/sha1.c -lhttp_parser
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_handshake.c csrc/handshake.c csrc/httpfields.c csrc/sha1.c -lhttp_parser
 
 build/fuzz/fuzz_wsconn: fuzz/fuzz_wsconn.c $(FUZZ_COMMON) csrc/wsconn.c csrc/wsparser.c csrc/wsframe.c csrc/utf8.c csrc/pmdeflate.c csrc/wsconn.h csrc/wsparser.h csrc/wsframe.h csrc/utf8.h csrc/pmdeflate.h
 	@mkdir -p build/fuzz
@@ -206,9 +206,9 @@ build/fuzz/fuzz_pmdeflate: fuzz/fuzz_pmdeflate.c $(FUZZ_COMMON) csrc/pmdeflate.c
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_pmdeflate.c csrc/pmdeflate.c csrc/wsconn.c csrc/wsparser.c csrc/wsframe.c csrc/utf8.c -lz
 
-build/fuzz/fuzz_clienths: fuzz/fuzz_clienths.c $(FUZZ_COMMON) csrc/clienths.c csrc/handshake.c csrc/sha1.c csrc/clienths.h csrc/handshake.h csrc/sha1.h
+build/fuzz/fuzz_clienths: fuzz/fuzz_clienths.c $(FUZZ_COMMON) csrc/clienths.c csrc/handshake.c csrc/httpfields.c csrc/sha1.c csrc/clienths.h csrc/handshake.h csrc/httpfields.h csrc/sha1.h
 	@mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_clienths.c csrc/clienths.c csrc/handshake.c csrc/sha1.c -lhttp_parser
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_clienths.c csrc/clienths.c csrc/handshake.c csrc/httpfields.c csrc/sha1.c -lhttp_parser
 
 build/fuzz/fuzz_topics: fuzz/fuzz_topics.c $(FUZZ_COMMON) csrc/topics.c csrc/topics.h
 	@mkdir -p build/fuzz
@@ -245,7 +245,7 @@ fuzz-ci: fuzz-build
 	FUZZ_PYTHON=$(PY) bash fuzz/run.sh 20
 
 # The sans-I/O layers only: no libuv transport, no C-application loader.
-ENGINE_SRCS := $(addprefix csrc/,sha1.c utf8.c wsframe.c wsparser.c collect.c handshake.c \
+ENGINE_SRCS := $(addprefix csrc/,sha1.c utf8.c wsframe.c wsparser.c collect.c httpfields.c handshake.c \
   pmdeflate.c wsconn.c)
 build/tests/engine_stress: tests/c/engine_stress.c $(ENGINE_SRCS) $(wildcard csrc/*.h)
 	@mkdir -p build/tests

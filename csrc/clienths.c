@@ -21,8 +21,6 @@
 #define WS_CHS_INITIAL_SPANS 8u
 #define WS_CHS_INITIAL_BODY 1024u
 
-enum ws_chs_last_cb { WS_CHS_CB_NONE = 0, WS_CHS_CB_FIELD, WS_CHS_CB_VALUE };
-
 struct ws_client_hs {
   http_parser parser;          /* parser.data points back here */
   ws_client_hs_limits limits;
@@ -36,11 +34,8 @@ struct ws_client_hs {
   uint8_t ext_offered;
   uint8_t fed;                 /* a response byte was fed: no new request */
   /* The response. */
-  char *buf;                   /* owned: reason phrase, names, values, and
+  ws_fields f;                 /* owned: reason phrase, names, values, and
                                   the joined extensions value */
-  uint32_t buf_len, buf_cap;
-  ws_header_span *spans;       /* owned: one per header field */
-  uint32_t nspans, spans_cap;
   uint32_t reason_off, reason_len;
   uint32_t head_bytes;         /* raw head bytes fed to the parser */
   uint64_t body_raw;           /* raw bytes fed after the head (framing too) */
@@ -49,7 +44,6 @@ struct ws_client_hs {
   char *body;                  /* owned: a refusal's body, <= max_body */
   uint32_t body_len, body_cap;
   uint8_t has_proto, has_ext;
-  uint8_t last_cb;             /* enum ws_chs_last_cb */
   uint8_t head_complete;       /* on_headers_complete ran */
   uint8_t msg_complete;        /* on_message_complete ran */
   uint8_t interim;             /* the head being read is a 1xx other than 101 */
@@ -69,19 +63,6 @@ struct ws_client_hs {
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
-
-static char ws_chs_lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c; }
-
-static int ws_chs_ieq(const char *a, size_t alen, const char *b, size_t blen) {
-  if (alen != blen)
-    return 0;
-  for (size_t i = 0; i < alen; i++)
-    if (ws_chs_lower(a[i]) != ws_chs_lower(b[i]))
-      return 0;
-  return 1;
-}
-
-static int ws_chs_is_ws(char c) { return c == ' ' || c == '\t'; }
 
 #define WS_CHS_LIT(s) s, (sizeof(s) - 1)
 
@@ -236,7 +217,7 @@ static int ws_chs_reserved(const char *name, size_t n) {
     "content-length", "transfer-encoding",
   };
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (ws_chs_ieq(name, n, names[i], strlen(names[i])))
+    if (ws_fields_ieq(name, n, names[i], strlen(names[i])))
       return 1;
   return 0;
 }
@@ -292,9 +273,9 @@ static long ws_chs_build(const ws_client_hs_options *opts, const char *key_b64, 
         !ws_chs_is_field_value(f->value, f->value_len))
       return WS_CLIENT_HS_E_HEADER_VALUE;
     if (ws_chs_reserved(f->name, f->name_len) ||
-        (has_origin && ws_chs_ieq(f->name, f->name_len, WS_CHS_LIT("origin"))))
+        (has_origin && ws_fields_ieq(f->name, f->name_len, WS_CHS_LIT("origin"))))
       return WS_CLIENT_HS_E_RESERVED_HEADER;
-    if (ws_chs_ieq(f->name, f->name_len, WS_CHS_LIT("host")) && ++extra_hosts > 1)
+    if (ws_fields_ieq(f->name, f->name_len, WS_CHS_LIT("host")) && ++extra_hosts > 1)
       return WS_CLIENT_HS_E_RESERVED_HEADER;
   }
 
@@ -434,65 +415,34 @@ static const char *ws_chs_malformed_reason(enum http_errno e) {
 
 /* ---- the owned buffers ------------------------------------------------------ */
 
-/* Makes room for extra more bytes in buf. Everything stored comes from the
- * head, capped at max_header_bytes, except the joined extensions value
+/* Turns a collector error into the failure. Everything stored comes from
+ * the head, capped at max_header_bytes, except the joined extensions value
  * (again at most the head): 2 * max_header_bytes bounds the buffer. */
-static int ws_chs_reserve(ws_client_hs *hs, size_t extra) {
-  uint64_t limit = 2u * (uint64_t)hs->limits.max_header_bytes;
-  if ((uint64_t)hs->buf_len + extra > limit)
-    return ws_chs_fail(hs, WS_CLIENT_HS_FAIL_HEAD_TOO_LARGE, "response header section too large");
-  uint32_t need = hs->buf_len + (uint32_t)extra;
-  if (need > hs->buf_cap) {
-    uint64_t cap = hs->buf_cap ? hs->buf_cap : WS_CHS_INITIAL_BUF;
-    while (cap < need)
-      cap *= 2;
-    if (cap > limit)
-      cap = limit;
-    char *nb = realloc(hs->buf, (size_t)cap);
-    if (nb == NULL)
-      return ws_chs_fail(hs, WS_CLIENT_HS_FAIL_NOMEM, "out of memory");
-    hs->buf = nb;
-    hs->buf_cap = (uint32_t)cap;
-  }
-  return 0;
-}
-
-static int ws_chs_append(ws_client_hs *hs, const char *data, size_t len) {
-  if (ws_chs_reserve(hs, len) != 0)
-    return -1;
-  if (len > 0)
-    memcpy(hs->buf + hs->buf_len, data, len);
-  hs->buf_len += (uint32_t)len;
-  return 0;
-}
-
-static void ws_chs_trim(const char *buf, uint32_t *off, uint32_t *len) {
-  uint32_t o = *off, n = *len;
-  while (n > 0 && ws_chs_is_ws(buf[o])) {
-    o++;
-    n--;
-  }
-  while (n > 0 && ws_chs_is_ws(buf[o + n - 1]))
-    n--;
-  *off = o;
-  *len = n;
-}
-
-/* Closes the header field being accumulated: its value ends at buf_len.
- * Returns -1 (refused) for a name that is not a token: non-strict
- * http-parser lets "Name : value" through, which RFC 7230 3.2.4 forbids. */
-static int ws_chs_end_field(ws_client_hs *hs) {
-  if (hs->nspans == 0 || hs->last_cb == WS_CHS_CB_NONE)
+static int ws_chs_fields_rc(ws_client_hs *hs, int rc) {
+  switch (rc) {
+  case WS_FIELDS_OK:
     return 0;
-  ws_header_span *s = &hs->spans[hs->nspans - 1];
-  if (hs->last_cb == WS_CHS_CB_FIELD) /* a name with no value callback */
-    s->value_off = hs->buf_len;
-  s->value_len = hs->buf_len - s->value_off;
-  hs->last_cb = WS_CHS_CB_NONE;
-  if (!ws_chs_is_token(hs->buf + s->name_off, s->name_len))
+  case WS_FIELDS_TOO_LARGE:
+    return ws_chs_fail(hs, WS_CLIENT_HS_FAIL_HEAD_TOO_LARGE, "response header section too large");
+  case WS_FIELDS_TOO_MANY:
+    return ws_chs_fail(hs, WS_CLIENT_HS_FAIL_TOO_MANY_HEADERS,
+                       "too many header fields in the response");
+  case WS_FIELDS_NO_NAME:
+    return ws_chs_fail(hs, WS_CLIENT_HS_FAIL_MALFORMED,
+                       "malformed HTTP response: header value without name");
+  default:
+    return ws_chs_fail(hs, WS_CLIENT_HS_FAIL_NOMEM, "out of memory");
+  }
+}
+
+/* Closes the header field being accumulated. Returns -1 (refused) for a
+ * name that is not a token: non-strict http-parser lets "Name : value"
+ * through, which RFC 7230 3.2.4 forbids. */
+static int ws_chs_end_field(ws_client_hs *hs) {
+  ws_header_span *s = ws_fields_end(&hs->f);
+  if (s != NULL && !ws_chs_is_token(hs->f.buf + s->name_off, s->name_len))
     return ws_chs_fail(hs, WS_CLIENT_HS_FAIL_MALFORMED,
                        "malformed HTTP response: header name is not a token");
-  ws_chs_trim(hs->buf, &s->value_off, &s->value_len);
   return 0;
 }
 
@@ -501,8 +451,8 @@ static int ws_chs_end_field(ws_client_hs *hs) {
 static int ws_chs_on_status(http_parser *p, const char *at, size_t len) {
   ws_client_hs *hs = p->data;
   if (hs->reason_len == 0)
-    hs->reason_off = hs->buf_len; /* the phrase is the first thing stored */
-  if (ws_chs_append(hs, at, len) != 0)
+    hs->reason_off = hs->f.len; /* the phrase is the first thing stored */
+  if (ws_chs_fields_rc(hs, ws_fields_append(&hs->f, at, len)) != 0)
     return -1;
   hs->reason_len += (uint32_t)len;
   return 0;
@@ -512,47 +462,16 @@ static int ws_chs_on_header_field(http_parser *p, const char *at, size_t len) {
   ws_client_hs *hs = p->data;
   if (hs->head_complete) /* a chunked body's trailer: not part of the head */
     return 0;
-  if (hs->last_cb != WS_CHS_CB_FIELD) { /* a new field starts */
-    if (ws_chs_end_field(hs) != 0)
-      return -1;
-    if (hs->nspans >= hs->limits.max_headers)
-      return ws_chs_fail(hs, WS_CLIENT_HS_FAIL_TOO_MANY_HEADERS,
-                         "too many header fields in the response");
-    if (hs->nspans == hs->spans_cap) {
-      uint32_t cap = hs->spans_cap ? hs->spans_cap * 2 : WS_CHS_INITIAL_SPANS;
-      if (cap > hs->limits.max_headers)
-        cap = hs->limits.max_headers;
-      ws_header_span *ns = realloc(hs->spans, (size_t)cap * sizeof *ns);
-      if (ns == NULL)
-        return ws_chs_fail(hs, WS_CLIENT_HS_FAIL_NOMEM, "out of memory");
-      hs->spans = ns;
-      hs->spans_cap = cap;
-    }
-    ws_header_span *s = &hs->spans[hs->nspans++];
-    s->name_off = hs->buf_len;
-    s->name_len = 0;
-    s->value_off = 0;
-    s->value_len = 0;
-    hs->last_cb = WS_CHS_CB_FIELD;
-  }
-  if (ws_chs_append(hs, at, len) != 0)
+  if (!ws_fields_in_name(&hs->f) && ws_chs_end_field(hs) != 0) /* a new field starts */
     return -1;
-  hs->spans[hs->nspans - 1].name_len += (uint32_t)len;
-  return 0;
+  return ws_chs_fields_rc(hs, ws_fields_name(&hs->f, at, len));
 }
 
 static int ws_chs_on_header_value(http_parser *p, const char *at, size_t len) {
   ws_client_hs *hs = p->data;
   if (hs->head_complete)
     return 0;
-  if (hs->nspans == 0) /* http-parser never sends a value before a name */
-    return ws_chs_fail(hs, WS_CLIENT_HS_FAIL_MALFORMED,
-                       "malformed HTTP response: header value without name");
-  if (hs->last_cb != WS_CHS_CB_VALUE) {
-    hs->spans[hs->nspans - 1].value_off = hs->buf_len;
-    hs->last_cb = WS_CHS_CB_VALUE;
-  }
-  return ws_chs_append(hs, at, len);
+  return ws_chs_fields_rc(hs, ws_fields_value(&hs->f, at, len));
 }
 
 static void ws_chs_validate(ws_client_hs *hs);
@@ -629,10 +548,8 @@ static int ws_chs_on_message_complete(http_parser *p) {
      * bounds all the heads together. */
     hs->interim = 0;
     hs->interim_done = 1;
-    hs->buf_len = 0;
-    hs->nspans = 0;
+    ws_fields_clear(&hs->f);
     hs->reason_off = hs->reason_len = 0;
-    hs->last_cb = WS_CHS_CB_NONE;
     http_parser_pause(p, 1);
     return 0;
   }
@@ -652,52 +569,6 @@ static const http_parser_settings ws_chs_settings = {
 
 /* ---- header lookups ------------------------------------------------------------ */
 
-/* Number of fields named name; *first gets the first one (or NULL). */
-static uint32_t ws_chs_find(const ws_client_hs *hs, const char *name, size_t name_len,
-                            const ws_header_span **first) {
-  uint32_t n = 0;
-  *first = NULL;
-  for (uint32_t i = 0; i < hs->nspans; i++) {
-    const ws_header_span *s = &hs->spans[i];
-    if (ws_chs_ieq(hs->buf + s->name_off, s->name_len, name, name_len) && n++ == 0)
-      *first = s;
-  }
-  return n;
-}
-
-/* Calls fn for each non-empty element of the comma-separated lists in every
- * field named name (RFC 7230 7: empty elements are ignored); stops when fn
- * returns nonzero and returns that. */
-typedef int (*ws_chs_elem_fn)(void *ctx, const char *e, size_t n);
-
-static int ws_chs_each_elem(const ws_client_hs *hs, const char *name, size_t name_len,
-                            ws_chs_elem_fn fn, void *ctx) {
-  for (uint32_t i = 0; i < hs->nspans; i++) {
-    const ws_header_span *s = &hs->spans[i];
-    if (!ws_chs_ieq(hs->buf + s->name_off, s->name_len, name, name_len))
-      continue;
-    const char *v = hs->buf + s->value_off;
-    size_t len = s->value_len, j = 0;
-    while (j <= len) {
-      size_t start = j;
-      while (j < len && v[j] != ',')
-        j++;
-      size_t end = j;
-      while (start < end && ws_chs_is_ws(v[start]))
-        start++;
-      while (end > start && ws_chs_is_ws(v[end - 1]))
-        end--;
-      if (end > start) {
-        int rc = fn(ctx, v + start, end - start);
-        if (rc != 0)
-          return rc;
-      }
-      j++; /* past the comma (or the end) */
-    }
-  }
-  return 0;
-}
-
 typedef struct ws_chs_upgrade_ctx {
   size_t count;
   int websocket;
@@ -706,13 +577,13 @@ typedef struct ws_chs_upgrade_ctx {
 static int ws_chs_upgrade_elem(void *ctx, const char *e, size_t n) {
   ws_chs_upgrade_ctx *c = ctx;
   c->count++;
-  c->websocket = ws_chs_ieq(e, n, WS_CHS_LIT("websocket"));
+  c->websocket = ws_fields_ieq(e, n, WS_CHS_LIT("websocket"));
   return 0;
 }
 
 static int ws_chs_upgrade_token_elem(void *ctx, const char *e, size_t n) {
   (void)ctx;
-  return ws_chs_ieq(e, n, WS_CHS_LIT("upgrade"));
+  return ws_fields_ieq(e, n, WS_CHS_LIT("upgrade"));
 }
 
 /* Whether the offered list (tokens joined by ',') holds v exactly. */
@@ -749,17 +620,17 @@ static void ws_chs_validate(ws_client_hs *hs) {
   /* "an ASCII case-insensitive match for the value websocket": exactly one
    * protocol, the one we asked for. */
   ws_chs_upgrade_ctx up = {0, 0};
-  ws_chs_each_elem(hs, WS_CHS_LIT("upgrade"), ws_chs_upgrade_elem, &up);
+  ws_fields_each_elem(&hs->f, WS_CHS_LIT("upgrade"), ws_chs_upgrade_elem, &up);
   if (up.count != 1 || !up.websocket) {
     ws_chs_verdict(hs, WS_CLIENT_HS_FAIL_UPGRADE, "Upgrade header missing or not 'websocket'");
     return;
   }
-  if (!ws_chs_each_elem(hs, WS_CHS_LIT("connection"), ws_chs_upgrade_token_elem, NULL)) {
+  if (!ws_fields_each_elem(&hs->f, WS_CHS_LIT("connection"), ws_chs_upgrade_token_elem, NULL)) {
     ws_chs_verdict(hs, WS_CLIENT_HS_FAIL_CONNECTION,
                    "Connection header does not contain 'upgrade'");
     return;
   }
-  uint32_t n = ws_chs_find(hs, WS_CHS_LIT("sec-websocket-accept"), &s);
+  uint32_t n = ws_fields_find(&hs->f, WS_CHS_LIT("sec-websocket-accept"), &s);
   if (n == 0) {
     ws_chs_verdict(hs, WS_CLIENT_HS_FAIL_ACCEPT_MISSING, "missing Sec-WebSocket-Accept header");
     return;
@@ -770,19 +641,19 @@ static void ws_chs_validate(ws_client_hs *hs) {
     return;
   }
   if (s->value_len != WS_ACCEPT_LEN ||
-      memcmp(hs->buf + s->value_off, hs->accept, WS_ACCEPT_LEN) != 0) {
+      memcmp(hs->f.buf + s->value_off, hs->accept, WS_ACCEPT_LEN) != 0) {
     ws_chs_verdict(hs, WS_CLIENT_HS_FAIL_ACCEPT_MISMATCH,
                    "Sec-WebSocket-Accept does not match the key sent");
     return;
   }
-  n = ws_chs_find(hs, WS_CHS_LIT("sec-websocket-protocol"), &s);
-  if (n > 1 || (n == 1 && memchr(hs->buf + s->value_off, ',', s->value_len) != NULL)) {
+  n = ws_fields_find(&hs->f, WS_CHS_LIT("sec-websocket-protocol"), &s);
+  if (n > 1 || (n == 1 && memchr(hs->f.buf + s->value_off, ',', s->value_len) != NULL)) {
     ws_chs_verdict(hs, WS_CLIENT_HS_FAIL_PROTOCOL_MULTIPLE,
                    "Sec-WebSocket-Protocol names more than one subprotocol");
     return;
   }
   if (n == 1) {
-    if (!ws_chs_offered(hs, hs->buf + s->value_off, s->value_len)) {
+    if (!ws_chs_offered(hs, hs->f.buf + s->value_off, s->value_len)) {
       ws_chs_verdict(hs, WS_CLIENT_HS_FAIL_PROTOCOL_NOT_OFFERED,
                      "Sec-WebSocket-Protocol names a subprotocol that was not offered");
       return;
@@ -791,7 +662,7 @@ static void ws_chs_validate(ws_client_hs *hs) {
     hs->proto_off = s->value_off;
     hs->proto_len = s->value_len;
   }
-  n = ws_chs_find(hs, WS_CHS_LIT("sec-websocket-extensions"), &s);
+  n = ws_fields_find(&hs->f, WS_CHS_LIT("sec-websocket-extensions"), &s);
   if (n > 0 && !hs->ext_offered) {
     ws_chs_verdict(hs, WS_CLIENT_HS_FAIL_EXTENSIONS_NOT_OFFERED,
                    "Sec-WebSocket-Extensions in the response but no extension was offered");
@@ -805,31 +676,32 @@ static void ws_chs_validate(ws_client_hs *hs) {
     /* One list (RFC 7230 3.2.2): join the values into the buffer. The
      * copies come from the buffer itself, so reserve first. */
     size_t total = 0;
-    for (uint32_t i = 0; i < hs->nspans; i++) {
-      const ws_header_span *f = &hs->spans[i];
-      if (ws_chs_ieq(hs->buf + f->name_off, f->name_len, WS_CHS_LIT("sec-websocket-extensions")))
+    ws_fields *fs = &hs->f;
+    for (uint32_t i = 0; i < fs->n; i++) {
+      const ws_header_span *f = &fs->spans[i];
+      if (ws_fields_ieq(fs->buf + f->name_off, f->name_len, WS_CHS_LIT("sec-websocket-extensions")))
         total += f->value_len + 2;
     }
     total -= 2;
-    if (ws_chs_reserve(hs, total) != 0)
+    if (ws_chs_fields_rc(hs, ws_fields_reserve(fs, total)) != 0)
       return; /* failed: the result says why */
-    uint32_t start = hs->buf_len;
+    uint32_t start = fs->len;
     int first = 1;
-    for (uint32_t i = 0; i < hs->nspans; i++) {
-      const ws_header_span *f = &hs->spans[i];
-      if (!ws_chs_ieq(hs->buf + f->name_off, f->name_len, WS_CHS_LIT("sec-websocket-extensions")))
+    for (uint32_t i = 0; i < fs->n; i++) {
+      const ws_header_span *f = &fs->spans[i];
+      if (!ws_fields_ieq(fs->buf + f->name_off, f->name_len, WS_CHS_LIT("sec-websocket-extensions")))
         continue;
       if (!first) {
-        memcpy(hs->buf + hs->buf_len, ", ", 2);
-        hs->buf_len += 2;
+        memcpy(fs->buf + fs->len, ", ", 2);
+        fs->len += 2;
       }
       first = 0;
-      memcpy(hs->buf + hs->buf_len, hs->buf + f->value_off, f->value_len);
-      hs->buf_len += f->value_len;
+      memcpy(fs->buf + fs->len, fs->buf + f->value_off, f->value_len);
+      fs->len += f->value_len;
     }
     hs->has_ext = 1;
     hs->ext_off = start;
-    hs->ext_len = hs->buf_len - start;
+    hs->ext_len = fs->len - start;
   }
   hs->verdict = WS_CLIENT_HS_OPEN;
 }
@@ -855,6 +727,9 @@ ws_client_hs *ws_client_hs_new(const ws_client_hs_limits *limits) {
     if (limits->max_body)
       hs->limits.max_body = limits->max_body;
   }
+  uint64_t max_bytes = 2u * (uint64_t)hs->limits.max_header_bytes;
+  ws_fields_init(&hs->f, max_bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)max_bytes,
+                 hs->limits.max_headers, WS_CHS_INITIAL_BUF, WS_CHS_INITIAL_SPANS);
   http_parser_init(&hs->parser, HTTP_RESPONSE);
   hs->parser.data = hs;
   hs->result = WS_CLIENT_HS_NEED_MORE;
@@ -865,8 +740,7 @@ void ws_client_hs_free(ws_client_hs *hs) {
   if (hs == NULL)
     return;
   free(hs->offer);
-  free(hs->buf);
-  free(hs->spans);
+  ws_fields_free(&hs->f);
   free(hs->body);
   free(hs);
 }
@@ -1099,7 +973,7 @@ const char *ws_client_hs_reason(const ws_client_hs *hs, size_t *len) {
     return NULL;
   }
   *len = hs->reason_len;
-  return hs->buf != NULL ? hs->buf + hs->reason_off : "";
+  return hs->f.buf != NULL ? hs->f.buf + hs->reason_off : "";
 }
 
 const char *ws_client_hs_buffer(const ws_client_hs *hs, size_t *len) {
@@ -1107,16 +981,16 @@ const char *ws_client_hs_buffer(const ws_client_hs *hs, size_t *len) {
     *len = 0;
     return NULL;
   }
-  *len = hs->buf_len;
-  return hs->buf;
+  *len = hs->f.len;
+  return hs->f.buf;
 }
 
 size_t ws_client_hs_header_count(const ws_client_hs *hs) {
-  return ws_chs_done(hs) ? hs->nspans : 0;
+  return ws_chs_done(hs) ? hs->f.n : 0;
 }
 
 const ws_header_span *ws_client_hs_headers(const ws_client_hs *hs) {
-  return ws_chs_done(hs) ? hs->spans : NULL;
+  return ws_chs_done(hs) ? hs->f.spans : NULL;
 }
 
 const char *ws_client_hs_header_next(const ws_client_hs *hs, const char *name,
@@ -1124,16 +998,7 @@ const char *ws_client_hs_header_next(const ws_client_hs *hs, const char *name,
   *value_len = 0;
   if (!ws_chs_done(hs))
     return NULL;
-  for (size_t i = *pos; i < hs->nspans; i++) {
-    const ws_header_span *s = &hs->spans[i];
-    if (ws_chs_ieq(hs->buf + s->name_off, s->name_len, name, name_len)) {
-      *pos = i + 1;
-      *value_len = s->value_len;
-      return hs->buf + s->value_off;
-    }
-  }
-  *pos = hs->nspans;
-  return NULL;
+  return ws_fields_next(&hs->f, name, name_len, pos, value_len);
 }
 
 const char *ws_client_hs_header(const ws_client_hs *hs, const char *name, size_t name_len,
@@ -1145,13 +1010,13 @@ const char *ws_client_hs_header(const ws_client_hs *hs, const char *name, size_t
 const char *ws_client_hs_subprotocol(const ws_client_hs *hs, size_t *len) {
   int ok = hs->result == WS_CLIENT_HS_OPEN && hs->has_proto;
   *len = ok ? hs->proto_len : 0;
-  return ok ? hs->buf + hs->proto_off : NULL;
+  return ok ? hs->f.buf + hs->proto_off : NULL;
 }
 
 const char *ws_client_hs_extensions(const ws_client_hs *hs, size_t *len) {
   int ok = hs->result == WS_CLIENT_HS_OPEN && hs->has_ext;
   *len = ok ? hs->ext_len : 0;
-  return ok ? hs->buf + hs->ext_off : NULL;
+  return ok ? hs->f.buf + hs->ext_off : NULL;
 }
 
 const char *ws_client_hs_body(const ws_client_hs *hs, size_t *len) {

@@ -20,21 +20,13 @@
 #define WS_HS_INITIAL_SPANS 16u  /* browsers send about 12 fields */
 #define WS_HS_KEY_B64_LEN 24u    /* base64 of the 16-byte nonce (4.1 item 7) */
 
-/* Which http-parser data callback ran last: tells a continuation of a split
- * field name or value apart from the start of the next one. */
-enum ws_handshake_last_cb { WS_HS_CB_NONE = 0, WS_HS_CB_FIELD, WS_HS_CB_VALUE };
-
 struct ws_handshake {
   http_parser parser;        /* parser.data points back here */
   ws_handshake_limits limits;
-  char *buf;                 /* owned: target, then names and values */
-  uint32_t buf_len, buf_cap;
-  ws_header_span *spans;     /* owned: one per header field */
-  uint32_t nspans, spans_cap;
+  ws_fields f;               /* owned: target, then names and values */
   uint32_t url_off, url_len;
   uint32_t head_bytes;       /* raw request-head bytes fed to the parser */
   uint32_t key_off, key_len; /* Sec-WebSocket-Key, set on UPGRADE */
-  uint8_t last_cb;           /* enum ws_handshake_last_cb */
   uint8_t complete;          /* on_message_complete ran */
   uint8_t line_done;         /* the request line's LF was seen */
   uint8_t bad_name;          /* a field name ended in whitespace */
@@ -73,62 +65,34 @@ static const char *ws_handshake_malformed_reason(enum http_errno e) {
 
 /* ---- the owned buffer -------------------------------------------------- */
 
-/* Appends data[0..len) to the buffer, growing it geometrically. The buffer
- * never exceeds max_header_bytes: everything stored is a subset of the head
- * bytes, which ws_handshake_execute() caps at that limit. */
-static int ws_handshake_append(ws_handshake *hs, const char *data, size_t len) {
-  uint32_t limit = hs->limits.max_header_bytes;
-  if (len > (size_t)(limit - hs->buf_len))
+/* Turns a collector error into the answer. The buffer never exceeds
+ * max_header_bytes: everything stored is a subset of the head bytes, which
+ * ws_handshake_execute() caps at that limit. */
+static int ws_handshake_fields_rc(ws_handshake *hs, int rc) {
+  switch (rc) {
+  case WS_FIELDS_OK:
+    return 0;
+  case WS_FIELDS_TOO_LARGE:
     return ws_handshake_fail(hs, 431, "request header section too large");
-  uint32_t need = hs->buf_len + (uint32_t)len;
-  if (need > hs->buf_cap) {
-    uint32_t cap = hs->buf_cap ? hs->buf_cap : WS_HS_INITIAL_BUF;
-    while (cap < need)
-      cap = cap > UINT32_MAX / 2 ? UINT32_MAX : cap * 2;
-    if (cap > limit)
-      cap = limit;
-    char *nb = realloc(hs->buf, cap);
-    if (nb == NULL)
-      return ws_handshake_fail(hs, 500, "out of memory");
-    hs->buf = nb;
-    hs->buf_cap = cap;
+  case WS_FIELDS_TOO_MANY:
+    return ws_handshake_fail(hs, 431, "too many header fields");
+  case WS_FIELDS_NO_NAME:
+    return ws_handshake_fail(hs, 400, "malformed HTTP request: header value without name");
+  default:
+    return ws_handshake_fail(hs, 500, "out of memory");
   }
-  if (len > 0)
-    memcpy(hs->buf + hs->buf_len, data, len);
-  hs->buf_len = need;
-  return 0;
 }
 
-static int ws_handshake_is_ws(char c) { return c == ' ' || c == '\t'; }
-
-/* Trims SP/HTAB around [*off, *off + *len) of the buffer. */
-static void ws_handshake_trim(const char *buf, uint32_t *off, uint32_t *len) {
-  uint32_t o = *off, n = *len;
-  while (n > 0 && ws_handshake_is_ws(buf[o])) {
-    o++;
-    n--;
-  }
-  while (n > 0 && ws_handshake_is_ws(buf[o + n - 1]))
-    n--;
-  *off = o;
-  *len = n;
-}
-
-/* Closes the header field being accumulated: its value ends at buf_len. */
+/* Closes the header field being accumulated. RFC 7230 3.2.4: whitespace
+ * between a field name and its colon is a 400 (non-strict http-parser
+ * passes "Host : x" with the space in the name). */
 static void ws_handshake_end_field(ws_handshake *hs) {
-  if (hs->nspans == 0 || hs->last_cb == WS_HS_CB_NONE)
+  ws_header_span *s = ws_fields_end(&hs->f);
+  if (s == NULL)
     return;
-  ws_header_span *s = &hs->spans[hs->nspans - 1];
-  if (hs->last_cb == WS_HS_CB_FIELD) /* a name with no value callback */
-    s->value_off = hs->buf_len;
-  /* RFC 7230 3.2.4: whitespace between a field name and its colon is a 400
-   * (non-strict http-parser passes "Host : x" with the space in the name). */
-  if (s->name_len > 0 && ws_handshake_is_ws(hs->buf[s->name_off + s->name_len - 1]))
+  if (s->name_len > 0 && ws_fields_is_ws(hs->f.buf[s->name_off + s->name_len - 1]))
     hs->bad_name = 1;
-  s->value_len = hs->buf_len - s->value_off;
-  ws_handshake_trim(hs->buf, &s->name_off, &s->name_len);
-  ws_handshake_trim(hs->buf, &s->value_off, &s->value_len);
-  hs->last_cb = WS_HS_CB_NONE;
+  ws_fields_trim(hs->f.buf, &s->name_off, &s->name_len);
 }
 
 /* ---- http-parser callbacks ----------------------------------------------- */
@@ -138,49 +102,21 @@ static int ws_handshake_on_url(http_parser *p, const char *at, size_t len) {
   if (len > (size_t)(hs->limits.max_url - hs->url_len))
     return ws_handshake_fail(hs, 414, "request target too long");
   if (hs->url_len == 0)
-    hs->url_off = hs->buf_len; /* the target is the first thing stored */
+    hs->url_off = hs->f.len; /* the target is the first thing stored */
   hs->url_len += (uint32_t)len;
-  return ws_handshake_append(hs, at, len);
+  return ws_handshake_fields_rc(hs, ws_fields_append(&hs->f, at, len));
 }
 
 static int ws_handshake_on_header_field(http_parser *p, const char *at, size_t len) {
   ws_handshake *hs = p->data;
-  if (hs->last_cb != WS_HS_CB_FIELD) { /* a new field starts */
+  if (!ws_fields_in_name(&hs->f)) /* a new field starts */
     ws_handshake_end_field(hs);
-    if (hs->nspans >= hs->limits.max_headers)
-      return ws_handshake_fail(hs, 431, "too many header fields");
-    if (hs->nspans == hs->spans_cap) {
-      uint32_t cap = hs->spans_cap ? hs->spans_cap * 2 : WS_HS_INITIAL_SPANS;
-      if (cap > hs->limits.max_headers)
-        cap = hs->limits.max_headers;
-      ws_header_span *ns = realloc(hs->spans, (size_t)cap * sizeof *ns);
-      if (ns == NULL)
-        return ws_handshake_fail(hs, 500, "out of memory");
-      hs->spans = ns;
-      hs->spans_cap = cap;
-    }
-    ws_header_span *s = &hs->spans[hs->nspans++];
-    s->name_off = hs->buf_len;
-    s->name_len = 0;
-    s->value_off = 0;
-    s->value_len = 0;
-    hs->last_cb = WS_HS_CB_FIELD;
-  }
-  if (ws_handshake_append(hs, at, len) != 0)
-    return -1;
-  hs->spans[hs->nspans - 1].name_len += (uint32_t)len;
-  return 0;
+  return ws_handshake_fields_rc(hs, ws_fields_name(&hs->f, at, len));
 }
 
 static int ws_handshake_on_header_value(http_parser *p, const char *at, size_t len) {
   ws_handshake *hs = p->data;
-  if (hs->nspans == 0) /* http-parser never sends a value before a name */
-    return ws_handshake_fail(hs, 400, "malformed HTTP request: header value without name");
-  if (hs->last_cb != WS_HS_CB_VALUE) {
-    hs->spans[hs->nspans - 1].value_off = hs->buf_len;
-    hs->last_cb = WS_HS_CB_VALUE;
-  }
-  return ws_handshake_append(hs, at, len);
+  return ws_handshake_fields_rc(hs, ws_fields_value(&hs->f, at, len));
 }
 
 static int ws_handshake_validate(ws_handshake *hs);
@@ -212,69 +148,6 @@ static const http_parser_settings ws_handshake_settings = {
   .on_message_complete = ws_handshake_on_message_complete,
 };
 
-/* ---- header lookups ------------------------------------------------------ */
-
-static char ws_handshake_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-}
-
-static int ws_handshake_ieq(const char *a, size_t alen, const char *b, size_t blen) {
-  if (alen != blen)
-    return 0;
-  for (size_t i = 0; i < alen; i++)
-    if (ws_handshake_lower(a[i]) != ws_handshake_lower(b[i]))
-      return 0;
-  return 1;
-}
-
-/* Number of fields named name; *first gets the first one (or NULL). */
-static uint32_t ws_handshake_find(const ws_handshake *hs, const char *name, size_t name_len,
-                                  const ws_header_span **first) {
-  uint32_t n = 0;
-  *first = NULL;
-  for (uint32_t i = 0; i < hs->nspans; i++) {
-    const ws_header_span *s = &hs->spans[i];
-    if (ws_handshake_ieq(hs->buf + s->name_off, s->name_len, name, name_len)) {
-      if (n++ == 0)
-        *first = s;
-    }
-  }
-  return n;
-}
-
-/* Whether a comma-separated token list (RFC 7230 7, #token) holds token,
- * compared case-insensitively. */
-static int ws_handshake_list_has(const char *v, size_t len, const char *token, size_t tlen) {
-  size_t i = 0;
-  while (i < len) {
-    size_t start = i;
-    while (i < len && v[i] != ',')
-      i++;
-    size_t end = i;
-    while (start < end && ws_handshake_is_ws(v[start]))
-      start++;
-    while (end > start && ws_handshake_is_ws(v[end - 1]))
-      end--;
-    if (ws_handshake_ieq(v + start, end - start, token, tlen))
-      return 1;
-    i++; /* past the comma */
-  }
-  return 0;
-}
-
-/* Whether any field named name holds token in its list: repeated fields
- * are one comma-joined list (RFC 7230 3.2.2). */
-static int ws_handshake_any_has(const ws_handshake *hs, const char *name, size_t name_len,
-                                const char *token, size_t tlen) {
-  for (uint32_t i = 0; i < hs->nspans; i++) {
-    const ws_header_span *s = &hs->spans[i];
-    if (ws_handshake_ieq(hs->buf + s->name_off, s->name_len, name, name_len) &&
-        ws_handshake_list_has(hs->buf + s->value_off, s->value_len, token, tlen))
-      return 1;
-  }
-  return 0;
-}
-
 #define WS_HS_LIT(s) s, (sizeof(s) - 1)
 
 /* ---- RFC 6455 4.2.1 ------------------------------------------------------ */
@@ -293,11 +166,11 @@ static int ws_handshake_validate(ws_handshake *hs) {
 
   /* We never read request bodies: the bytes after the head must be the
    * next protocol's, never a body we would misread as frames. */
-  if (ws_handshake_find(hs, WS_HS_LIT("transfer-encoding"), &s) > 0 ||
+  if (ws_fields_find(&hs->f, WS_HS_LIT("transfer-encoding"), &s) > 0 ||
       (p->content_length > 0 && p->content_length != ULLONG_MAX))
     return ws_handshake_fail(hs, 400, "request bodies are not accepted");
 
-  if (ws_handshake_find(hs, WS_HS_LIT("upgrade"), &s) == 0) {
+  if (ws_fields_find(&hs->f, WS_HS_LIT("upgrade"), &s) == 0) {
     /* Not an upgrade attempt: the caller serves a page or answers 426. */
     hs->result = WS_HS_HTTP;
     hs->fail_status = 426;
@@ -310,33 +183,33 @@ static int ws_handshake_validate(ws_handshake *hs) {
   if (p->http_major < 1 || (p->http_major == 1 && p->http_minor < 1))
     return ws_handshake_fail(hs, 505, "WebSocket upgrade requires HTTP/1.1 or later");
 
-  uint32_t n = ws_handshake_find(hs, WS_HS_LIT("host"), &s);
+  uint32_t n = ws_fields_find(&hs->f, WS_HS_LIT("host"), &s);
   if (n == 0)
     return ws_handshake_fail(hs, 400, "missing Host header");
   if (n > 1)
     return ws_handshake_fail(hs, 400, "duplicate Host header");
 
-  if (!ws_handshake_any_has(hs, WS_HS_LIT("upgrade"), WS_HS_LIT("websocket")))
+  if (!ws_fields_any_has(&hs->f, WS_HS_LIT("upgrade"), WS_HS_LIT("websocket")))
     return ws_handshake_fail(hs, 400, "Upgrade header does not contain 'websocket'");
-  if (!ws_handshake_any_has(hs, WS_HS_LIT("connection"), WS_HS_LIT("upgrade")))
+  if (!ws_fields_any_has(&hs->f, WS_HS_LIT("connection"), WS_HS_LIT("upgrade")))
     return ws_handshake_fail(hs, 400, "Connection header does not contain 'upgrade'");
 
-  n = ws_handshake_find(hs, WS_HS_LIT("sec-websocket-version"), &s);
+  n = ws_fields_find(&hs->f, WS_HS_LIT("sec-websocket-version"), &s);
   if (n > 1)
     return ws_handshake_fail(hs, 400, "duplicate Sec-WebSocket-Version header");
   if (n == 0)
     return ws_handshake_fail(hs, 426, "missing Sec-WebSocket-Version header (13 required)");
-  if (!(s->value_len == 2 && memcmp(hs->buf + s->value_off, "13", 2) == 0))
+  if (!(s->value_len == 2 && memcmp(hs->f.buf + s->value_off, "13", 2) == 0))
     return ws_handshake_fail(hs, 426, "unsupported Sec-WebSocket-Version (13 required)");
 
-  n = ws_handshake_find(hs, WS_HS_LIT("sec-websocket-key"), &s);
+  n = ws_fields_find(&hs->f, WS_HS_LIT("sec-websocket-key"), &s);
   if (n == 0)
     return ws_handshake_fail(hs, 400, "missing Sec-WebSocket-Key header");
   if (n > 1)
     return ws_handshake_fail(hs, 400, "duplicate Sec-WebSocket-Key header");
   uint8_t nonce[WS_HS_KEY_B64_LEN];
   if (s->value_len != WS_HS_KEY_B64_LEN ||
-      ws_base64_decode(hs->buf + s->value_off, s->value_len, nonce, sizeof nonce) != 16)
+      ws_base64_decode(hs->f.buf + s->value_off, s->value_len, nonce, sizeof nonce) != 16)
     return ws_handshake_fail(hs, 400, "Sec-WebSocket-Key is not 16 bytes in base64");
 
   hs->key_off = s->value_off;
@@ -366,6 +239,8 @@ ws_handshake *ws_handshake_new(const ws_handshake_limits *limits) {
     if (limits->max_header_bytes)
       hs->limits.max_header_bytes = limits->max_header_bytes;
   }
+  ws_fields_init(&hs->f, hs->limits.max_header_bytes, hs->limits.max_headers,
+                 WS_HS_INITIAL_BUF, WS_HS_INITIAL_SPANS);
   http_parser_init(&hs->parser, HTTP_REQUEST);
   hs->parser.data = hs;
   hs->result = WS_HS_NEED_MORE;
@@ -375,8 +250,7 @@ ws_handshake *ws_handshake_new(const ws_handshake_limits *limits) {
 void ws_handshake_free(ws_handshake *hs) {
   if (hs == NULL)
     return;
-  free(hs->buf);
-  free(hs->spans);
+  ws_fields_free(&hs->f);
   free(hs);
 }
 
@@ -480,30 +354,30 @@ const char *ws_handshake_target(const ws_handshake *hs, size_t *len) {
     return NULL;
   }
   *len = hs->url_len;
-  return hs->buf + hs->url_off;
+  return hs->f.buf + hs->url_off;
 }
 
 const char *ws_handshake_buffer(const ws_handshake *hs, size_t *len) {
-  *len = hs->buf_len;
-  return hs->buf;
+  *len = hs->f.len;
+  return hs->f.buf;
 }
 
 size_t ws_handshake_header_count(const ws_handshake *hs) {
-  return ws_handshake_done(hs) ? hs->nspans : 0;
+  return ws_handshake_done(hs) ? hs->f.n : 0;
 }
 
 const ws_header_span *ws_handshake_headers(const ws_handshake *hs) {
-  return ws_handshake_done(hs) ? hs->spans : NULL;
+  return ws_handshake_done(hs) ? hs->f.spans : NULL;
 }
 
 const char *ws_handshake_header(const ws_handshake *hs, const char *name, size_t name_len,
                                 size_t *value_len) {
   const ws_header_span *s = NULL;
   *value_len = 0;
-  if (!ws_handshake_done(hs) || ws_handshake_find(hs, name, name_len, &s) == 0)
+  if (!ws_handshake_done(hs) || ws_fields_find(&hs->f, name, name_len, &s) == 0)
     return NULL;
   *value_len = s->value_len;
-  return hs->buf + s->value_off;
+  return hs->f.buf + s->value_off;
 }
 
 const char *ws_handshake_key(const ws_handshake *hs, size_t *len) {
@@ -512,7 +386,7 @@ const char *ws_handshake_key(const ws_handshake *hs, size_t *len) {
     return NULL;
   }
   *len = hs->key_len;
-  return hs->buf + hs->key_off;
+  return hs->f.buf + hs->key_off;
 }
 
 unsigned ws_handshake_http_major(const ws_handshake *hs) { return hs->parser.http_major; }
@@ -597,7 +471,7 @@ size_t ws_handshake_accept_response(const ws_handshake *hs,
   if (hs->result != WS_HS_UPGRADE)
     return 0;
   char accept[WS_ACCEPT_LEN];
-  ws_accept_key(hs->buf + hs->key_off, hs->key_len, accept);
+  ws_accept_key(hs->f.buf + hs->key_off, hs->key_len, accept);
   ws_handshake_out o = {out, cap, 0, 0};
   ws_handshake_puts(&o, "HTTP/1.1 101 Switching Protocols\r\n"
                         "Upgrade: websocket\r\n"

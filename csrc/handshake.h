@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "httpfields.h"
+
 typedef struct ws_handshake ws_handshake;
 
 typedef struct ws_handshake_limits {
@@ -41,11 +43,8 @@ enum ws_handshake_status {
   WS_HS_FAIL = 3       /* invalid: answer ws_handshake_fail_status() and close */
 };
 
-/* A header field as spans into the request buffer (not NUL-terminated). */
-typedef struct ws_header_span {
-  uint32_t name_off, name_len;
-  uint32_t value_off, value_len;   /* value with surrounding whitespace trimmed */
-} ws_header_span;
+/* The header fields come as ws_header_span (httpfields.h): spans into the
+ * request buffer, not NUL-terminated. */
 
 /* Allocates a handshake with the given limits (NULL = defaults; a zero field
  * takes its default). Returns NULL on allocation failure. The buffer and the

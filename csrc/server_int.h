@@ -124,6 +124,8 @@ struct ws_server_conn {
   uint8_t fd_blocking;        /* its socket is blocking now (client_direct.c) */
   int rcvtimeo_ms;            /* SO_RCVTIMEO set on it (0 = none; client_direct.c) */
   ws_tls *tls;                /* TLS connections only (owned; srv_tls.c) */
+  uint8_t over_limit;         /* accepted past max_connections over TLS: told 503
+                                 once its TLS handshake is done (srv_tls.c) */
 };
 
 typedef struct cork_entry {
@@ -362,6 +364,12 @@ void ws_srv_conn_link(ws_server *s, ws_server_conn *c);
 void ws_srv_conn_destroy(ws_server_conn *c);
 /* Closes after the queued writes are flushed (FIN after our last byte). */
 void ws_srv_conn_finish(ws_server_conn *c);
+/* The 503 of a connection past max_connections, then the close. */
+void ws_srv_refuse_busy(ws_server_conn *c);
+/* How many TLS connections past max_connections are carried through their
+ * TLS handshake at a time to be told 503 (each holds TLS state until then,
+ * at most handshake_timeout); more are closed at once. */
+#define WS_SRV_TLS_REFUSING_MAX 64u
 /* The close callback of a connection's handles (frees it after the last). */
 void ws_srv_on_conn_handle_closed(uv_handle_t *h);
 /* A client connection's failure before open: reported now, or queued like a

@@ -299,6 +299,11 @@ int ws_server_conn_reject(ws_server_conn *c, int status, const char *reason, siz
   return n ? 0 : -1;
 }
 
+void ws_srv_refuse_busy(ws_server_conn *c) {
+  static const char msg[] = "too many connections";
+  ws_server_conn_reject(c, 503, msg, sizeof msg - 1, NULL, 0);
+}
+
 int ws_server_conn_http_response(ws_server_conn *c, int status, const char *headers,
                                  size_t headers_len, const char *body, size_t body_len) {
   if (c->phase != PH_HANDSHAKE || c->decision != DEC_NONE) return -1;

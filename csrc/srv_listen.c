@@ -63,9 +63,18 @@ static void on_connection(uv_stream_t *listener, int status) {
     return;
   }
   if (s->cfg.max_connections && s->nconns > s->cfg.max_connections) {
-    static const char msg[] = "too many connections";
-    ws_server_conn_reject(c, 503, msg, sizeof msg - 1, NULL, 0);
-    return;
+    if (c->tls == NULL) {
+      ws_srv_refuse_busy(c);
+      return;
+    }
+    /* Over TLS the 503 can only be read once the TLS handshake is done: the
+     * connection is carried that far (a bounded number at a time; past
+     * that it is closed at once), then told. */
+    if (s->nconns > s->cfg.max_connections + WS_SRV_TLS_REFUSING_MAX) {
+      ws_srv_conn_destroy(c);
+      return;
+    }
+    c->over_limit = 1;
   }
   c->hs = ws_handshake_new(&s->cfg.handshake);
   if (!c->hs || uv_read_start(&c->h.stream, ws_srv_on_alloc, ws_srv_on_read) != 0) {

@@ -11,8 +11,15 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from wsuv.server import Server
+
+# No per-example deadline: this machine is shared and the asan build is slow,
+# so a wall-clock limit per example fails for load, not for a bug (properties
+# are checked by their assertions; speed is measured by `make bench`).
+settings.register_profile("wsuv", deadline=None)
+settings.load_profile("wsuv")
 
 
 def free_port() -> int:
