@@ -105,7 +105,7 @@ class AioClientConnection(ClientConnection):
         """The next message; :class:`ConnectionClosed` once closed and drained."""
         loop_deadline = None if timeout is None else self._loop.time() + timeout
         while not self._messages:
-            if self._close is not None or self._c == ffi.NULL:
+            if self._close is not None or not self._c:
                 raise self._closed_error()
             left = None if loop_deadline is None else loop_deadline - self._loop.time()
             if left is not None and left <= 0 or not await self._wait(left):

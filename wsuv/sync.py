@@ -47,6 +47,8 @@ _OP_TEXT = 1
 _OP_BINARY = 2
 _OP_PONG = 10
 _send_hw = lib.ws_server_conn_send_hw
+_run_until = lib.ws_server_run_until
+_get_ident = threading.get_ident
 _UV_EAI_FIRST, _UV_EAI_LAST = -3014, -3000  # libuv's getaddrinfo errors
 _UV_ETIMEDOUT = -errno.ETIMEDOUT
 _MAIN_THREAD = threading.main_thread().ident
@@ -236,17 +238,19 @@ class ClientConnection:
         On the main thread the wait is cut in _SIGNAL_SLICE_MS slices: Python
         runs its signal handlers (Ctrl-C) only between C calls, and libuv's
         poll retries after EINTR."""
-        main = threading.get_ident() == _MAIN_THREAD
+        main = _get_ident() == _MAIN_THREAD
+        flag = self._flag
         while True:
-            if self._s == ffi.NULL:
+            s = self._s
+            if not s:
                 return -1
             ms = -1
             if deadline is not None:
                 ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
             if main and (ms < 0 or ms > _SIGNAL_SLICE_MS):
                 ms = _SIGNAL_SLICE_MS
-            self._flag[0] = 0
-            r = int(lib.ws_server_run_until(self._s, self._flag, ms))
+            flag[0] = 0
+            r: int = _run_until(s, flag, ms)
             if r != 0 or (deadline is not None and time.monotonic() >= deadline):
                 return r
 
@@ -605,7 +609,10 @@ def wsuv_cl_on_open(s: Any, c: Any) -> None:
 
 @_extern
 def wsuv_cl_on_message(s: Any, c: Any, opcode: int, data: Any, length: int) -> None:
-    ws = _conn(s)
+    ref = _BY_SERVER.get(s)
+    ws = ref() if ref is not None else None
+    if ws is None:
+        ws = _conn(s)
     if opcode == _OP_TEXT:
         ws._messages.append(str(ffi.buffer(data, length), "utf-8"))
     else:
