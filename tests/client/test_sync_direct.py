@@ -12,8 +12,15 @@ import socket
 import time
 
 import pytest
-from clientkit import TIMEOUT, FrameReader, frame, raw_server, read_head, switching
-from conftest import running_server
+from clientkit import (
+    TIMEOUT,
+    FrameReader,
+    frame,
+    raw_server,
+    read_head,
+    running_server,
+    switching,
+)
 
 import wsuv
 import wsuv.sync
