@@ -74,14 +74,15 @@ static ws_server_conn *direct_conn(ws_server *s) {
 
 /* SO_RCVTIMEO for a wait of want ms (-1 = unbounded). A bound already set
  * that is not longer than want is kept (the wait may end early: the caller
- * loops); a new one is half of want, so that a deadline coming closer resets
- * it a few times rather than on every wait. */
+ * loops); a new one is half of want (at most 65.5 s), so that a deadline
+ * coming closer resets it a few times rather than on every wait. */
 static int set_bound(ws_server_conn *c, int fd, int want) {
-  if (want < 0 || (c->rcvtimeo_ms && c->rcvtimeo_ms <= want)) return 0;
+  if (want < 0 || (c->rcvtimeo_ms && (int)c->rcvtimeo_ms <= want)) return 0;
   int ms = want > 2 ? want / 2 : want;
+  if (ms > UINT16_MAX) ms = UINT16_MAX; /* a longer wait just loops */
   struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
   if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) return -1;
-  c->rcvtimeo_ms = ms;
+  c->rcvtimeo_ms = (uint16_t)ms;
   return 0;
 }
 
