@@ -1079,6 +1079,7 @@ int main(int argc, char **argv) {
     pmd_cfg.window_bits = 15;
     pmd_cfg.mem_level = 8;
     pmd_cfg.peer_window_bits = 15;
+    pmd_cfg.filtered = 0; /* zlib's default strategy, as browsers use */
     pmd_cfg.threshold = 0;
     ws_pmd_ctx_init(&pmd_ctx, &pmd_cfg);
     plain = malloc(opt.size);

@@ -1,6 +1,7 @@
 /* pmd_sweep.c - what csrc/pmdeflate.c costs per 1 KiB JSON message for each
  * compression level, window and memLevel: the measurement behind the
- * compression_level / compression_window_bits / compression_mem_level
+ * compression_level / compression_window_bits / compression_mem_level /
+ * compression_filtered
  * defaults (docs/PERFORMANCE.md).
  *
  *   make build/pmd_sweep && build/pmd_sweep [messages (20000)] [repetitions (3)]
@@ -11,7 +12,8 @@
  * server role compresses them in turn with context takeover (as an echo
  * server does); a client-role ws_pmd inflates each one (and checks it). Prints
  * per configuration: microseconds per deflate, per inflate, compressed bytes
- * per message, and the compressor's memory while live.
+ * per message, the compressor's memory while live, and what the inflater
+ * keeps after an idle release (a 32 KiB window, deflated).
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -65,12 +67,13 @@ static const uint8_t *message(uint64_t seq) {
   return pattern + (size_t)((seq * 2654435761u) % (uint64_t)PATTERN);
 }
 
-static void run(int level, int bits, int mem, int count) {
+static void run(int level, int bits, int mem, int filtered, int count) {
   ws_pmd_config cfg;
   ws_pmd_config_default(&cfg);
   cfg.level = (uint8_t)level;
   cfg.window_bits = (uint8_t)bits;
   cfg.mem_level = (uint8_t)mem;
+  cfg.filtered = (uint8_t)filtered;
   ws_pmd_ctx sctx, cctx;
   ws_pmd_ctx_init(&sctx, &cfg);
   ws_pmd_ctx_init(&cctx, &cfg);
@@ -102,13 +105,25 @@ static void run(int level, int bits, int mem, int count) {
     if (olen + olen2 != MSG || memcmp(out, message((uint64_t)i), MSG) != 0) exit(5);
   }
   double t_inf = now_us() - t0;
+  /* Idle release of the inflater (its 32 KiB window kept deflated), then one
+   * more message through the restored window. */
+  ws_pmd_release(cli);
+  size_t idle = ws_pmd_memory(cli);
+  {
+    const uint8_t *z;
+    size_t zlen, used, olen, olen2;
+    if (ws_pmd_deflate(srv, message((uint64_t)count), MSG, 1, &z, &zlen) != WS_PMD_OK) exit(6);
+    if (ws_pmd_inflate(cli, z, zlen, &used, out, sizeof out, &olen) != WS_PMD_OK) exit(7);
+    if (ws_pmd_inflate_end(cli, out + olen, sizeof out - olen, &olen2) != WS_PMD_OK) exit(8);
+    if (olen + olen2 != MSG || memcmp(out, message((uint64_t)count), MSG) != 0) exit(9);
+  }
   free(zs);
   free(zl);
   int n = count - count / 10;
-  printf("level %d  window %2d  memLevel %d   deflate %6.2f us   inflate %5.2f us   "
-         "%6.1f B/msg (%.3f)   compressor %6.1f KiB\n",
-         level, bits, mem, t_def / n, t_inf / n, (double)wire / n, (double)wire / n / MSG,
-         (double)live / 1024);
+  printf("level %d  window %2d  memLevel %d  %-8s  deflate %6.2f us   inflate %5.2f us   "
+         "%6.1f B/msg (%.3f)   compressor %6.1f KiB   idle inflater %5.2f KiB\n",
+         level, bits, mem, filtered ? "filtered" : "default", t_def / n, t_inf / n, (double)wire / n, (double)wire / n / MSG,
+         (double)live / 1024, (double)idle / 1024);
   ws_pmd_free(srv);
   ws_pmd_free(cli);
 }
@@ -119,11 +134,13 @@ int main(int argc, char **argv) {
   if (count < 10) count = 10;
   if (reps < 1) reps = 1;
   make_pattern();
-  static const int configs[][3] = {
-      {1, 12, 5}, {2, 12, 5}, {3, 12, 5}, {4, 12, 5}, {5, 12, 5}, {6, 12, 5}, {7, 12, 5},
-      {9, 12, 5}, {1, 15, 8}, {4, 15, 8}, {5, 15, 8}, {6, 15, 8}, {6, 13, 6}, {6, 12, 8},
-      {5, 13, 5}, {6, 11, 5}, {6, 12, 3}, {6, 9, 5}};
+  /* level, window, memLevel, Z_FILTERED */
+  static const int configs[][4] = {
+      {1, 12, 5, 0}, {6, 12, 5, 0}, {6, 12, 5, 1}, {1, 15, 8, 0}, {6, 15, 8, 0}, {6, 15, 8, 1},
+      {4, 15, 5, 1}, {5, 15, 5, 1}, {6, 15, 5, 0}, {6, 15, 5, 1}, {7, 15, 5, 1}, {6, 14, 5, 1},
+      {6, 13, 5, 1}};
   for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++)
-    for (int r = 0; r < reps; r++) run(configs[c][0], configs[c][1], configs[c][2], count);
+    for (int r = 0; r < reps; r++)
+      run(configs[c][0], configs[c][1], configs[c][2], configs[c][3], count);
   return 0;
 }

@@ -28,7 +28,8 @@ void ws_pmd_config_default(ws_pmd_config *cfg) {
   cfg->window_bits = 12;
   cfg->mem_level = 5;
   cfg->level = 6;
-  cfg->peer_window_bits = 12;
+  cfg->filtered = 1;
+  cfg->peer_window_bits = 14;
   cfg->peer_no_context_takeover = 0;
   cfg->no_context_takeover = 0;
   cfg->threshold = 64;
@@ -332,8 +333,9 @@ struct ws_pmd {
   z_stream *def, *inf;            /* NULL until first use and after a release */
   uint8_t *obuf;                  /* deflate output (owned) */
   size_t ocap;
-  uint8_t *dict;                  /* inflater window kept while released (owned) */
-  size_t dict_len;
+  uint8_t *dict;                  /* inflater window kept while released, deflated (owned) */
+  size_t dict_len;                /* its deflated length */
+  size_t dict_raw;                /* the window's own length */
   size_t bytes;                   /* what this ws_pmd holds, struct included */
 };
 
@@ -445,6 +447,63 @@ static z_stream *new_zstream(ws_pmd *m) {
   return z;
 }
 
+/* Feeds the deflated window through z (a fresh inflater), output discarded.
+ * 0, or -1 if it does not give back dict_raw bytes. */
+static int dict_unpack(ws_pmd *m, z_stream *z) {
+  uint8_t scratch[1024];
+  size_t out = 0;
+  z->next_in = m->dict;
+  z->avail_in = (uInt)m->dict_len;
+  for (;;) {
+    z->next_out = scratch;
+    z->avail_out = sizeof scratch;
+    int zr = inflate(z, Z_SYNC_FLUSH);
+    out += sizeof scratch - z->avail_out;
+    if (zr != Z_OK && zr != Z_BUF_ERROR) return -1;
+    if (z->avail_in == 0 && z->avail_out != 0) break;
+    if (zr == Z_BUF_ERROR) return -1;
+  }
+  return out == m->dict_raw ? 0 : -1;
+}
+
+/* Deflates raw[0..n) (the inflater's window) into m->dict, exactly sized,
+ * with a compressor that lives only for this call. 0, or WS_PMD_NOMEM. */
+static int dict_pack(ws_pmd *m, const uint8_t *raw, size_t n) {
+  z_stream *z = new_zstream(m);
+  if (!z) return WS_PMD_NOMEM;
+  if (deflateInit2(z, 1, Z_DEFLATED, -(int)m->recv_bits, 5, Z_DEFAULT_STRATEGY) != Z_OK) {
+    pmd_free(m->ctx, &m->bytes, z);
+    return WS_PMD_NOMEM;
+  }
+  int r = WS_PMD_NOMEM;
+  /* The bound of a finished stream, plus the sync flush's empty block. */
+  size_t cap = deflateBound(z, (uLong)n) + 16;
+  uint8_t *tmp = pmd_alloc(m->ctx, &m->bytes, cap);
+  if (tmp) {
+    z->next_in = (Bytef *)(uintptr_t)raw;
+    z->avail_in = (uInt)n;
+    z->next_out = tmp;
+    z->avail_out = (uInt)cap;
+    int zr = deflate(z, Z_SYNC_FLUSH);
+    size_t len = cap - z->avail_out;
+    uint8_t *d = NULL;
+    if (zr == Z_OK && z->avail_in == 0 && z->avail_out != 0)
+      d = pmd_alloc(m->ctx, &m->bytes, len);
+    if (d) {
+      memcpy(d, tmp, len);
+      pmd_free(m->ctx, &m->bytes, m->dict);
+      m->dict = d;
+      m->dict_len = len;
+      m->dict_raw = n;
+      r = 0;
+    }
+    pmd_free(m->ctx, &m->bytes, tmp);
+  }
+  deflateEnd(z);
+  pmd_free(m->ctx, &m->bytes, z);
+  return r;
+}
+
 static int inf_ready(ws_pmd *m) {
   if (m->inf) return 0;
   z_stream *z = new_zstream(m);
@@ -454,16 +513,16 @@ static int inf_ready(ws_pmd *m) {
     return WS_PMD_NOMEM;
   }
   if (m->dict) {
-    /* A raw inflater takes a dictionary before its first input: the window
-     * the peer's compressor still refers to. */
-    if (inflateSetDictionary(z, m->dict, (uInt)m->dict_len) != Z_OK) {
+    /* The window the peer's compressor still refers to, kept deflated:
+     * inflating it leaves exactly that window in the new inflater. */
+    if (dict_unpack(m, z) != 0) {
       inflateEnd(z);
       pmd_free(m->ctx, &m->bytes, z);
-      return WS_PMD_NOMEM;
+      return WS_PMD_NOMEM; /* our own data: not the peer's fault */
     }
     pmd_free(m->ctx, &m->bytes, m->dict);
     m->dict = NULL;
-    m->dict_len = 0;
+    m->dict_len = m->dict_raw = 0;
   }
   m->inf = z;
   return 0;
@@ -579,7 +638,7 @@ static int def_ready(ws_pmd *m) {
   if (!z) return WS_PMD_NOMEM;
   const ws_pmd_config *cfg = &m->ctx->cfg;
   if (deflateInit2(z, cfg->level, Z_DEFLATED, -(int)m->send_bits, cfg->mem_level,
-                   Z_DEFAULT_STRATEGY) != Z_OK) {
+                   cfg->filtered ? Z_FILTERED : Z_DEFAULT_STRATEGY) != Z_OK) {
     pmd_free(m->ctx, &m->bytes, z);
     return WS_PMD_NOMEM;
   }
@@ -689,12 +748,14 @@ size_t ws_pmd_release(ws_pmd *m) {
       uInt n = 0;
       inflateGetDictionary(m->inf, NULL, &n);
       if (n) {
-        uint8_t *d = pmd_alloc(m->ctx, &m->bytes, n);
-        if (!d) return before > m->bytes ? before - m->bytes : 0; /* keep the inflater */
-        inflateGetDictionary(m->inf, d, &n);
-        pmd_free(m->ctx, &m->bytes, m->dict);
-        m->dict = d;
-        m->dict_len = n;
+        uint8_t *raw = pmd_alloc(m->ctx, &m->bytes, n);
+        int r = raw ? 0 : WS_PMD_NOMEM;
+        if (raw) {
+          inflateGetDictionary(m->inf, raw, &n);
+          r = dict_pack(m, raw, n);
+          pmd_free(m->ctx, &m->bytes, raw);
+        }
+        if (r != 0) return before > m->bytes ? before - m->bytes : 0; /* keep the inflater */
       }
     }
     inf_drop(m);

@@ -65,17 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "wsuv_app.h (for cc -I) and exit")
     for opt in OPTIONS:
         flag = "--" + opt.name.replace("_", "-")
+        text = opt.help.replace("%", "%%")  # argparse formats help with %
         if opt.type is bool:
             p.add_argument(flag, dest=opt.name, action=argparse.BooleanOptionalAction,
-                           default=opt.default, help=opt.help)
+                           default=opt.default, help=text)
         elif opt.choices is not None:
             p.add_argument(flag, dest=opt.name, choices=opt.choices, default=opt.default,
-                           help=opt.help)
+                           help=text)
             p.add_argument("--no-" + flag[2:], dest=opt.name, action="store_const",
                            const=None, help=f"turn {flag} off")
         else:
             p.add_argument(flag, dest=opt.name, type=opt.type, default=opt.default,
-                           help=opt.help)
+                           help=text)
     p.add_argument("--workers", type=_workers, default=1, help="processes serving one "
                    "listening socket; a supervisor restarts any that dies. Connections are "
                    "split between them: publish reaches every worker's subscribers (through "

@@ -102,22 +102,30 @@ OPTIONS: tuple[Option, ...] = (
            "that offer it (every browser does): JSON-like text shrinks to about a fifth on "
            "the wire; None (--no-compression) declines it", choices=("deflate",)),
     Option("compression_window_bits", int, 12, "window of our compressor, in bits (9-15): 1 KiB "
-           "JSON messages compress to 0.202 of their size at 12 bits against 0.191 at 15, "
-           "and the compressor costs 32 KiB instead of 256 KiB at 15 bits and memLevel 8 "
-           "(2^(bits+2) + 2^(mem_level+9) bytes, only while it is in use)", 15, 9),
+           "JSON messages compress to 0.224 of their size at 12 bits against 0.210 at 15 "
+           "(level 6, filtered), but a 15-bit compressor walks 8 times more history: "
+           "end to end it halved a K=1 compressed echo's messages per server CPU-second "
+           "(docs/PERFORMANCE.md); it costs 39 KiB at 12 bits and memLevel 5, 151 KiB at "
+           "15 (2^(bits+2) + 2^(mem_level+9) bytes, only while it is in use)", 15, 9),
     Option("compression_mem_level", int, 5, "zlib memLevel of our compressor (1-9): 5 compresses "
-           "1 KiB JSON as well as 8 (0.202 against 0.201 at 12 bits) with 112 KiB less per "
-           "active compressor; 1 loses most (0.210)", 9, 1),
+           "1 KiB JSON as well as 8 (0.232 against 0.231 at 12 bits) with 112 KiB less per "
+           "active compressor", 9, 1),
     Option("compression_level", int, 6, "zlib level of our compressor (1-9): 6 compresses 1 KiB "
-           "JSON to 0.232 of its size at 12 bits in 21 us, 1 to 0.281 in 14 us "
-           "(benchmarks/pmd_sweep.c); end to end, 1 gave a compressed echo about a quarter "
-           "more messages per server CPU-second for a tenth more bytes on the wire "
+           "JSON to 0.224 of its size at 12 bits (filtered), 1 to 0.281 in about 30% less "
+           "time (benchmarks/pmd_sweep.c); end to end, 1 gave a compressed echo about a "
+           "quarter more messages per server CPU-second for a tenth more bytes on the wire "
            "(docs/PERFORMANCE.md)", 9, 1),
-    Option("compression_client_window_bits", int, 12, "window (bits, 8-15) we ask a client to "
+    Option("compression_filtered", bool, True, "compress with zlib's Z_FILTERED strategy "
+           "(matches shorter than 6 bytes go as literals): JSON records full of numbers "
+           "shrink 4% more than with the default strategy (0.224 against 0.232 of 1 KiB at "
+           "12 bits), in the same time; prose, source code and text-heavy JSON shrink 3-5% "
+           "less: --no-compression-filtered for those"),
+    Option("compression_client_window_bits", int, 14, "window (bits, 8-15) we ask a client to "
            "compress within when its offer lets us (client_max_window_bits, as Chrome's): "
-           "our inflater, and what it keeps while idle, is then 2^bits bytes instead of "
-           "32 KiB, for a ratio within a point of 15 bits; 8 only to a client that offered "
-           "8 itself (zlib-based clients cannot compress within 8 bits)", 15, 8),
+           "our inflater is then 16 KiB instead of 32, and what it keeps while idle (that "
+           "window, deflated: about 4 KiB of JSON) too, for 2% more bytes than at 15 bits; "
+           "8 only to a client that offered 8 itself (zlib-based clients cannot compress "
+           "within 8 bits)", 15, 8),
     Option("compression_client_no_context_takeover", bool, False, "ask clients to compress "
            "every message on its own (client_no_context_takeover): an idle connection then "
            "keeps no inflater window at all, paid with a worse ratio (0.30 instead of 0.20 "

@@ -146,6 +146,7 @@ class Server:
         cfg.pmd.window_bits = opts["compression_window_bits"]
         cfg.pmd.mem_level = opts["compression_mem_level"]
         cfg.pmd.level = opts["compression_level"]
+        cfg.pmd.filtered = int(bool(opts["compression_filtered"]))
         cfg.pmd.peer_window_bits = opts["compression_client_window_bits"]
         cfg.pmd.peer_no_context_takeover = int(bool(opts["compression_client_no_context_takeover"]))
         cfg.pmd.no_context_takeover = int(bool(opts["compression_no_context_takeover"]))

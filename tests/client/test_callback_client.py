@@ -82,7 +82,7 @@ def test_echo_against_wsuv_c_echo() -> None:
     assert h.events == ["open", "close"]
     assert h.closed is not None and h.closed[0] == 1000
     assert h.ws.response.status == 101
-    assert h.ws.extensions == ["permessage-deflate; client_max_window_bits=12"]
+    assert h.ws.extensions == ["permessage-deflate; client_max_window_bits=14"]
     assert h.ws.path == "/echo" and h.ws.query == "x=1"
     assert h.ws.closed and h.ws.close_code == 1000
 

@@ -202,7 +202,7 @@ def test_offered_deflate_is_accepted(server):
     ext = [("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")]
     with server.connect(headers=ext) as c:
         assert c.response.get("sec-websocket-extensions") == (
-            "permessage-deflate; client_max_window_bits=12")
+            "permessage-deflate; client_max_window_bits=14")
         c.echo(TEXT, b"plain")
         c.send(raw_frame(TEXT, b"\xf2\x48\xcd\xc9\xc9\x07\x00", rsv=1))  # "Hello"
         assert c.recv_message() == (TEXT, b"Hello")

@@ -288,7 +288,7 @@ def test_python_handler_in_chromium(devtools: DevTools) -> None:
     bad = [r for r in result["results"] if not r["ok"]]
     assert not bad and len(result["results"]) == 14, result
     assert result["protocol"] == "b"
-    assert handler.extensions == ["permessage-deflate; client_max_window_bits=12"]
+    assert handler.extensions == ["permessage-deflate; client_max_window_bits=14"]
     assert (result["code"], result["clean"]) == (4000, True), result
     assert (closed.code, closed.reason) == (4000, "browser done")
     assert not handler.errors

@@ -14,15 +14,15 @@ from websockets.sync.client import connect
 
 CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ("default", {"client_max_window_bits": True},
-     "permessage-deflate; client_max_window_bits=12"),
+     "permessage-deflate; client_max_window_bits=14"),
     ("no-context-takeover", {"server_no_context_takeover": True,
                              "client_no_context_takeover": True},
      "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
-     "client_max_window_bits=12"),
+     "client_max_window_bits=14"),
     ("small-windows", {"server_max_window_bits": 9, "client_max_window_bits": 10},
      "permessage-deflate; server_max_window_bits=9; client_max_window_bits=10"),
     ("window-8", {"server_max_window_bits": 8},
-     "permessage-deflate; server_max_window_bits=8; client_max_window_bits=12"),
+     "permessage-deflate; server_max_window_bits=8; client_max_window_bits=14"),
 ]
 
 

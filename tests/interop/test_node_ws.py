@@ -113,9 +113,9 @@ def test_bulk(node: str, echo: EchoTarget) -> None:
 
 
 @pytest.mark.parametrize("mode,answer", [
-    ("takeover", "permessage-deflate; client_max_window_bits=12"),
+    ("takeover", "permessage-deflate; client_max_window_bits=14"),
     ("no-takeover", "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
-                    "client_max_window_bits=12"),
+                    "client_max_window_bits=14"),
 ])
 def test_permessage_deflate(node: str, echo: EchoTarget, mode: str, answer: str) -> None:
     """ws's own zlib streams against ours: JSON, text and binary up to 16 MiB, and a

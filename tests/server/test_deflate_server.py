@@ -161,12 +161,12 @@ def test_websockets_client_negotiates_and_the_handler_sees_it() -> None:
     with running_server(handler) as server:
         with ws_connect(url(server), max_size=None) as ws:
             assert ws.response.headers["Sec-WebSocket-Extensions"] == (
-                "permessage-deflate; client_max_window_bits=12")
+                "permessage-deflate; client_max_window_bits=14")
             msg = json_text(4000).decode()
             ws.send(msg)
             assert ws.recv(timeout=TIMEOUT) == msg
         wait_for(lambda: handler.extensions)
-        assert handler.extensions == [["permessage-deflate; client_max_window_bits=12"]]
+        assert handler.extensions == [["permessage-deflate; client_max_window_bits=14"]]
 
 
 def test_on_connect_can_refuse_compression() -> None:

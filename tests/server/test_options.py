@@ -78,6 +78,8 @@ def test_compression_options_are_checked_and_the_cli_can_turn_it_off() -> None:
                               "0.5", "--compression-client-no-context-takeover"])
     assert (args.compression_window_bits, args.compression_idle_timeout,
             args.compression_client_no_context_takeover) == (10, 0.5, True)
+    assert parser.parse_args([]).compression_filtered is True
+    assert parser.parse_args(["--no-compression-filtered"]).compression_filtered is False
     out = subprocess.run([sys.executable, "-m", "wsuv.cli", "--compression", "gzip"],
                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert out.returncode == 2 and "--compression" in out.stderr
