@@ -273,7 +273,7 @@ redis-asan: build build/tests/redis_bridge_test_asan
 
 # The transport's files (server_int.h says which job each has).
 TRANSPORT_C := server.c srv_write.c srv_read.c srv_conn.c srv_timer.c srv_listen.c fanout.c loop.c \
-  srv_tls.c
+  srv_tls.c client_direct.c
 # The transport with client connections dialling their own server (libuv, all of csrc/ but
 # the C-application loader).
 CLIENT_LOOP_SRCS := $(ENGINE_SRCS) $(addprefix csrc/,clienths.c csprng.c $(TRANSPORT_C) client.c \

@@ -117,8 +117,8 @@ def _http_parser() -> tuple[list[str], list[str], list[str]]:
 
 # Layers in dependency order: a cdef may use types declared by earlier ones.
 LAYERS = ["sha1", "csprng", "utf8", "wsframe", "wsparser", "collect", "handshake", "clienths",
-          "pmdeflate", "wsconn", "tls", "loop", "server", "client", "capp", "topics",
-          "redisproto", "redisseq", "busproto", "workerbus", "bushub", "pubsub"]
+          "pmdeflate", "wsconn", "tls", "loop", "server", "client", "client_direct", "capp",
+          "topics", "redisproto", "redisseq", "busproto", "workerbus", "bushub", "pubsub"]
 # The public header of C applications (capp.c implements its host side).
 APP_INCLUDE = HERE / "wsuv" / "include"
 

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <uv.h>
 
+#include "client_direct.h"
+
 /* ---------- calls into the application ----------
  *
  * No application callback runs inside a call the application makes
@@ -421,12 +423,22 @@ int ws_server_run_until(ws_server *s, const volatile int *flag, int timeout_ms) 
       r = 1;
       break;
     }
+    uint64_t left = 0;
     if (timeout_ms >= 0) {
       uv_update_time(&l->uv);
       uint64_t now = uv_now(&l->uv);
       if (now >= deadline) break;
-      uv_timer_start(&l->wait_timer, on_wait_timer, deadline - now, 0);
+      left = deadline - now;
     }
+    /* The blocking client's own read, when nothing else needs libuv. */
+    if (ws_client_direct_wait(s, timeout_ms >= 0 ? (int)left : -1)) {
+      if (s->finished) {
+        r = flag && *flag ? 1 : -1;
+        break;
+      }
+      continue;
+    }
+    if (timeout_ms >= 0) uv_timer_start(&l->wait_timer, on_wait_timer, left, 0);
     l->in_run = 1;
     int alive = uv_run(&l->uv, UV_RUN_ONCE);
     l->in_run = 0;

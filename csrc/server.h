@@ -235,6 +235,11 @@ int ws_server_conn_send(ws_server_conn *c, unsigned opcode, const char *data, si
 /* ws_server_conn_send, and then 1 if the bytes not yet taken by the kernel
  * are at or above write_high_water (0 below it; -1 as send). */
 int ws_server_conn_send_hw(ws_server_conn *c, unsigned opcode, const char *data, size_t len);
+/* ws_server_conn_send_hw for a loop driven from another one (loop.h), called
+ * between its turns: the message, and whatever the loop's tasks sent since
+ * the last turn, leave now (one writev per connection) rather than at the
+ * next ws_loop_flush or turn. Elsewhere the same as ws_server_conn_send_hw. */
+int ws_server_conn_send_now(ws_server_conn *c, unsigned opcode, const char *data, size_t len);
 int ws_server_conn_ping(ws_server_conn *c, const char *data, size_t len);
 int ws_server_conn_close(ws_server_conn *c, unsigned code, const char *reason, size_t len);
 /* Bytes written by the application but not yet taken by the kernel. */

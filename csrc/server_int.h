@@ -113,10 +113,13 @@ struct ws_server_conn {
   uint8_t is_pipe;
   uint8_t corked;             /* has entries in the loop's cork */
   uint8_t doomed;             /* a write failed during a cork flush (enum doom): destroy after it */
+  uint8_t direct;             /* marked for the direct path (client_direct.h) */
+  uint16_t rcvtimeo_ms;       /* SO_RCVTIMEO set on it (0 = none; client_direct.c) */
   uint32_t cork_head, cork_tail; /* its entries, chained through cork_entry.next */
   uint8_t pmd_refused;        /* the application declined compression */
   uint8_t pmd_on;             /* permessage-deflate accepted (pmd_params) */
   uint8_t pmd_watch;          /* its streams are live: the idle check is armed */
+  uint8_t fd_blocking;        /* its socket is blocking now (client_direct.c) */
   ws_pmd_params pmd_params;   /* what was negotiated, until the engine starts */
   uint64_t pmd_check_ms;      /* start of the current idle period */
   struct ws_client_state *cl; /* client connections only (owned; client.c) */
@@ -264,6 +267,7 @@ void ws_srv_pubsub_close(ws_server *s);
  * srv_tls.c   TLS on connections (tls.h): decrypt before reads, encrypt where
  *             bytes leave for the socket, close_notify before the FIN
  * client.c    client connections
+ * client_direct.c the blocking client's own reads and writes (client_direct.h)
  */
 
 /* loop.c: every application callback goes through WS_SRV_APP_CALL: while one

@@ -118,6 +118,17 @@ int ws_server_conn_send_hw(ws_server_conn *c, unsigned opcode, const char *data,
   return c->queued >= c->server->cfg.write_high_water;
 }
 
+int ws_server_conn_send_now(ws_server_conn *c, unsigned opcode, const char *data, size_t len) {
+  ws_loop *l = c->server->loop;
+  uint8_t soon = l->flush_soon;
+  l->flush_soon = 1; /* the flush is right below: no wake-up of the loop for it */
+  int r = ws_server_conn_send(c, opcode, data, len);
+  ws_loop_flush(l);
+  l->flush_soon = soon;
+  if (r != 0) return -1;
+  return c->queued >= c->server->cfg.write_high_water;
+}
+
 int ws_server_conn_ping(ws_server_conn *c, const char *data, size_t len) {
   if (!ws_srv_conn_can_send(c)) return -1;
   return ws_conn_ping(&c->ws, (const uint8_t *)data, len);

@@ -25,6 +25,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "client_direct.h"
+
 /* ---------- writing ---------- */
 
 
@@ -131,6 +133,7 @@ void ws_srv_release_held(ws_server_conn *c, int all) {
     if (!c->held) c->held_tail = NULL;
     c->wwindow_bytes += w->len;
     uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+    ws_client_direct_leave(c);
     if (uv_write(&w->req, &c->h.stream, &b, 1, on_write_done) != 0) {
       c->queued -= w->len;
       free(w);
@@ -182,6 +185,8 @@ void ws_srv_conn_write_wire(ws_server_conn *c, const uv_buf_t *bufs, unsigned n)
     c->wwindow_bytes += total;
   }
   size_t done = 0;
+  /* sendmsg(MSG_DONTWAIT): also right while the direct client path keeps
+   * the socket blocking (client_direct.c); nothing is queued then. */
   int r = try_send(&c->h.stream, bufs, n);
   if (r >= 0) {
     done = (size_t)r;
@@ -217,6 +222,7 @@ void ws_srv_conn_write_wire(ws_server_conn *c, const uv_buf_t *bufs, unsigned n)
     skip = 0;
   }
   uv_buf_t b = uv_buf_init(w->data, (unsigned)rest);
+  ws_client_direct_leave(c); /* libuv writes it: a non-blocking socket again */
   if (uv_write(&w->req, &c->h.stream, &b, 1, on_write_done) != 0) {
     free(w);
     conn_write_failed(c, DOOM_WRITE_ERROR);

@@ -135,9 +135,13 @@ class AioServer:
         user = resolve_handler(handler, allow_async=True)
         adapter: Any = user  # plain methods: the fast path, unchanged
         if dial_only:
-            if is_connection_handler(user) or has_async_methods(user):
-                raise TypeError("wsuv.aio.client takes a handler with plain def methods; "
-                                "for async code use wsuv.aio.connect(url)")
+            if is_connection_handler(user):
+                raise TypeError("wsuv.aio.client takes a wsuv.Handler (plain or async def "
+                                "methods), not a coroutine function; for one coroutine per "
+                                "connection use wsuv.aio.connect(url)")
+            if has_async_methods(user) or inspect.iscoroutinefunction(
+                    getattr(user, "on_connect_failed", None)):
+                adapter = _AsyncClientAdapter(self, user)
         else:
             options["handle_signals"] = False
             if user is None:
@@ -153,7 +157,7 @@ class AioServer:
             if dial_only:
                 from wsuv.client import Client
 
-                server: Server = Client(user, loop=host.wloop, **options)
+                server: Server = Client(adapter, loop=host.wloop, **options)
             else:
                 server = Server(adapter, loop=host.wloop, **options)
         except BaseException:
@@ -390,6 +394,20 @@ class _AsyncMethodsAdapter(_Adapter):
         result = hook(*args)
         if inspect.isawaitable(result):
             self.aio._loop.create_task(_logged(result, hook))
+
+
+class _AsyncClientAdapter(_AsyncMethodsAdapter):
+    """wsuv.aio.client with async methods: the server's adapter, and
+    on_connect_failed (plain or async) if the handler has it."""
+
+    def __init__(self, aio: AioServer, user: Any) -> None:
+        super().__init__(aio, user)
+        for name in ("on_connect_failed",):  # absent: the failure is logged, as without
+            if not callable(getattr(user, name, None)):
+                setattr(self, name, None)
+
+    def on_connect_failed(self, ws: WebSocket, error: BaseException) -> None:
+        self._fire(self.user.on_connect_failed, ws, error)
 
 
 async def _logged(awaitable: Awaitable[Any], hook: Any) -> None:

@@ -22,6 +22,9 @@ from wsuv.exceptions import InvalidCertificate, InvalidHandshake
 from wsuv.sync import ClientConnection, _encode
 from wsuv.websocket import ConnectionClosed
 
+_send_hw = lib.ws_server_conn_send_hw
+_send_now = lib.ws_server_conn_send_now
+
 
 class AioClientConnection(ClientConnection):
     """A client connection inside asyncio: ``await recv()``, ``async for``,
@@ -52,9 +55,12 @@ class AioClientConnection(ClientConnection):
 
     async def _wait(self, timeout: float | None = None) -> bool:
         """Until a callback had news (True) or the timeout (False)."""
-        self._news = self._loop.create_future()
+        news = self._news = self._loop.create_future()
         try:
-            await asyncio.wait_for(asyncio.shield(self._news), timeout)
+            if timeout is None:  # no wait_for and shield: two futures fewer a wait
+                await news
+            else:
+                await asyncio.wait_for(asyncio.shield(news), timeout)
             return True
         except TimeoutError:
             return False
@@ -99,7 +105,7 @@ class AioClientConnection(ClientConnection):
         """The next message; :class:`ConnectionClosed` once closed and drained."""
         loop_deadline = None if timeout is None else self._loop.time() + timeout
         while not self._messages:
-            if self._close is not None or self._c == ffi.NULL:
+            if self._close is not None or not self._c:
                 raise self._closed_error()
             left = None if loop_deadline is None else loop_deadline - self._loop.time()
             if left is not None and left <= 0 or not await self._wait(left):
@@ -121,12 +127,24 @@ class AioClientConnection(ClientConnection):
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:  # type: ignore[override]
         """Send a message; waits while the kernel has not taken all of it."""
         data, opcode = _encode(message)
-        if self._c == ffi.NULL or lib.ws_server_conn_send(self._c, opcode, data, len(data)) != 0:
+        c = self._c
+        if not c or self._driver is None:
             raise self._closed_error()
-        self._kick()
-        while self._c != ffi.NULL and lib.ws_server_conn_buffered(self._c) > 0:
+        if self._messages:
+            # More received messages to answer: this send leaves with the
+            # next ones at the next loop iteration (one writev), with no
+            # wake-up of the C loop (wsuv.aio's connections do the same).
+            self._driver.host.flush_soon()
+            queued = _send_hw(c, opcode, data, len(data))
+        else:
+            # Nothing more to answer now: out at once (and what was gathered
+            # before it), without a loop iteration for the flush.
+            queued = _send_now(c, opcode, data, len(data))
+        if queued < 0:
+            raise self._closed_error()
+        while queued and self._c and lib.ws_server_conn_buffered(self._c) > 0:
             await self._wait()
-        if self._c == ffi.NULL and self._close is not None and self._close[0] == 1006:
+        if not self._c and self._close is not None and self._close[0] == 1006:
             raise self._closed_error()
 
     async def ping(self, data: bytes = b"", timeout: float | None = None) -> float:  # type: ignore[override]

@@ -176,6 +176,9 @@ def failed(ws: WebSocket, c: Any, err: int, hs: Any) -> None:
     exc = failure(err, hs, where, c, host)
     if err == lib.WS_CLIENT_REFUSED:
         ws.response = _read_response(hs)  # the refusal: status, headers, body
+    # Closed without ever opening: 1006, as for a connection that dropped
+    # (what websockets reports too); the reason is the error's sentence.
+    ws.close_code = 1006
     ws.close_reason = str(exc)
     method = getattr(ws._handler, "on_connect_failed", None)
     if method is not None:

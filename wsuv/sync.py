@@ -22,6 +22,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
@@ -45,12 +46,18 @@ __all__ = ["ClientConnection", "HandshakeResponse", "InvalidCertificate", "Inval
 _OP_TEXT = 1
 _OP_BINARY = 2
 _OP_PONG = 10
+_send_hw = lib.ws_server_conn_send_hw
+_run_until = lib.ws_server_run_until
+_get_ident = threading.get_ident
 _UV_EAI_FIRST, _UV_EAI_LAST = -3014, -3000  # libuv's getaddrinfo errors
 _UV_ETIMEDOUT = -errno.ETIMEDOUT
 _MAIN_THREAD = threading.main_thread().ident
 _SIGNAL_SLICE_MS = 200  # longest wait in C on the main thread before signals are seen
 # Characters left as they are in a request target (RFC 3986 pchar, '/', '?').
 _TARGET_SAFE = "/%:@!$&'()*+,;=-._~"
+# The connection of each hosting C server, for the callbacks: a dict lookup
+# costs less than a C call (ws_server_user) and ffi.from_handle per event.
+_BY_SERVER: dict[Any, weakref.ref[ClientConnection]] = {}
 
 
 def _ms(seconds: float | None) -> int:
@@ -184,6 +191,7 @@ class ClientConnection:
             raise MemoryError("ws_server_new failed")
         self._s: Any = s
         self._c: Any = ffi.NULL
+        _BY_SERVER[s] = weakref.ref(self)
         try:
             if secure:
                 self._tls = client_tls.client_context(tls_opts, self._where)
@@ -230,17 +238,19 @@ class ClientConnection:
         On the main thread the wait is cut in _SIGNAL_SLICE_MS slices: Python
         runs its signal handlers (Ctrl-C) only between C calls, and libuv's
         poll retries after EINTR."""
-        main = threading.get_ident() == _MAIN_THREAD
+        main = _get_ident() == _MAIN_THREAD
+        flag = self._flag
         while True:
-            if self._s == ffi.NULL:
+            s = self._s
+            if not s:
                 return -1
             ms = -1
             if deadline is not None:
                 ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
             if main and (ms < 0 or ms > _SIGNAL_SLICE_MS):
                 ms = _SIGNAL_SLICE_MS
-            self._flag[0] = 0
-            r = int(lib.ws_server_run_until(self._s, self._flag, ms))
+            flag[0] = 0
+            r: int = _run_until(s, flag, ms)
             if r != 0 or (deadline is not None and time.monotonic() >= deadline):
                 return r
 
@@ -248,6 +258,7 @@ class ClientConnection:
         if self._s != ffi.NULL:
             s, self._s, self._c = self._s, ffi.NULL, ffi.NULL
             lib.ws_server_free(s)
+            _BY_SERVER.pop(s, None)
         self._tls = None  # after the server: its connection used the context
 
     def _closed_error(self) -> ConnectionClosed:
@@ -262,12 +273,16 @@ class ClientConnection:
         connection is closed, or was dropped meanwhile: when more than
         write_limit bytes of it were left after the kernel took what it could."""
         data, opcode = _encode(message)
-        if self._c == ffi.NULL or lib.ws_server_conn_send(self._c, opcode, data, len(data)) != 0:
+        c = self._c
+        # One C call: the send, and whether the kernel left bytes queued
+        # (write_high_water is 1 byte here).
+        queued = _send_hw(c, opcode, data, len(data)) if c else -1
+        if queued < 0:
             raise self._closed_error()
-        while self._c != ffi.NULL and lib.ws_server_conn_buffered(self._c) > 0:
+        while queued and self._c and lib.ws_server_conn_buffered(self._c) > 0:
             if self._run(None) < 0:
                 break
-        if self._c == ffi.NULL and self._close is not None and self._close[0] == 1006:
+        if not self._c and self._close is not None and self._close[0] == 1006:
             raise self._closed_error()  # dropped while sending (write_limit, a reset)
 
     def recv(self, timeout: float | None = None) -> str | bytes:
@@ -275,13 +290,14 @@ class ClientConnection:
         :class:`ConnectionClosed` once the connection is closed and every message
         received before the close was returned, :class:`TimeoutError` after
         ``timeout`` seconds without one."""
+        messages = self._messages
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._messages:
-            if self._close is not None or self._c == ffi.NULL:
+        while not messages:
+            if self._close is not None or not self._c:
                 raise self._closed_error()
             if self._run(deadline) == 0:
                 raise TimeoutError(f"no message within {timeout} s")
-        return self._messages.popleft()
+        return messages.popleft()
 
     def __iter__(self) -> Iterator[str | bytes]:
         """Messages until the connection closes: a normal close (1000, 1001, or a
@@ -370,12 +386,17 @@ class ClientConnection:
         if s != ffi.NULL:
             self._s = ffi.NULL
             lib.ws_server_free(s)
+            _BY_SERVER.pop(s, None)
         self._tls = None
 
     # -- from the C callbacks ----------------------------------------------------
     def _on_open(self, c: Any) -> None:
         self.response, self.subprotocol, self.extensions = opened(c)
         self._opened = True
+        if self._blocking and self._tls is None:
+            # This thread alone waits for the connection: its waits may read
+            # the socket themselves (client_direct.h), without epoll.
+            lib.ws_client_conn_set_direct(c, 1)
 
     def _on_failed(self, c: Any, err: int, hs: Any) -> None:
         self._error = failure(err, hs, self._where, c, self._url_host)
@@ -572,7 +593,10 @@ def _extern(fn: Callable[..., None]) -> Callable[..., None]:
 
 
 def _conn(s: Any) -> ClientConnection:
-    obj: ClientConnection = ffi.from_handle(lib.ws_server_user(s))
+    ref = _BY_SERVER.get(s)
+    obj = ref() if ref is not None else None
+    if obj is None:  # only while it is being collected: the handle still holds it
+        obj = ffi.from_handle(lib.ws_server_user(s))
     return obj
 
 
@@ -585,7 +609,10 @@ def wsuv_cl_on_open(s: Any, c: Any) -> None:
 
 @_extern
 def wsuv_cl_on_message(s: Any, c: Any, opcode: int, data: Any, length: int) -> None:
-    ws = _conn(s)
+    ref = _BY_SERVER.get(s)
+    ws = ref() if ref is not None else None
+    if ws is None:
+        ws = _conn(s)
     if opcode == _OP_TEXT:
         ws._messages.append(str(ffi.buffer(data, length), "utf-8"))
     else:

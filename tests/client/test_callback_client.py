@@ -456,18 +456,71 @@ def test_aio_client_hosts_callback_connections_without_listening(run: Any) -> No
                         break
                     await asyncio.sleep(0.01)
                 seen["failure"] = failing.failure
+                seen["failed_ws"] = failed_ws = failing.ws
+                # Never opened: closed with 1006 and the error's sentence.
+                assert failed_ws is not None and failed_ws.closed
+                assert failed_ws.close_code == 1006 and "no-such-host" in failed_ws.close_reason
 
-            class Async(wsuv.Handler):
-                async def on_message(self, ws: Any, m: Any) -> None:  # type: ignore[override]
-                    pass
+            async def conn_handler(ws: Any) -> None:
+                pass
 
-            with pytest.raises(TypeError, match="plain def"):
-                wsuv.aio.client(Async())._start()
+            with pytest.raises(TypeError, match="coroutine function"):
+                wsuv.aio.client(conn_handler)._start()
 
         run(main())
     assert h.received == ["a", b"b" * 70000, "c"] and h.closed is not None
     assert seen["ws"].closed
     assert isinstance(seen["failure"], socket.gaierror)
+
+
+def test_aio_client_runs_async_handler_methods(run: Any) -> None:
+    """async def methods on wsuv.aio.client: on_open, each on_message and on_close
+    in order, one at a time per connection (as wsuv.aio.serve runs them);
+    on_connect_failed may be async too."""
+    events: list[Any] = []
+
+    class AsyncScript(wsuv.Handler):
+        async def on_open(self, ws: wsuv.WebSocket) -> None:  # type: ignore[override]
+            await asyncio.sleep(0.01)  # the messages wait for it
+            events.append("open")
+            ws.send("one")
+
+        async def on_message(self, ws: wsuv.WebSocket,  # type: ignore[override]
+                             message: Any) -> None:
+            await asyncio.sleep(0.001)
+            events.append(message)
+            if message == "one":
+                ws.send(b"two")
+            else:
+                ws.close(1000, "done")
+
+        async def on_close(self, ws: wsuv.WebSocket, code: int,  # type: ignore[override]
+                           reason: str) -> None:
+            events.append(("close", code, reason))
+
+        async def on_connect_failed(self, ws: wsuv.WebSocket,
+                                    error: BaseException) -> None:
+            await asyncio.sleep(0)
+            events.append(("failed", type(error).__name__, ws.close_code))
+
+    with running_server(None) as echo:
+        async def main() -> None:
+            async with wsuv.aio.client(AsyncScript(), open_timeout=5) as client:
+                client.connect(f"ws://127.0.0.1:{echo.port}/")
+                for _ in range(1000):
+                    if events and events[-1][0] == "close":
+                        break
+                    await asyncio.sleep(0.01)
+                client.connect("ws://no-such-host.invalid/")
+                for _ in range(1000):
+                    if events[-1][0] == "failed":
+                        break
+                    await asyncio.sleep(0.01)
+
+        run(main())
+    assert events[:3] == ["open", "one", b"two"]
+    assert events[3][:2] == ("close", 1000)  # the code the echo answered our close with
+    assert events[4] == ("failed", "gaierror", 1006)
 
 
 def test_ctrl_c_closes_client_connections_with_1001() -> None:
