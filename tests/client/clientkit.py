@@ -10,13 +10,16 @@ import contextlib
 import hashlib
 import importlib.util
 import socket
+import ssl
 import struct
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 TIMEOUT = 10.0
+LIMIT = 10.0  # seconds a bounded client run may take
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -71,6 +74,48 @@ def websockets_server(handler: Callable[[Any], Awaitable[None]],
         loop.call_soon_threadsafe(lambda: box["stop"].done() or box["stop"].set_result(None))
         t.join(TIMEOUT)
         assert not t.is_alive(), "websockets server did not stop"
+
+
+async def echo(ws: Any) -> None:
+    """A `websockets` connection handler that echoes every message."""
+    async for message in ws:
+        await ws.send(message)
+
+
+def server_ctx(pair: Any, *, client_ca: Path | None = None) -> ssl.SSLContext:
+    """A TLS server context for one tlskit certificate pair (ALPN http/1.1);
+    with client_ca, client certificates are required and checked against it."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(pair.cert), str(pair.key))
+    ctx.set_alpn_protocols(["http/1.1"])
+    if client_ca is not None:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(str(client_ca))
+    return ctx
+
+
+@contextlib.contextmanager
+def wss_server(pair: Any, handler: Any = echo, host: str = "localhost", path: str = "",
+               **kwargs: Any) -> Iterator[str]:
+    """A `websockets` TLS server; yields wss://host:port followed by path."""
+    ctx = kwargs.pop("ssl", None) or server_ctx(pair)
+    with websockets_server(handler, ssl=ctx, **kwargs) as url:
+        yield f"wss://{host}:{url.rsplit(':', 1)[1]}{path}"
+
+
+def run_bounded(client: Any, limit: float = LIMIT) -> float:
+    """client.run() with a watchdog that stops it after limit seconds; returns
+    how long it ran (and fails if the watchdog had to stop it)."""
+    timer = threading.Timer(limit, client.stop, (False,))
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        client.run()
+    finally:
+        timer.cancel()
+    elapsed = time.monotonic() - t0
+    assert elapsed < limit, "the client did not finish on its own"
+    return elapsed
 
 
 def accept_of(key: str) -> str:

@@ -11,13 +11,11 @@ import time
 from typing import Any
 
 import pytest
-from clientkit import raw_server, read_head, running_server, websockets_server
+from clientkit import LIMIT, raw_server, read_head, run_bounded, running_server, websockets_server
 
 import wsuv
 import wsuv.aio
 from wsuv.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
-
-LIMIT = 10.0
 
 
 class Script(wsuv.Handler):
@@ -54,20 +52,6 @@ class Script(wsuv.Handler):
         self.events.append("failed")
         self.failure = error
         self.ws = ws
-
-
-def run_bounded(client: wsuv.Client) -> float:
-    """client.run() with a watchdog that stops it after LIMIT seconds."""
-    timer = threading.Timer(LIMIT, client.stop, (False,))
-    timer.start()
-    t0 = time.monotonic()
-    try:
-        client.run()
-    finally:
-        timer.cancel()
-    elapsed = time.monotonic() - t0
-    assert elapsed < LIMIT, "the client did not finish on its own"
-    return elapsed
 
 
 MESSAGES = ["", "a", "é" * 1000, b"", b"\x00\xff" * 40000, "x" * (1 << 20), b"y" * (3 << 20)]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -16,12 +15,12 @@ from typing import Any
 
 import pytest
 import tlskit as kit_mod
-from clientkit import running_server, websockets_server
+from clientkit import LIMIT, echo, run_bounded, running_server, server_ctx
+from clientkit import wss_server as clientkit_wss_server
 
 import wsuv
 import wsuv.aio
 
-LIMIT = 10.0
 MESSAGES = ["", "a", "é" * 1000, b"\x00\xff" * 40000, "x" * (1 << 20), b"y" * (3 << 20)]
 
 
@@ -56,41 +55,12 @@ class Script(wsuv.Handler):
         self.failure = error
 
 
-def run_bounded(client: wsuv.Client) -> float:
-    """client.run() with a watchdog that stops it after LIMIT seconds."""
-    timer = threading.Timer(LIMIT, client.stop, (False,))
-    timer.start()
-    t0 = time.monotonic()
-    try:
-        client.run()
-    finally:
-        timer.cancel()
-    elapsed = time.monotonic() - t0
-    assert elapsed < LIMIT, "the client did not finish on its own"
-    return elapsed
-
-
-async def echo(ws: Any) -> None:
-    async for message in ws:
-        await ws.send(message)
-
-
-def server_ctx(pair: Any, *, client_ca: Path | None = None) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(pair.cert), str(pair.key))
-    if client_ca is not None:
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(str(client_ca))
-    return ctx
-
-
 @contextlib.contextmanager
 def wss_server(pair: Any, handler: Any = echo, host: str = "localhost",
                **kwargs: Any) -> Iterator[str]:
     """A `websockets` TLS server; yields wss://host:port/."""
-    ctx = kwargs.pop("ssl", None) or server_ctx(pair)
-    with websockets_server(handler, ssl=ctx, **kwargs) as url:
-        yield f"wss://{host}:{url.rsplit(':', 1)[1]}/"
+    with clientkit_wss_server(pair, handler, host, path="/", **kwargs) as url:
+        yield url
 
 
 def _echoed(h: Script) -> None:

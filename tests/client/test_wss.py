@@ -21,7 +21,16 @@ from typing import Any
 
 import pytest
 import tlskit as kit_mod
-from clientkit import TIMEOUT, raw_server, read_head, running_server, switching, websockets_server
+from clientkit import (
+    TIMEOUT,
+    echo,
+    raw_server,
+    read_head,
+    running_server,
+    server_ctx,
+    switching,
+    wss_server,
+)
 
 import wsuv
 import wsuv.aio
@@ -30,31 +39,6 @@ import wsuv.sync
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 BIG = 4 << 20
-
-
-async def echo(ws: Any) -> None:
-    async for message in ws:
-        await ws.send(message)
-
-
-def server_ctx(pair: Any, *, client_ca: Path | None = None) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(pair.cert), str(pair.key))
-    ctx.set_alpn_protocols(["http/1.1"])
-    if client_ca is not None:
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(str(client_ca))
-    return ctx
-
-
-@contextlib.contextmanager
-def wss_server(pair: Any, handler: Any = echo, host: str = "localhost",
-               **kwargs: Any) -> Iterator[str]:
-    """A `websockets` TLS server; yields wss://host:port."""
-    ctx = kwargs.pop("ssl", None) or server_ctx(pair)
-    with websockets_server(handler, ssl=ctx, **kwargs) as url:
-        port = url.rsplit(":", 1)[1]
-        yield f"wss://{host}:{port}"
 
 
 def tls_info_handler(seen: dict[str, Any]) -> Any:
