@@ -7,6 +7,8 @@ option has one name, one default and one sentence of documentation.
 
 from __future__ import annotations
 
+import os
+
 TYPE_CHECKING = False  # typing is not imported at run time: it costs wsuv-serve RSS
 if TYPE_CHECKING:
     from typing import Any
@@ -43,6 +45,10 @@ class Option:
         if self.choices is not None and value is not None and value not in self.choices:
             raise ValueError(f"{self.name} must be one of {', '.join(self.choices)} or None, "
                              f"not {value!r}")
+        if self.type is bool and not isinstance(value, bool):
+            raise TypeError(f"{self.name} must be True or False, not {value!r}")
+        if self.type is str and value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{self.name} must be a string, not {value!r}")
         if self.maximum is None or value is None:
             return
         if isinstance(value, bool) or not isinstance(value, int if self.type is int

@@ -27,6 +27,11 @@ BAD_VALUES: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"busy_poll_us": True}, TypeError, "busy_poll_us must be an integer"),
     ({"handshake_timeout": "10"}, TypeError, "handshake_timeout must be a number"),
     ({"no_such_option": 1}, TypeError, "unknown server option(s): no_such_option"),
+    ({"tcp_nodelay": "yes"}, TypeError, "tcp_nodelay must be True or False, not 'yes'"),
+    ({"compression_filtered": None}, TypeError, "compression_filtered must be True or False"),
+    ({"reuseport": 1}, TypeError, "reuseport must be True or False, not 1"),
+    ({"host": 5}, TypeError, "host must be a string, not 5"),
+    ({"pubsub_namespace": b"x"}, TypeError, "pubsub_namespace must be a string"),
 ]
 
 
