@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import inspect
 import logging
 import threading
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterable
 from typing import Any
 
 from wsuv._core import ffi, lib
@@ -180,7 +181,7 @@ class AioServer:
         self.port = server.port
         self._closed: asyncio.Future[None] = self._loop.create_future()
         # A finished future: what a connection's task is woken with in place.
-        self._ready: asyncio.Future[None] = self._loop.create_future()
+        self._ready: asyncio.Future[None] = _Finished(loop=self._loop)
         self._ready.set_result(None)
         with server._waiters_lock:
             server._running = True
@@ -328,11 +329,18 @@ class _ConnectionAdapter(_Adapter):
     """``async def handler(ws)``: one task per connection; its end closes (1000)."""
 
     def start(self, conn: Connection) -> None:
-        conn._task = self.aio._loop.create_task(self._run(conn))
+        work = self.user(conn)
+        if inspect.iscoroutine(work):
+            # The handler's own coroutine is the task (no wrapper to pass
+            # every message through); its end is seen by a done callback.
+            task = conn._task = self.aio._loop.create_task(work)
+            task.add_done_callback(functools.partial(_handler_done, conn))
+        else:  # another awaitable: awaited by a wrapper
+            conn._task = self.aio._loop.create_task(self._run(conn, work))
 
-    async def _run(self, conn: Connection) -> None:
+    async def _run(self, conn: Connection, work: Awaitable[None]) -> None:
         try:
-            await self.user(conn)
+            await work
         except ConnectionClosed:
             pass
         except Exception:
@@ -340,6 +348,19 @@ class _ConnectionAdapter(_Adapter):
             conn._close_now(1011, "internal error")
             return
         conn._close_now(1000, "")
+
+
+def _handler_done(conn: Connection, task: asyncio.Task[None]) -> None:
+    """A connection handler's end: returned (or ConnectionClosed) closes with
+    1000, an exception with 1011 (logged); a cancelled one leaves it."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is None or isinstance(exc, ConnectionClosed):
+        conn._close_now(1000, "")
+    else:
+        log.error("connection handler raised; closing %r with 1011", conn.ws, exc_info=exc)
+        conn._close_now(1011, "internal error")
 
 
 class _AsyncMethodsAdapter(_Adapter):
@@ -509,9 +530,11 @@ class Connection:
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         return self
 
-    async def __anext__(self) -> str | bytes:
-        """``async for``: the next message, until the connection is closed."""
-        # recv() inlined: one coroutine per message, not two.
+    @types.coroutine
+    def __anext__(self) -> Generator[Any, None, str | bytes]:
+        """``async for``: the next message, until the connection is closed.
+        A generator-based awaitable (recv() inlined): one object per
+        message, where a coroutine awaiting a wait would make two."""
         inbox = self._inbox
         while not inbox:
             if self._done.done():
@@ -520,8 +543,11 @@ class Connection:
             if waiter.done():
                 waiter = self._wait_fut = self._loop.create_future()
             self._waiter = waiter
+            # Returns when the task is woken, whatever the waiter's state: a
+            # wake in place (_wake) leaves it pending for the next wait.
+            waiter._asyncio_future_blocking = True
             try:
-                await _wait(waiter)
+                yield waiter
             except BaseException:  # cancelled: _wake did not clear it
                 self._waiter = None
                 raise
@@ -541,38 +567,58 @@ class Connection:
                 self._full = bool(_consumed(c, taken))
 
     # -- sending ---------------------------------------------------------------------
-    async def send(self, message: Message) -> None:
-        """Send a message; waits while the write buffer is above write_high_water."""
+    def send(self, message: Message) -> Awaitable[None]:
+        """Send a message: ``await ws.send(m)``. It leaves at once (the call
+        itself sends); the await waits only while the write buffer is above
+        write_high_water. Called from another thread, nothing happens until
+        the result is awaited on the loop (``run_coroutine_threadsafe``)."""
         ws = self.ws
+        c = ws._c
+        if c is None or _get_ident() != self._thread:
+            return self._send_later(message)
         # What the tasks of this loop iteration send leaves together at the
         # next one (one writev per connection), with no wake-up of the C loop;
         # a task stepped in place (inside a turn) needs no flush at all.
         host = self._host
         if not host._in_turn and not host._flushing:
             host.flush_soon()
-        c = ws._c
         # One C call sends and tells whether write_high_water is passed.
         kind = type(message)
-        if kind is bytes and c is not None and _get_ident() == self._thread:
+        if kind is bytes:
             full = _send_hw(c, 2, message, len(message))
-            if full < 0:
-                raise ConnectionClosed(ws.close_code, ws.close_reason or "closing")
-        elif kind is str and c is not None and _get_ident() == self._thread:
+        elif kind is str:
             data = message.encode()  # type: ignore[union-attr]
             full = _send_hw(c, 1, data, len(data))
-            if full < 0:
-                raise ConnectionClosed(ws.close_code, ws.close_reason or "closing")
         else:
-            ws.send(message)
-            c = ws._c
-            full = c is not None and _buffered(c) >= self._high_water
-        if full:
-            self._drain = self._loop.create_future()
-            try:
-                await asyncio.wait([self._drain, self._done],
-                                   return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                self._drain = None
+            return self._send_later(message)
+        if full == 0:
+            return self._ready  # a finished future: the await costs no frame
+        if full < 0:
+            return self._raise_closed()
+        return self._wait_drain()
+
+    async def _send_later(self, message: Message) -> None:
+        """send() off the loop thread, of a closed connection, or of a type
+        the fast path does not take: WebSocket.send does it (and refuses)."""
+        ws = self.ws
+        if ws._c is not None and _get_ident() == self._thread:
+            self._host.flush_soon()
+        ws.send(message)
+        c = ws._c
+        if c is not None and _buffered(c) >= self._high_water:
+            await self._wait_drain()
+
+    async def _raise_closed(self) -> None:
+        ws = self.ws
+        raise ConnectionClosed(ws.close_code, ws.close_reason or "closing")
+
+    async def _wait_drain(self) -> None:
+        """Until the write buffer is drained below the mark, or the close."""
+        self._drain = self._loop.create_future()
+        try:
+            await asyncio.wait([self._drain, self._done], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._drain = None
 
     async def ping(self, data: bytes = b"") -> None:
         """Send a ping (the pong is answered for us; at most 125 bytes)."""
@@ -652,6 +698,25 @@ class Connection:
                 self.ws.close(code, reason)
             except ValueError:
                 self.ws.close(1011, "")
+
+
+class _Finished(asyncio.Future):  # type: ignore[type-arg]
+    """A finished future that is also a coroutine: what Connection.send
+    returns when nothing is left to wait for. ``await`` on it runs in C with
+    no frame; ``create_task``/``run_coroutine_threadsafe`` take it too (as
+    a coroutine whose first step returns)."""
+
+    def send(self, value: object) -> None:
+        raise StopIteration(None)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> None:
+        raise typ if val is None else val
+
+    def close(self) -> None:
+        return None
+
+
+Coroutine.register(_Finished)
 
 
 @types.coroutine

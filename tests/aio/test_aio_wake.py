@@ -109,6 +109,54 @@ def test_recv_under_a_timeout_then_the_next_message(run: Any) -> None:
     run(main())
 
 
+def test_send_is_awaitable_a_task_a_call_from_another_thread_and_eager(run: Any) -> None:
+    """send() sends at the call and returns something to await: a finished
+    future (which create_task and wait_for also take), or a coroutine when
+    it must wait. From another thread, it sends once awaited on the loop."""
+    seen: list[str] = []
+
+    async def handler(ws: wsuv.aio.Connection) -> None:
+        loop = asyncio.get_running_loop()
+        async for message in ws:
+            if message == "task":
+                await asyncio.wait_for(asyncio.create_task(ws.send("from a task")), T)
+            elif message == "wait_for":
+                await asyncio.wait_for(ws.send("under wait_for"), T)
+            elif message == "gather":
+                await asyncio.gather(ws.send("g1"), ws.send("g2"))
+            elif message == "not awaited":
+                pending = ws.send("sent at the call")
+                seen.append(type(pending).__name__)
+                await asyncio.sleep(0)
+                await pending  # awaiting it later is harmless
+            elif message == "thread":
+                def other() -> None:
+                    fut = asyncio.run_coroutine_threadsafe(ws.send("from a thread"), loop)
+                    fut.result(T)
+                await asyncio.wait_for(asyncio.to_thread(other), T)
+            elif message == "close":
+                await ws.close()
+                with pytest.raises(wsuv.ConnectionClosed):
+                    await ws.send("after the close")
+                seen.append("refused after close")
+                return
+
+    async def main() -> None:
+        async with wsuv.aio.serve(handler, port=0) as server:
+            async with connect(url(server)) as client:
+                for ask, want in (("task", ["from a task"]), ("wait_for", ["under wait_for"]),
+                                  ("gather", ["g1", "g2"]), ("not awaited", ["sent at the call"]),
+                                  ("thread", ["from a thread"])):
+                    await client.send(ask)
+                    got = [await asyncio.wait_for(client.recv(), T) for _ in want]
+                    assert got == want, ask
+                await client.send("close")
+                await asyncio.wait_for(client.wait_closed(), T)
+                await asyncio.sleep(0.05)
+        assert seen == ["_Finished", "refused after close"]
+    run(main())
+
+
 _EXITING = """
 import asyncio, sys
 import wsuv.aio
