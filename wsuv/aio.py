@@ -329,25 +329,10 @@ class _ConnectionAdapter(_Adapter):
     """``async def handler(ws)``: one task per connection; its end closes (1000)."""
 
     def start(self, conn: Connection) -> None:
-        work = self.user(conn)
-        if inspect.iscoroutine(work):
-            # The handler's own coroutine is the task (no wrapper to pass
-            # every message through); its end is seen by a done callback.
-            task = conn._task = self.aio._loop.create_task(work)
-            task.add_done_callback(functools.partial(_handler_done, conn))
-        else:  # another awaitable: awaited by a wrapper
-            conn._task = self.aio._loop.create_task(self._run(conn, work))
-
-    async def _run(self, conn: Connection, work: Awaitable[None]) -> None:
-        try:
-            await work
-        except ConnectionClosed:
-            pass
-        except Exception:
-            log.exception("connection handler raised; closing %r with 1011", conn.ws)
-            conn._close_now(1011, "internal error")
-            return
-        conn._close_now(1000, "")
+        # The handler's own coroutine is the task (no wrapper for every message
+        # to pass through); its end is seen by a done callback.
+        task = conn._task = self.aio._loop.create_task(self.user(conn))
+        task.add_done_callback(functools.partial(_handler_done, conn))
 
 
 def _handler_done(conn: Connection, task: asyncio.Task[None]) -> None:
