@@ -125,7 +125,7 @@ struct ws_server_conn {
   struct ws_client_state *cl; /* client connections only (owned; client.c) */
   ws_tls *tls;                /* TLS connections only (owned; srv_tls.c) */
   uint8_t over_limit;         /* accepted past max_connections over TLS: told 503
-                                 once its TLS handshake is done (srv_tls.c) */
+                                 once its request head is read (srv_read.c) */
 };
 
 typedef struct cork_entry {

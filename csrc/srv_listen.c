@@ -67,9 +67,10 @@ static void on_connection(uv_stream_t *listener, int status) {
       ws_srv_refuse_busy(c);
       return;
     }
-    /* Over TLS the 503 can only be read once the TLS handshake is done: the
-     * connection is carried that far (a bounded number at a time; past
-     * that it is closed at once), then told. */
+    /* Over TLS the 503 can only be read once the TLS handshake is done and
+     * is sent once the request is read: the connection is carried that far
+     * (a bounded number at a time; past that it is closed at once, and the
+     * handshake timeout bounds a silent one), then told. */
     if (s->nconns > s->cfg.max_connections + WS_SRV_TLS_REFUSING_MAX) {
       ws_srv_conn_destroy(c);
       return;

@@ -209,6 +209,13 @@ static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
   size_t used = 0;
   int st = ws_handshake_execute(c->hs, data, len, &used);
   if (st == WS_HS_NEED_MORE) return;
+  if (c->over_limit) {
+    /* Past max_connections over TLS: answered once its request is read, as
+     * an HTTP client expects; answering earlier races the request and a
+     * client may take the answer for a dropped connection. */
+    ws_srv_refuse_busy(c);
+    return;
+  }
   if (st == WS_HS_FAIL) {
     const char *reason = ws_handshake_fail_reason(c->hs);
     int status = ws_handshake_fail_status(c->hs);

@@ -127,10 +127,6 @@ void ws_srv_tls_read(ws_server_conn *c, char *data, size_t len) {
     long n = ws_tls_read(t, s->tls_plain, TLS_PLAIN_SIZE);
     send_out(c); /* handshake flights, tickets, alerts */
     if (c->phase >= PH_CLOSED) break;
-    if (c->over_limit && ws_tls_handshake_done(t)) { /* past max_connections */
-      ws_srv_refuse_busy(c);
-      break;
-    }
     if (n == 0) return;
     if (n == WS_TLS_EOF) {
       ws_tls_discard_input(t);

@@ -56,6 +56,13 @@ def test_503_reaches_a_raw_tls_client_as_an_http_response(tlskit: Any) -> None:
             with socket.create_connection(("127.0.0.1", server.port), TIMEOUT) as raw, \
                     ctx.wrap_socket(raw, server_hostname="localhost") as tls:
                 tls.settimeout(TIMEOUT)
+                # Nothing is answered before the request head is complete.
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+                tls.settimeout(0.3)
+                with pytest.raises(socket.timeout):
+                    tls.recv(4096)
+                tls.settimeout(TIMEOUT)
+                tls.sendall(b"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
                 head = b""
                 while b"\r\n\r\n" not in head:
                     chunk = tls.recv(4096)
