@@ -157,6 +157,32 @@ def test_send_is_awaitable_a_task_a_call_from_another_thread_and_eager(run: Any)
     run(main())
 
 
+def test_anext_awaited_under_wait_for_and_as_a_task(run: Any) -> None:
+    """anext(ws) is awaitable directly and under wait_for. It is a
+    generator-based awaitable, which create_task refuses from Python 3.12
+    on (README: make the task of recv()); the refusal loses no message."""
+    got: list[str] = []
+
+    async def handler(ws: wsuv.aio.Connection) -> None:
+        got.append(await anext(ws))
+        got.append(await asyncio.wait_for(anext(ws), T))
+        if sys.version_info >= (3, 12):
+            with pytest.raises(TypeError, match="coroutine"):
+                asyncio.create_task(anext(ws))
+        got.append(await asyncio.create_task(ws.recv()))
+        async for message in ws:
+            got.append(message)
+            await ws.send(",".join(got))
+
+    async def main() -> None:
+        async with wsuv.aio.serve(handler, port=0) as server:
+            async with connect(url(server)) as client:
+                for m in ("a", "b", "c", "d"):
+                    await client.send(m)
+                assert await asyncio.wait_for(client.recv(), T) == "a,b,c,d"
+    run(main())
+
+
 _EXITING = """
 import asyncio, sys
 import wsuv.aio
