@@ -124,8 +124,8 @@ struct ws_server_conn {
   uint64_t pmd_check_ms;      /* start of the current idle period */
   struct ws_client_state *cl; /* client connections only (owned; client.c) */
   ws_tls *tls;                /* TLS connections only (owned; srv_tls.c) */
-  uint8_t over_limit;         /* accepted past max_connections over TLS: told 503
-                                 once its request head is read (srv_read.c) */
+  uint8_t over_limit;         /* accepted past max_connections: told 503 once
+                                 its request head is read (srv_read.c) */
 };
 
 typedef struct cork_entry {
@@ -372,10 +372,10 @@ void ws_srv_conn_destroy(ws_server_conn *c);
 void ws_srv_conn_finish(ws_server_conn *c);
 /* The 503 of a connection past max_connections, then the close. */
 void ws_srv_refuse_busy(ws_server_conn *c);
-/* How many TLS connections past max_connections are carried through their
- * TLS handshake at a time to be told 503 (each holds TLS state until then,
- * at most handshake_timeout); more are closed at once. */
-#define WS_SRV_TLS_REFUSING_MAX 64u
+/* How many connections past max_connections are carried at a time until
+ * their request head is read, to be told 503 (each holds its handshake and
+ * TLS state until then, at most handshake_timeout); more are closed at once. */
+#define WS_SRV_REFUSING_MAX 64u
 /* The close callback of a connection's handles (frees it after the last). */
 void ws_srv_on_conn_handle_closed(uv_handle_t *h);
 /* A client connection's failure before open: reported now, or queued like a

@@ -63,15 +63,12 @@ static void on_connection(uv_stream_t *listener, int status) {
     return;
   }
   if (s->cfg.max_connections && s->nconns > s->cfg.max_connections) {
-    if (c->tls == NULL) {
-      ws_srv_refuse_busy(c);
-      return;
-    }
-    /* Over TLS the 503 can only be read once the TLS handshake is done and
-     * is sent once the request is read: the connection is carried that far
-     * (a bounded number at a time; past that it is closed at once, and the
-     * handshake timeout bounds a silent one), then told. */
-    if (s->nconns > s->cfg.max_connections + WS_SRV_TLS_REFUSING_MAX) {
+    /* The 503 is sent once the request head is read (over TLS, it could
+     * not be read before the TLS handshake either): an HTTP client that
+     * finds an answer before its request takes it for a dropped
+     * connection. It is carried that far, a bounded number at a time (past
+     * that it is closed at once; the handshake timeout bounds a silent one). */
+    if (s->nconns > s->cfg.max_connections + WS_SRV_REFUSING_MAX) {
       ws_srv_conn_destroy(c);
       return;
     }

@@ -210,9 +210,8 @@ static void handle_handshake(ws_server_conn *c, char *data, size_t len) {
   int st = ws_handshake_execute(c->hs, data, len, &used);
   if (st == WS_HS_NEED_MORE) return;
   if (c->over_limit) {
-    /* Past max_connections over TLS: answered once its request is read, as
-     * an HTTP client expects; answering earlier races the request and a
-     * client may take the answer for a dropped connection. */
+    /* Past max_connections: answered once its request is read, as an HTTP
+     * client expects (srv_listen.c). */
     ws_srv_refuse_busy(c);
     return;
   }

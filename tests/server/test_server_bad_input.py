@@ -166,16 +166,33 @@ def test_handshake_timeout_closes_silent_and_slow_clients() -> None:
 
 def test_over_max_connections_is_503() -> None:
     handler = EchoHandler()
-    with running_server(handler, max_connections=2) as server:
+    with running_server(handler, max_connections=2, handshake_timeout=1.0) as server:
         a, ra = open_raw(server)
         b, rb = open_raw(server)
         with a, b:
-            resp = http_exchange(server, b"")  # nothing sent: answered at accept
-            assert resp.status == 503
-            assert b"too many connections" in resp.body
+            # Answered once the request head is read, not before.
+            with raw_connect(server) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+                sock.settimeout(0.3)
+                with pytest.raises(TimeoutError):
+                    sock.recv(4096)
+                sock.sendall(b"\r\n")
+                resp = read_response(sock)
+                assert resp.status == 503
+                assert b"too many connections" in resp.body
+                assert_eof(sock)
             # A full WebSocket attempt is refused the same way.
             resp = http_exchange(server, upgrade_request())
             assert resp.status == 503
+            # One that sends nothing is closed at the handshake timeout.
+            with raw_connect(server) as silent:
+                assert 0.5 < assert_eof(silent) < 4.0
+            # A client library sees the 503, never a dropped connection (an
+            # answer sent before the request reached it as one).
+            for _ in range(20):
+                with pytest.raises(websockets.InvalidStatus) as refused:
+                    ws_connect(url(server), open_timeout=TIMEOUT)
+                assert refused.value.response.status_code == 503
             echo_raw(a, ra)  # the two admitted are unaffected
             echo_raw(b, rb)
             a.sendall(client_frame(0x8, close_payload(1000)))
