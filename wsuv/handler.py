@@ -122,6 +122,9 @@ def resolve_handler(obj: Any, where: str = "handler", *, allow_async: bool = Fal
         obj = obj()
     elif not any(callable(getattr(obj, m, None)) for m in REQUIRED_ANY) or (
             inspect.ismodule(obj) or inspect.isroutine(obj)):
+        if allow_async:
+            raise TypeError(f"{where} must be a coroutine function (async def handler(ws)) "
+                            f"or a wsuv.Handler instance or class, not {_describe(obj)}")
         raise TypeError(f"{where} must be a wsuv.Handler instance or class (with on_message, "
                         f"on_open, ...), not {_describe(obj)}")
     for name in METHODS:

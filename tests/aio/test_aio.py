@@ -480,7 +480,9 @@ def test_misuse_is_one_sentence() -> None:
         asyncio.run(bad(handle_signals=True))
     with pytest.raises(ValueError, match="max_queue"):
         asyncio.run(bad(max_queue=(1, 5)))
-    with pytest.raises(TypeError, match="wsuv.Handler instance or class"):
+    # A plain def where a coroutine function belongs: the sentence names both forms.
+    with pytest.raises(TypeError, match=r"coroutine function \(async def handler\(ws\)\) "
+                                        r"or a wsuv.Handler instance or class, not the function"):
         asyncio.run(wsuv.aio.serve(lambda ws: None, port=0)._ready())
     with pytest.raises(TypeError, match=r"wsuv\.aio\.serve"):
         wsuv.Server(echo)

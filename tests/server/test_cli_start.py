@@ -88,7 +88,8 @@ def refused(*args: str, cwd: Path | None = None, status: int = 1) -> str:
 ])
 def test_non_handler_is_refused_at_start(app_dir: Path, attr: str, named: str) -> None:
     line = refused(f"apps:{attr}", "--port", str(free_port()), cwd=app_dir)
-    assert f"apps:{attr} must be a wsuv.Handler instance or class" in line
+    assert (f"apps:{attr} must be a coroutine function (async def handler(ws)) "
+            "or a wsuv.Handler instance or class") in line
     assert named in line
 
 
