@@ -51,6 +51,7 @@ DEFAULT_MAX_QUEUE = 16
 
 def serve(handler: Any, host: str = "127.0.0.1", port: int = 8080,
           *, max_queue: int | tuple[int, int] | None = DEFAULT_MAX_QUEUE,
+          process_request: Callable[[Request], Any] | None = None,
           **options: Any) -> _Serve:
     """Serve ``handler`` on the running asyncio loop.
 
@@ -58,9 +59,13 @@ def serve(handler: Any, host: str = "127.0.0.1", port: int = 8080,
     ``server = await wsuv.aio.serve(...)``. Every option of
     :class:`wsuv.Server` is accepted; ``max_queue`` bounds the messages
     waiting for an async handler per connection (``(high, low)``, or ``high``
-    with low = high // 4; ``None`` = unbounded).
+    with low = high // 4; ``None`` = unbounded). ``process_request(request)``
+    (plain or ``async def``) decides before the 101 for a connection handler,
+    as a Handler's ``on_connect`` does: ``None`` or an ``Accept`` opens, a
+    ``Response`` refuses.
     """
-    return _Serve(handler, dict(options, host=host, port=port), max_queue)
+    return _Serve(handler, dict(options, host=host, port=port), max_queue,
+                  process_request=process_request)
 
 
 def client(handler: Any, **options: Any) -> _Serve:
@@ -75,14 +80,17 @@ class _Serve:
     """What :func:`serve` returns: awaitable, and an async context manager."""
 
     def __init__(self, handler: Any, options: dict[str, Any],
-                 max_queue: int | tuple[int, int] | None, dial_only: bool = False) -> None:
+                 max_queue: int | tuple[int, int] | None, dial_only: bool = False,
+                 process_request: Callable[[Request], Any] | None = None) -> None:
         self._args = (handler, options, max_queue)
         self._dial_only = dial_only
+        self._process_request = process_request
         self._server: AioServer | None = None
 
     def _start(self) -> AioServer:
         if self._server is None:
-            self._server = AioServer(*self._args, dial_only=self._dial_only)
+            self._server = AioServer(*self._args, dial_only=self._dial_only,
+                                     process_request=self._process_request)
         return self._server
 
     def __await__(self) -> Generator[Any, None, AioServer]:
@@ -120,7 +128,8 @@ class AioServer:
     """A :class:`wsuv.Server` attached to the running asyncio loop."""
 
     def __init__(self, handler: Any, options: dict[str, Any],
-                 max_queue: int | tuple[int, int] | None, *, dial_only: bool = False) -> None:
+                 max_queue: int | tuple[int, int] | None, *, dial_only: bool = False,
+                 process_request: Callable[[Request], Any] | None = None) -> None:
         what = "wsuv.aio.client" if dial_only else "wsuv.aio.serve"
         try:
             self._loop = asyncio.get_running_loop()
@@ -148,9 +157,12 @@ class AioServer:
             if user is None:
                 adapter = None  # the built-in C echo
             elif is_connection_handler(user):
-                adapter = _ConnectionAdapter(self, user)
+                adapter = _ConnectionAdapter(self, user, _checked_process_request(process_request))
             elif has_async_methods(user):
                 adapter = _AsyncMethodsAdapter(self, user)
+        if process_request is not None and not isinstance(adapter, _ConnectionAdapter):
+            raise TypeError("process_request goes with a connection handler (async def "
+                            "handler(ws)); a wsuv.Handler decides in its on_connect")
         self.handler = user
         # Every server and client of this asyncio loop shares one C loop (one fd).
         host = host_for(self._loop)
@@ -262,9 +274,13 @@ class AioServer:
 class _Adapter(Handler):
     """Base of the adapters: per-connection inboxes with max_queue backpressure."""
 
-    def __init__(self, aio: AioServer, user: Any) -> None:
+    def __init__(self, aio: AioServer, user: Any,
+                 decide: Callable[[Request], Any] | None = None) -> None:
         self.aio = aio
         self.user = user
+        # What decides on a request before the 101: the handler's on_connect,
+        # or a connection handler's process_request.
+        self.decide = decide if decide is not None else getattr(user, "on_connect", None)
         self.conns: dict[WebSocket, Connection] = {}
         # Opt-in callbacks exist here only if the application has them, so C
         # reports pings, pongs and plain HTTP requests only when asked to.
@@ -276,13 +292,12 @@ class _Adapter(Handler):
 
     def on_connect(self, request: Request) -> Any:
         """A plain on_connect decides at once (an async one is awaited instead)."""
-        hook = getattr(self.user, "on_connect", None)
+        hook = self.decide
         return hook(request) if callable(hook) else None
 
     def attach(self, server: Server) -> None:
         """Hook the awaited on_connect in, if there is one."""
-        hook = getattr(self.user, "on_connect", None)
-        if inspect.iscoroutinefunction(hook):
+        if inspect.iscoroutinefunction(self.decide):
             server._async_connect = self._connect_later
 
     def _connect_later(self, c: Any, request: Request) -> None:
@@ -290,7 +305,7 @@ class _Adapter(Handler):
 
     async def _connect(self, c: Any, request: Request) -> None:
         try:
-            decision: Any = await self.user.on_connect(request)
+            decision: Any = await self.decide(request)  # type: ignore[misc]
         except Exception as exc:
             decision = exc
         if is_pending(c):
@@ -333,6 +348,24 @@ class _ConnectionAdapter(_Adapter):
         # to pass through); its end is seen by a done callback.
         task = conn._task = self.aio._loop.create_task(self.user(conn))
         task.add_done_callback(functools.partial(_handler_done, conn))
+
+
+def _checked_process_request(hook: Any) -> Callable[[Request], Any] | None:
+    """process_request as given, once it is known to take (request)."""
+    if hook is None:
+        return None
+    if not callable(hook):
+        raise TypeError(f"process_request must be a function of (request), not "
+                        f"{type(hook).__name__}")
+    try:
+        inspect.signature(hook).bind(None)
+    except TypeError:
+        raise TypeError("process_request takes one argument, the request (websockets' "
+                        "(connection, request) form: drop the connection; refuse with "
+                        "wsuv.Response(status, body))") from None
+    except ValueError:
+        pass  # no signature to inspect: the call decides
+    return hook  # type: ignore[no-any-return]
 
 
 def _handler_done(conn: Connection, task: asyncio.Task[None]) -> None:
