@@ -30,7 +30,7 @@ from typing import Any
 from wsuv._core import ffi, lib
 from wsuv._uvdrive import UvDriver, host_for
 from wsuv.handler import Handler, has_async_methods, is_connection_handler, resolve_handler
-from wsuv.request import Request
+from wsuv.request import Request, Response
 from wsuv.server import Server, _default_logging, decide_later, is_pending
 from wsuv.websocket import ConnectionClosed, Message, WebSocket
 
@@ -289,6 +289,14 @@ class _Adapter(Handler):
                 setattr(self, name, None)
         if callable(getattr(user, "on_http", None)):
             self.on_http = user.on_http
+        elif decide is not None and not inspect.iscoroutinefunction(decide):
+            self.on_http = self._http_decided  # a health check, as in websockets
+
+    def _http_decided(self, request: Request) -> Response | None:
+        """A plain HTTP request, shown to a plain process_request: its
+        Response answers; anything else leaves the 426."""
+        decision = self.decide(request)  # type: ignore[misc]
+        return decision if isinstance(decision, Response) else None
 
     def on_connect(self, request: Request) -> Any:
         """A plain on_connect decides at once (an async one is awaited instead)."""

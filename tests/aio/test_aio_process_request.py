@@ -116,3 +116,39 @@ def test_process_request_is_not_a_client_option(run: Any) -> None:
             async with wsuv.aio.client(Echo(), process_request=check_token):  # type: ignore[call-arg]
                 pass
     run(main())
+
+
+def health(request: wsuv.Request) -> Any:
+    if request.path == "/healthz":
+        return wsuv.Response(200, "ok\n")
+    return check_token(request)
+
+
+async def health_later(request: wsuv.Request) -> Any:
+    return health(request)
+
+
+async def http_get(port: int, path: str, extra: str = "") -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
+    data = await asyncio.wait_for(reader.read(), T)  # the server closes after answering
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_a_plain_process_request_answers_plain_http_too(run: Any) -> None:
+    async def main() -> None:
+        async with wsuv.aio.serve(who, port=0, process_request=health) as server:
+            assert server.port is not None
+            assert await http_get(server.port, "/healthz") == (200, b"ok\n")
+            # A Response answers; anything else (None, an Accept) leaves the 426.
+            assert (await http_get(server.port, "/other"))[0] == 401
+            token = "Authorization: Bearer s3cret\r\n"
+            assert (await http_get(server.port, "/other", token))[0] == 426
+        async with wsuv.aio.serve(who, port=0, process_request=health_later) as server:
+            assert server.port is not None
+            # An async def one sees upgrade requests only.
+            assert (await http_get(server.port, "/healthz"))[0] == 426
+            assert await refused_status(url(server)) == (401, b"a token is needed\n")
+    run(main())
