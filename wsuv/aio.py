@@ -281,6 +281,7 @@ class _Adapter(Handler):
         # What decides on a request before the 101: the handler's on_connect,
         # or a connection handler's process_request.
         self.decide = decide if decide is not None else getattr(user, "on_connect", None)
+        self.decider = "on_connect" if decide is None else "process_request"  # for the log
         self.conns: dict[WebSocket, Connection] = {}
         # Opt-in callbacks exist here only if the application has them, so C
         # reports pings, pongs and plain HTTP requests only when asked to.

@@ -736,8 +736,13 @@ def wsuv_on_request(s: Any, c: Any, hs: Any) -> None:
         _decide(srv, c, hs)
     except Exception:
         # Whatever failed, the answer is a refusal: never an accidental 101.
-        log.exception("on_connect failed; answering 500")
+        log.exception("%s failed; answering 500", _decider(srv))
         _reject_500(c)
+
+
+def _decider(srv: Server) -> str:
+    """What decided, for the log: on_connect, or wsuv.aio's process_request."""
+    return getattr(srv.handler, "decider", "on_connect")
 
 
 def _decide(srv: Server, c: Any, hs: Any) -> None:
@@ -756,8 +761,8 @@ def _carry_out(srv: Server, c: Any, request: Request, decision: Any) -> None:
     """Answer an upgrade request with what on_connect decided."""
     if isinstance(decision, Response):
         if decision.status < 200:
-            log.error("on_connect returned Response(%d): a refusal needs a status of 200 or "
-                      "more; answering 500", decision.status)
+            log.error("%s returned Response(%d): a refusal needs a status of 200 or "
+                      "more; answering 500", _decider(srv), decision.status)
             _reject_500(c)
         else:
             _respond(c, decision)
@@ -768,8 +773,8 @@ def _carry_out(srv: Server, c: Any, request: Request, decision: Any) -> None:
         subprotocol = decision.subprotocol
         headers = Response(101, b"", decision.headers).header_block()
         if subprotocol is not None and subprotocol not in request.subprotocols:
-            log.error("on_connect chose subprotocol %r the client did not offer; answering 500",
-                      subprotocol)
+            log.error("%s chose subprotocol %r the client did not offer; answering 500",
+                      _decider(srv), subprotocol)
             _reject_500(c)
             return
         if not decision.compression:
@@ -779,8 +784,8 @@ def _carry_out(srv: Server, c: Any, request: Request, decision: Any) -> None:
         # check that returns the wrong type would otherwise let everyone in.
         if hasattr(decision, "close") and hasattr(decision, "send"):
             decision.close()  # a coroutine: never awaited, so close it quietly
-        log.error("on_connect returned %s, not None, Accept or Response; answering 500",
-                  type(decision).__name__)
+        log.error("%s returned %s, not None, Accept or Response; answering 500",
+                  _decider(srv), type(decision).__name__)
         _reject_500(c)
         return
     ws = WebSocket(c, srv, request, subprotocol)
@@ -800,13 +805,13 @@ def decide_later(c: Any, decision: Any) -> None:
         return  # cancelled meanwhile (handshake timeout, shutdown)
     srv, request = entry
     if isinstance(decision, BaseException):
-        log.error("on_connect failed; answering 500", exc_info=decision)
+        log.error("%s failed; answering 500", _decider(srv), exc_info=decision)
         _reject_500(c)
         return
     try:
         _carry_out(srv, c, request, decision)
     except Exception:
-        log.exception("on_connect's decision failed; answering 500")
+        log.exception("%s's decision failed; answering 500", _decider(srv))
         _reject_500(c)
 
 

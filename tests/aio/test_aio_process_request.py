@@ -87,7 +87,8 @@ def test_process_request_that_raises_or_returns_nonsense_answers_500(
                 assert await asyncio.wait_for(client.recv(), T) == "ann: still (None)"
     run(main())
     assert "lookup failed" in caplog.text
-    assert "int" in caplog.text
+    assert "process_request failed; answering 500" in caplog.text
+    assert "process_request returned int, not None, Accept or Response" in caplog.text
 
 
 class Echo(wsuv.Handler):
