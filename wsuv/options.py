@@ -169,6 +169,32 @@ OPTIONS: tuple[Option, ...] = (
 
 OPTION_NAMES = frozenset(o.name for o in OPTIONS)
 
+# What a `websockets` server's options are here, for the refusal's sentence.
+_PORTED = {
+    "max_size": "max_message_size",
+    "open_timeout": "handshake_timeout",
+    "ssl": "ssl_certfile and ssl_keyfile",
+    "origins": "a check of request.headers['Origin'] in on_connect or process_request",
+    "subprotocols": "Accept(subprotocol=...) from on_connect or process_request",
+    "select_subprotocol": "Accept(subprotocol=...) from on_connect or process_request",
+    "process_response": "Accept(headers=[...]) from on_connect or process_request",
+    "logger": "the 'wsuv' logger",
+}
+
+
+def _unknown(names: set[str]) -> str:
+    """The refused names, each with what it is called here when we can tell."""
+    import difflib
+
+    said = []
+    for name in sorted(names):
+        hint = _PORTED.get(name)
+        if hint is None:
+            close = difflib.get_close_matches(name, OPTION_NAMES, n=1, cutoff=0.8)
+            hint = close[0] if close else None
+        said.append(f"{name} (here: {hint})" if hint else name)
+    return ", ".join(said)
+
 
 def resolve(overrides: dict[str, Any]) -> dict[str, Any]:
     """Defaults overlaid with ``overrides``. Unknown names and numbers of the
@@ -176,7 +202,7 @@ def resolve(overrides: dict[str, Any]) -> dict[str, Any]:
     timeout must not quietly mean "no timeout")."""
     unknown = set(overrides) - OPTION_NAMES
     if unknown:
-        raise TypeError(f"unknown server option(s): {', '.join(sorted(unknown))}")
+        raise TypeError(f"unknown server option(s): {_unknown(unknown)}")
     values = {o.name: o.default for o in OPTIONS}
     values.update(overrides)
     for o in OPTIONS:

@@ -27,6 +27,9 @@ BAD_VALUES: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"busy_poll_us": True}, TypeError, "busy_poll_us must be an integer"),
     ({"handshake_timeout": "10"}, TypeError, "handshake_timeout must be a number"),
     ({"no_such_option": 1}, TypeError, "unknown server option(s): no_such_option"),
+    # A websockets name, and a typo: what it is called here.
+    ({"max_size": 1}, TypeError, "unknown server option(s): max_size (here: max_message_size)"),
+    ({"max_conections": 1}, TypeError, "max_conections (here: max_connections)"),
     ({"tcp_nodelay": "yes"}, TypeError, "tcp_nodelay must be True or False, not 'yes'"),
     ({"compression_filtered": None}, TypeError, "compression_filtered must be True or False"),
     ({"reuseport": 1}, TypeError, "reuseport must be True or False, not 1"),
