@@ -169,6 +169,10 @@ OPTIONS: tuple[Option, ...] = (
 
 OPTION_NAMES = frozenset(o.name for o in OPTIONS)
 
+# Numbers whose 0 means off (never, no limit): None means the same.
+_NONE_IS_OFF = frozenset({"tcp_keepalive", "max_connections", "idle_timeout", "ping_interval",
+                          "read_rate", "write_rate", "busy_poll_us", "compression_idle_timeout"})
+
 # What a `websockets` server's options are here, for the refusal's sentence.
 _PORTED = {
     "max_size": "max_message_size",
@@ -206,6 +210,13 @@ def resolve(overrides: dict[str, Any]) -> dict[str, Any]:
     values = {o.name: o.default for o in OPTIONS}
     values.update(overrides)
     for o in OPTIONS:
+        if values[o.name] is None and o.default is not None and o.maximum is not None:
+            # A number that has an off state takes None for it (websockets'
+            # ping_interval=None); any other is told it needs a number.
+            if o.name not in _NONE_IS_OFF:
+                kind = "an integer" if o.type is int else "a number"
+                raise TypeError(f"{o.name} must be {kind}, not None")
+            values[o.name] = o.type(0)
         o.check(values[o.name])
     low = values["write_low_water"]
     if low is not None and low > values["write_high_water"]:

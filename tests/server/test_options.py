@@ -30,6 +30,9 @@ BAD_VALUES: list[tuple[dict[str, Any], type[Exception], str]] = [
     # A websockets name, and a typo: what it is called here.
     ({"max_size": 1}, TypeError, "unknown server option(s): max_size (here: max_message_size)"),
     ({"max_conections": 1}, TypeError, "max_conections (here: max_connections)"),
+    # None is off where 0 is (below); elsewhere it is told it needs a number.
+    ({"ping_timeout": None}, TypeError, "ping_timeout must be a number, not None"),
+    ({"max_message_size": None}, TypeError, "max_message_size must be an integer, not None"),
     ({"tcp_nodelay": "yes"}, TypeError, "tcp_nodelay must be True or False, not 'yes'"),
     ({"compression_filtered": None}, TypeError, "compression_filtered must be True or False"),
     ({"reuseport": 1}, TypeError, "reuseport must be True or False, not 1"),
@@ -91,3 +94,13 @@ def test_compression_options_are_checked_and_the_cli_can_turn_it_off() -> None:
     out = subprocess.run([sys.executable, "-m", "wsuv.cli", "--compression", "gzip"],
                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert out.returncode == 2 and "--compression" in out.stderr
+
+
+def test_none_is_off_where_zero_is() -> None:
+    """websockets' ping_interval=None (no keepalive) means the same here."""
+    from wsuv.options import OPTIONS, resolve
+
+    off = [o.name for o in OPTIONS if "0 = " in o.help]
+    assert len(off) == 8
+    values = resolve(dict.fromkeys(off))
+    assert all(values[name] == 0 for name in off)
