@@ -19,7 +19,7 @@ from typing import Any
 from wsuv._core import ffi, lib
 from wsuv._uvdrive import UvDriver, host_for
 from wsuv.exceptions import InvalidCertificate, InvalidHandshake
-from wsuv.sync import ClientConnection, _encode
+from wsuv.sync import ClientConnection, _encode, check_client_options
 from wsuv.websocket import ConnectionClosed
 
 _send_hw = lib.ws_server_conn_send_hw
@@ -264,4 +264,5 @@ def connect(url: str, **options: Any) -> Connect:
     wsuv.aio.connect(url) as ws``, ``ws = await wsuv.aio.connect(url)``, or
     ``async for ws in wsuv.aio.connect(url)`` (reconnects). Options and
     errors are those of :func:`wsuv.sync.connect`."""
+    check_client_options("wsuv.aio.connect", options)
     return Connect(url, options)

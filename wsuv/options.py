@@ -11,6 +11,7 @@ import os
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs wsuv-serve RSS
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 KiB = 1024
@@ -186,15 +187,18 @@ _PORTED = {
 }
 
 
-def _unknown(names: set[str]) -> str:
-    """The refused names, each with what it is called here when we can tell."""
+def unknown_names(names: Iterable[str], known: Iterable[str] = OPTION_NAMES,
+                  ported: dict[str, str] = _PORTED) -> str:
+    """The refused names, each with what it is called here when we can tell
+    (a websockets name, or a near typo of a known one)."""
     import difflib
 
+    known = list(known)
     said = []
     for name in sorted(names):
-        hint = _PORTED.get(name)
+        hint = ported.get(name)
         if hint is None:
-            close = difflib.get_close_matches(name, OPTION_NAMES, n=1, cutoff=0.8)
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
             hint = close[0] if close else None
         said.append(f"{name} (here: {hint})" if hint else name)
     return ", ".join(said)
@@ -206,7 +210,7 @@ def resolve(overrides: dict[str, Any]) -> dict[str, Any]:
     timeout must not quietly mean "no timeout")."""
     unknown = set(overrides) - OPTION_NAMES
     if unknown:
-        raise TypeError(f"unknown server option(s): {_unknown(unknown)}")
+        raise TypeError(f"unknown server option(s): {unknown_names(unknown)}")
     values = {o.name: o.default for o in OPTIONS}
     values.update(overrides)
     for o in OPTIONS:

@@ -581,7 +581,31 @@ def connect(url: str, **options: Any) -> ClientConnection:
     ``"unknown_issuer"``, ``"hostname_mismatch"`` or ``"other"``) or
     :class:`wsuv.TLSError` (another TLS handshake failure).
     """
+    check_client_options("wsuv.sync.connect", options)
     return ClientConnection(url, **options)
+
+
+# websockets' client options, and what they are here.
+_CLIENT_PORTED = {
+    "max_size": "max_message_size",
+    "ssl": "ssl_ca_certs, ssl_certfile and ssl_keyfile; TLS is OpenSSL inside the C "
+           "transport, so an ssl.SSLContext cannot be used",
+    "user_agent_header": "additional_headers={'User-Agent': ...}",
+    "server_hostname": "the URL's host",
+}
+
+
+def check_client_options(where: str, options: dict[str, Any]) -> None:
+    """One sentence for option names a client connection does not take."""
+    import inspect
+
+    from wsuv.options import unknown_names
+
+    known = set(inspect.signature(ClientConnection.__init__).parameters) - {"self", "url"}
+    unknown = set(options) - known
+    if unknown:
+        raise TypeError(f"{where} has no option(s) "
+                        f"{unknown_names(unknown, known, _CLIENT_PORTED)}")
 
 
 # -- the C callbacks ---------------------------------------------------------------

@@ -13,6 +13,7 @@ from websockets.asyncio.server import serve as ws_serve
 
 import wsuv
 import wsuv.aio
+import wsuv.sync
 
 T = 5.0
 
@@ -141,3 +142,22 @@ def test_async_for_connect_reconnects_after_the_server_comes_back(run: Any) -> N
 async def _ws_echo_aio(ws: wsuv.aio.Connection) -> None:
     async for message in ws:
         await ws.send(message)
+
+
+@pytest.mark.parametrize("front", ["wsuv.sync.connect", "wsuv.aio.connect"])
+@pytest.mark.parametrize("option, hint", [
+    ("max_size", "(here: max_message_size)"),
+    ("ssl", "an ssl.SSLContext cannot be used"),
+    ("user_agent_header", "additional_headers={'User-Agent': ...}"),
+    ("open_timout", "(here: open_timeout)"),
+    ("proxy", "no option(s) proxy"),
+])
+def test_an_option_the_client_does_not_take_is_one_sentence(front: str, option: str,
+                                                             hint: str) -> None:
+    """websockets' names and typos are told what they are called here, at
+    the call (nothing is dialled)."""
+    connect = wsuv.sync.connect if front == "wsuv.sync.connect" else wsuv.aio.connect
+    with pytest.raises(TypeError) as info:
+        connect("ws://127.0.0.1:1/", **{option: 1})
+    assert str(info.value).startswith(f"{front} has no option(s) {option}")
+    assert hint in str(info.value)
