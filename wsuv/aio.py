@@ -221,6 +221,12 @@ class AioServer:
             raise
 
     # -- public ------------------------------------------------------------------------
+    @property
+    def sockets(self) -> list[Any]:
+        """Not kept: the listening sockets belong to the C server."""
+        raise AttributeError("AioServer has no sockets (they are libuv's, in C): the bound "
+                             "port is server.port, every URL served is in server.addresses")
+
     def close(self, graceful: bool = True) -> None:
         """Stop accepting and close every connection (1001), or drop them at once."""
         s = self.server._s

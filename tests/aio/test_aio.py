@@ -562,3 +562,12 @@ def test_idle_embedded_server_does_not_spin(run: Any) -> None:
             return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     cpu = run(main())
     assert cpu < 0.1, cpu  # 2 s of wall time; a spinning loop burns ~2 s
+
+
+def test_websockets_server_sockets_attribute_says_where_the_port_is(run: Any) -> None:
+    async def main() -> None:
+        async with wsuv.aio.serve(echo, port=0) as server:
+            with pytest.raises(AttributeError, match=r"the bound port is server\.port"):
+                server.sockets[0].getsockname()
+            assert server.addresses == [f"ws://127.0.0.1:{server.port}/"]
+    run(main())
