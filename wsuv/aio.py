@@ -21,6 +21,7 @@ import asyncio
 import collections
 import functools
 import inspect
+import itertools
 import logging
 import threading
 import types
@@ -191,6 +192,7 @@ class AioServer:
             raise
         self.addresses = server.addresses
         self.port = server.port
+        self._ping_ids = itertools.count(1)  # payloads of Connection.ping()
         self._closed: asyncio.Future[None] = self._loop.create_future()
         # A finished future: what a connection's task is woken with in place.
         self._ready: asyncio.Future[None] = _Finished(loop=self._loop)
@@ -358,6 +360,16 @@ class _Adapter(Handler):
 class _ConnectionAdapter(_Adapter):
     """``async def handler(ws)``: one task per connection; its end closes (1000)."""
 
+    def __init__(self, aio: AioServer, user: Any,
+                 decide: Callable[[Request], Any] | None = None) -> None:
+        super().__init__(aio, user, decide)
+        self.on_pong = self._pong  # for Connection.ping's wait
+
+    def _pong(self, ws: WebSocket, data: bytes) -> None:
+        conn = self.conns.get(ws)
+        if conn is not None:
+            conn._ponged(data)
+
     def start(self, conn: Connection) -> None:
         # The handler's own coroutine is the task (no wrapper for every message
         # to pass through); its end is seen by a done callback.
@@ -507,6 +519,7 @@ class Connection:
         self._host = aio._driver.host
         self.close_code: int | None = None
         self.close_reason = ""
+        self._pings: dict[bytes, asyncio.Future[None]] | None = None  # made at the first ping
 
     # -- what the request said --------------------------------------------------------
     @property
@@ -653,9 +666,33 @@ class Connection:
         finally:
             self._drain = None
 
-    async def ping(self, data: bytes = b"") -> None:
-        """Send a ping (the pong is answered for us; at most 125 bytes)."""
-        self.ws.ping(data)
+    async def ping(self, data: bytes = b"", timeout: float | None = None) -> float:
+        """Send a ping and wait for its pong: the round trip in seconds, as
+        wsuv's clients do. ``timeout`` defaults to the ping_timeout option
+        (TimeoutError); ConnectionClosed if the connection ends first. An
+        empty ``data`` gets a payload of its own; at most 125 bytes."""
+        if not data:
+            data = b"wsuv-%d" % next(self._aio._ping_ids)
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = {}
+        if data in pings:
+            raise RuntimeError(f"a ping with the payload {data!r} already waits for its pong")
+        self.ws.ping(data)  # ValueError past 125 bytes, ConnectionClosed once closing
+        pong = pings[data] = self._loop.create_future()
+        limit = timeout if timeout is not None else (self._aio.server.options["ping_timeout"]
+                                                     or None)
+        t0 = self._loop.time()
+        try:
+            await asyncio.wait([pong, self._done], timeout=limit,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            pings.pop(data, None)
+        if pong.done():
+            return self._loop.time() - t0
+        if self._done.done():
+            raise ConnectionClosed(self.close_code, self.close_reason)
+        raise TimeoutError(f"no pong within {limit} s")
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close (the handshake runs in C) and wait until the connection is gone."""
@@ -724,6 +761,19 @@ class Connection:
         if not self._done.done():
             self._done.set_result(None)
         self._wake()
+
+    def _ponged(self, data: bytes) -> None:
+        """A pong: it answers its ping and every one sent before it (RFC 6455
+        5.5.3 lets a peer answer only the latest)."""
+        pings = self._pings
+        if not pings or data not in pings:
+            return  # a keepalive's, or unasked for
+        for key in list(pings):
+            pong = pings.pop(key)
+            if not pong.done():
+                pong.set_result(None)
+            if key == data:
+                break
 
     def _close_now(self, code: int, reason: str) -> None:
         if self.ws._c is not None and not self._done.done():
