@@ -33,7 +33,7 @@ from wsuv._uvdrive import UvDriver, host_for
 from wsuv.handler import Handler, has_async_methods, is_connection_handler, resolve_handler
 from wsuv.request import Request, Response
 from wsuv.server import Server, _default_logging, decide_later, is_pending
-from wsuv.websocket import ConnectionClosed, Message, WebSocket
+from wsuv.websocket import ConnectionClosed, Message, WebSocket, ping_payload
 
 __all__ = ["AioClientConnection", "AioServer", "Connection", "broadcast", "client", "connect",
            "serve"]
@@ -289,7 +289,6 @@ class _Adapter(Handler):
         # What decides on a request before the 101: the handler's on_connect,
         # or a connection handler's process_request.
         self.decide = decide if decide is not None else getattr(user, "on_connect", None)
-        self.decider = "on_connect" if decide is None else "process_request"  # for the log
         self.conns: dict[WebSocket, Connection] = {}
         # Opt-in callbacks exist here only if the application has them, so C
         # reports pings, pongs and plain HTTP requests only when asked to.
@@ -298,14 +297,6 @@ class _Adapter(Handler):
                 setattr(self, name, None)
         if callable(getattr(user, "on_http", None)):
             self.on_http = user.on_http
-        elif decide is not None and not inspect.iscoroutinefunction(decide):
-            self.on_http = self._http_decided  # a health check, as in websockets
-
-    def _http_decided(self, request: Request) -> Response | None:
-        """A plain HTTP request, shown to a plain process_request: its
-        Response answers; anything else leaves the 426."""
-        decision = self.decide(request)  # type: ignore[misc]
-        return decision if isinstance(decision, Response) else None
 
     def on_connect(self, request: Request) -> Any:
         """A plain on_connect decides at once (an async one is awaited instead)."""
@@ -361,9 +352,19 @@ class _ConnectionAdapter(_Adapter):
     """``async def handler(ws)``: one task per connection; its end closes (1000)."""
 
     def __init__(self, aio: AioServer, user: Any,
-                 decide: Callable[[Request], Any] | None = None) -> None:
-        super().__init__(aio, user, decide)
+                 process_request: Callable[[Request], Any] | None = None) -> None:
+        super().__init__(aio, user, process_request)
         self.on_pong = self._pong  # for Connection.ping's wait
+        if process_request is not None:
+            self.decider = "process_request"  # for the log lines of a 500
+            if not inspect.iscoroutinefunction(process_request):
+                self.on_http = self._http_decided  # a health check, as in websockets
+
+    def _http_decided(self, request: Request) -> Response | None:
+        """A plain HTTP request, shown to a plain process_request: its
+        Response answers; anything else leaves the 426."""
+        decision = self.decide(request)  # type: ignore[misc]
+        return decision if isinstance(decision, Response) else None
 
     def _pong(self, ws: WebSocket, data: bytes) -> None:
         conn = self.conns.get(ws)
@@ -666,11 +667,12 @@ class Connection:
         finally:
             self._drain = None
 
-    async def ping(self, data: bytes = b"", timeout: float | None = None) -> float:
+    async def ping(self, data: bytes | str = b"", timeout: float | None = None) -> float:
         """Send a ping and wait for its pong: the round trip in seconds, as
         wsuv's clients do. ``timeout`` defaults to the ping_timeout option
         (TimeoutError); ConnectionClosed if the connection ends first. An
         empty ``data`` gets a payload of its own; at most 125 bytes."""
+        data = ping_payload(data)  # a key of the wait, so bytes
         if not data:
             data = b"wsuv-%d" % next(self._aio._ping_ids)
         pings = self._pings
@@ -678,7 +680,7 @@ class Connection:
             pings = self._pings = {}
         if data in pings:
             raise RuntimeError(f"a ping with the payload {data!r} already waits for its pong")
-        self.ws.ping(data)  # ValueError past 125 bytes, ConnectionClosed once closing
+        self.ws.ping(data)  # ConnectionClosed once closing
         pong = pings[data] = self._loop.create_future()
         limit = timeout if timeout is not None else (self._aio.server.options["ping_timeout"]
                                                      or None)

@@ -147,7 +147,7 @@ class AioClientConnection(ClientConnection):
         if not self._c and self._close is not None and self._close[0] == 1006:
             raise self._closed_error()
 
-    async def ping(self, data: bytes = b"", timeout: float | None = None) -> float:  # type: ignore[override]
+    async def ping(self, data: bytes | str = b"", timeout: float | None = None) -> float:  # type: ignore[override]
         """Send a ping and wait for its pong; the round trip in seconds."""
         data = self._send_ping(data)
         self._kick()

@@ -170,9 +170,9 @@ OPTIONS: tuple[Option, ...] = (
 
 OPTION_NAMES = frozenset(o.name for o in OPTIONS)
 
-# Numbers whose 0 means off (never, no limit): None means the same.
-_NONE_IS_OFF = frozenset({"tcp_keepalive", "max_connections", "idle_timeout", "ping_interval",
-                          "read_rate", "write_rate", "busy_poll_us", "compression_idle_timeout"})
+# Numbers whose 0 means off, as their help says ("0 = never", "0 = no limit"):
+# None means the same.
+_NONE_IS_OFF = frozenset(o.name for o in OPTIONS if "0 = " in o.help)
 
 # What a `websockets` server's options are here, for the refusal's sentence.
 _PORTED = {

@@ -38,7 +38,7 @@ from wsuv.exceptions import (
     TLSError,
 )
 from wsuv.request import Headers
-from wsuv.websocket import ConnectionClosed
+from wsuv.websocket import ConnectionClosed, ping_payload
 
 __all__ = ["ClientConnection", "HandshakeResponse", "InvalidCertificate", "InvalidHandshake",
            "InvalidStatus", "InvalidURI", "TLSError", "connect"]
@@ -311,7 +311,7 @@ class ClientConnection:
                     return
                 raise
 
-    def ping(self, data: bytes = b"", timeout: float | None = None) -> float:
+    def ping(self, data: bytes | str = b"", timeout: float | None = None) -> float:
         """Send a ping and wait for its pong; returns the round trip in seconds.
         ``data`` (<= 125 bytes) defaults to a fresh payload; ``timeout``
         defaults to ping_timeout. Messages that arrive meanwhile are kept."""
@@ -327,13 +327,12 @@ class ClientConnection:
         self._pongs.discard(data)
         return time.monotonic() - t0
 
-    def _send_ping(self, data: bytes) -> bytes:
+    def _send_ping(self, data: bytes | str) -> bytes:
         """Writes a ping (a fresh payload if data is empty); returns its payload."""
+        data = ping_payload(data)  # a key of the wait, so bytes
         if not data:
             self._ping_ids += 1
             data = b"wsuv-%d" % self._ping_ids
-        if len(data) > 125:
-            raise ValueError("a ping carries at most 125 bytes")
         if self._c == ffi.NULL or lib.ws_server_conn_ping(self._c, data, len(data)) != 0:
             raise self._closed_error()
         return data
@@ -595,17 +594,21 @@ _CLIENT_PORTED = {
 }
 
 
+_init_code = ClientConnection.__init__.__code__
+# The keyword options of a client connection (its __init__'s, after self and url).
+_CLIENT_OPTIONS = frozenset(
+    _init_code.co_varnames[2:_init_code.co_argcount + _init_code.co_kwonlyargcount])
+del _init_code
+
+
 def check_client_options(where: str, options: dict[str, Any]) -> None:
     """One sentence for option names a client connection does not take."""
-    import inspect
-
-    from wsuv.options import unknown_names
-
-    known = set(inspect.signature(ClientConnection.__init__).parameters) - {"self", "url"}
-    unknown = set(options) - known
+    unknown = set(options) - _CLIENT_OPTIONS
     if unknown:
+        from wsuv.options import unknown_names
+
         raise TypeError(f"{where} has no option(s) "
-                        f"{unknown_names(unknown, known, _CLIENT_PORTED)}")
+                        f"{unknown_names(unknown, _CLIENT_OPTIONS, _CLIENT_PORTED)}")
 
 
 # -- the C callbacks ---------------------------------------------------------------

@@ -166,11 +166,9 @@ class WebSocket:
         except ConnectionClosed:
             pass
 
-    def ping(self, data: bytes = b"") -> None:
+    def ping(self, data: bytes | str = b"") -> None:
         """Send a ping (at most 125 bytes of payload); the pong goes to ``on_pong``."""
-        data = _as_bytes(data)
-        if len(data) > 125:
-            raise ValueError("ping payload is limited to 125 bytes")
+        data = ping_payload(data)
         if self._off_loop():
             self._server._handoff(self._quietly, self.ping, data)
             return
@@ -287,6 +285,22 @@ def _as_bytes(message: Any) -> bytes:
         return message
     _buffer(message)
     return bytes(memoryview(message))
+
+
+def ping_payload(data: Any) -> bytes:
+    """A ping's payload as bytes: bytes-like, or str (sent as UTF-8, as
+    websockets does); at most 125 bytes (RFC 6455 5.5)."""
+    if isinstance(data, str):
+        data = data.encode()
+    elif type(data) is not bytes:
+        try:
+            data = bytes(memoryview(data))
+        except TypeError:
+            raise TypeError(f"a ping payload is str or bytes-like, not "
+                            f"{type(data).__name__}") from None
+    if len(data) > 125:
+        raise ValueError("a ping carries at most 125 bytes")
+    return data  # type: ignore[no-any-return]
 
 
 def _buffer(message: Any) -> Any:

@@ -46,8 +46,13 @@ def test_ping_returns_the_round_trip(run: Any) -> None:
         rtt = await ws.ping()
         again = await ws.ping(b"mine", timeout=T)
         await ws.send(f"{type(rtt).__name__} {0 <= rtt < T} {0 <= again < T}")
-        with pytest.raises(ValueError):
+        # str is sent as UTF-8 and bytearray as its bytes, as websockets does.
+        assert 0 <= await ws.ping("text", timeout=T) < T
+        assert 0 <= await ws.ping(bytearray(b"ba"), timeout=T) < T
+        with pytest.raises(ValueError, match="at most 125 bytes"):
             await ws.ping(b"x" * 126)
+        with pytest.raises(TypeError, match="a ping payload is str or bytes-like, not int"):
+            await ws.ping(5)  # type: ignore[arg-type]
         # Two waits on one payload cannot be told apart: the second is refused.
         first = asyncio.create_task(ws.ping(b"same"))
         await asyncio.sleep(0)

@@ -173,6 +173,9 @@ def test_ping_pong_both_ways() -> None:
         rtt = ws.ping()
         assert 0 <= rtt < TIMEOUT
         assert ws.ping(b"payload") >= 0
+        assert ws.ping("text, sent as UTF-8") >= 0
+        with pytest.raises(TypeError, match="a ping payload is str or bytes-like, not int"):
+            ws.ping(5)  # type: ignore[arg-type]
         assert ws.recv(timeout=TIMEOUT) == "pong after float"
 
 

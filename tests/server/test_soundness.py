@@ -410,9 +410,10 @@ def test_wrong_message_types_are_one_sentence() -> None:
             wait_for(lambda: handler.members)
             ws = handler.members[0]
             for call in (lambda: ws.send(42), lambda: server.broadcast(3.5),  # type: ignore
-                         lambda: ws.ping("text")):  # type: ignore[arg-type]
+                         lambda: ws.ping(7)):  # type: ignore[arg-type]
                 with pytest.raises(TypeError, match="str or bytes-like"):
                     on_loop_raising(server, call)
+            on_loop_raising(server, lambda: ws.ping("text"))  # str: sent as UTF-8
             with pytest.raises(TypeError, match="must be an int"):
                 on_loop_raising(server, lambda: ws.close("1000"))  # type: ignore[arg-type]
             with pytest.raises(TypeError, match="WebSocket"):
